@@ -1,0 +1,300 @@
+"""The event vocabulary: everything that happens to a practice and its writebacks.
+
+One stream per practice, ``practice-{office_id}``; its writebacks' events live in the same stream,
+so one actor is the single writer of everything it decides on. Events are msgspec structs in one
+tagged union (``type`` is the snake-case class name) and are the only thing the log stores.
+
+Rules that keep stored events readable as the schema grows (msgspec schema evolution):
+- a new field always has a default; never reorder, rename or retype a field;
+- a changed meaning gets a new tag, and the fold handles both;
+- never ``forbid_unknown_fields`` here (an older binary must read a newer log).
+
+Secrets never appear in an event: a token refresh records only the expiry. A writeback payload
+is patient data: ``WritebackRequested.payload`` holds it encrypted with a key of its own
+(see ``store.credentials``), so destroying that key purges it without editing the log.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Union, get_args
+
+import msgspec
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag=_snake):
+    """Base: every event carries the wall-clock time (UTC) at which it was decided."""
+
+    at: datetime
+
+
+# --- practice lifecycle --------------------------------------------------------------------
+
+
+class PracticeRegistered(Event, frozen=True, kw_only=True):
+    """Onboarding found the practice in ``authorized_practices`` for the first time."""
+
+    office_id: str
+    practice_name: str = ""
+    practice_ids: tuple[str, ...] = ()
+    time_zone: str | None = None
+
+
+class PracticeUpdated(Event, frozen=True, kw_only=True):
+    """Onboarding saw changed details (name, practice ids, time zone)."""
+
+    practice_name: str = ""
+    practice_ids: tuple[str, ...] = ()
+    time_zone: str | None = None
+
+
+class PracticeDeauthorized(Event, frozen=True, kw_only=True):
+    """The practice left ``authorized_practices`` or its keys answer 401 API2007."""
+
+    reason: str = ""
+
+
+class PracticeReauthorized(Event, frozen=True, kw_only=True):
+    """A de-authorized practice is listed again; its actor may get a new key."""
+
+
+class TokenRefreshed(Event, frozen=True, kw_only=True):
+    """A new request key was obtained (never the key itself: only its expiry and the grant)."""
+
+    expires_at: datetime
+    grant: str = "refresh_key"  # "request_key" | "refresh_key"
+
+
+class TokenRefreshFailed(Event, frozen=True, kw_only=True):
+    """A grant failed; ``code`` is Sikka's error code or a transport class."""
+
+    code: str
+    message: str = ""
+
+
+class SetupRequired(Event, frozen=True, kw_only=True):
+    """No usable key can be obtained: an operator (or a re-authorization) must act."""
+
+    code: str
+    message: str = ""
+
+
+class PracticePaused(Event, frozen=True, kw_only=True):
+    """Operator pause: nothing new is sent; pending writebacks are still polled."""
+
+
+class PracticeResumed(Event, frozen=True, kw_only=True):
+    """Operator resume."""
+
+
+class PracticeParked(Event, frozen=True, kw_only=True):
+    """The supervisor stopped restarting the actor after too many crashes, until ``until``."""
+
+    until: datetime
+    error: str = ""
+
+
+class PracticeUnparked(Event, frozen=True, kw_only=True):
+    """The parking cool-down ended and the actor runs again."""
+
+
+class PracticeOffboarded(Event, frozen=True, kw_only=True):
+    """Keys deleted at Sikka, credentials destroyed and payloads shredded; the stream is closed."""
+
+
+# --- writeback lifecycle (interface section 4) ---------------------------------------------
+
+
+class WritebackRequested(Event, frozen=True, kw_only=True):
+    """Accepted request → ``queued``. ``payload`` is the encrypted JSON payload."""
+
+    writeback_id: str
+    operation: str
+    payload: str
+    deadline_at: datetime
+    idempotency_key: str | None = None
+    retry_of: str | None = None
+
+
+class SubmitAttempted(Event, frozen=True, kw_only=True):
+    """``queued`` → ``submitting``: recorded before the request leaves."""
+
+    writeback_id: str
+    attempt: int
+
+
+class WritebackSubmitted(Event, frozen=True, kw_only=True):
+    """``submitting`` → ``pending``: Sikka acknowledged with its writeback id."""
+
+    writeback_id: str
+    sikka_writeback_id: str
+
+
+class SubmitRefused(Event, frozen=True, kw_only=True):
+    """``submitting`` → ``queued``: the key was refused, nothing was created (not an attempt)."""
+
+    writeback_id: str
+    code: str
+
+
+class WritebackRejected(Event, frozen=True, kw_only=True):
+    """``submitting`` → ``failed`` (not retryable): Sikka refused the input."""
+
+    writeback_id: str
+    code: str
+    message: str = ""
+    http_status: int = 400
+
+
+class WritebackDeferred(Event, frozen=True, kw_only=True):
+    """``submitting`` → ``deferred``: answered before anything was accepted (429, 412, quota)."""
+
+    writeback_id: str
+    reason: str
+    retry_at: datetime
+
+
+class OutcomeUnknown(Event, frozen=True, kw_only=True):
+    """``submitting`` → ``unknown``: 5xx, timeout, cut connection or crash after sending."""
+
+    writeback_id: str
+    reason: str
+
+
+class WritebackReconciled(Event, frozen=True, kw_only=True):
+    """``unknown`` → ``pending``: found in ``GET /writebacks``."""
+
+    writeback_id: str
+    sikka_writeback_id: str
+
+
+class ProvenAbsent(Event, frozen=True, kw_only=True):
+    """``unknown`` → ``queued``: Sikka's list for the attempt's range proves it was never created."""
+
+    writeback_id: str
+
+
+class RetryScheduled(Event, frozen=True, kw_only=True):
+    """``deferred`` → ``queued``: the backoff elapsed (or quiet hours began)."""
+
+    writeback_id: str
+
+
+class StatusChecked(Event, frozen=True, kw_only=True):
+    """A status check of a ``pending`` writeback that did not end it; counts in ``checks``."""
+
+    writeback_id: str
+    next_check_at: datetime | None = None
+    result: str = ""
+
+
+class CancelRequested(Event, frozen=True, kw_only=True):
+    """Cancel (or deadline) of a ``pending``/``unknown`` writeback: DELETE at Sikka follows."""
+
+    writeback_id: str
+    reason: str = "cancel"  # "cancel" | "deadline"
+
+
+class WritebackCompleted(Event, frozen=True, kw_only=True):
+    """→ ``completed``: Sikka reports it done."""
+
+    writeback_id: str
+    created_id: str | None = None
+    sikka_completed_time: str | None = None
+
+
+class WritebackFailed(Event, frozen=True, kw_only=True):
+    """→ ``failed`` with a code (Sikka's, or ours: deadline_exceeded, outcome_unknown, …)."""
+
+    writeback_id: str
+    code: str
+    message: str = ""
+    retryable: bool = False
+    sikka_completed_time: str | None = None
+
+
+class WritebackCancelled(Event, frozen=True, kw_only=True):
+    """→ ``cancelled``."""
+
+    writeback_id: str
+
+
+class LateOutcomeFound(Event, frozen=True, kw_only=True):
+    """A writeback failed as ``outcome_unknown`` was found at Sikka after all (alerted)."""
+
+    writeback_id: str
+    sikka_writeback_id: str
+
+
+class PayloadPurged(Event, frozen=True, kw_only=True):
+    """The payload's key was destroyed (retention or offboarding); the ciphertext is now noise."""
+
+    writeback_id: str
+
+
+AnyEvent = Union[
+    PracticeRegistered,
+    PracticeUpdated,
+    PracticeDeauthorized,
+    PracticeReauthorized,
+    TokenRefreshed,
+    TokenRefreshFailed,
+    SetupRequired,
+    PracticePaused,
+    PracticeResumed,
+    PracticeParked,
+    PracticeUnparked,
+    PracticeOffboarded,
+    WritebackRequested,
+    SubmitAttempted,
+    WritebackSubmitted,
+    SubmitRefused,
+    WritebackRejected,
+    WritebackDeferred,
+    OutcomeUnknown,
+    WritebackReconciled,
+    ProvenAbsent,
+    RetryScheduled,
+    StatusChecked,
+    CancelRequested,
+    WritebackCompleted,
+    WritebackFailed,
+    WritebackCancelled,
+    LateOutcomeFound,
+    PayloadPurged,
+]
+
+EVENT_TYPES: tuple[type[Event], ...] = get_args(AnyEvent)
+TYPE_NAMES: dict[type[Event], str] = {cls: _snake(cls.__name__) for cls in EVENT_TYPES}
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(AnyEvent)
+
+
+def encode(event: Event) -> bytes:
+    """JSON bytes of one event, ``type`` tag included."""
+    return _encoder.encode(event)
+
+
+def decode(data: bytes | str) -> Event:
+    """The event encoded in ``data`` (unknown fields ignored, new fields defaulted)."""
+    return _decoder.decode(data)
+
+
+def type_name(event: Event) -> str:
+    return TYPE_NAMES[type(event)]
+
+
+def stream_id(office_id: str) -> str:
+    return f"practice-{office_id}"
+
+
+def office_of(stream: str) -> str:
+    if not stream.startswith("practice-"):
+        raise ValueError(f"not a practice stream: {stream!r}")
+    return stream[len("practice-") :]

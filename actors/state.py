@@ -1,0 +1,287 @@
+"""State folded from events: ``evolve(practice, event) -> practice``. Pure; no I/O.
+
+The same fold serves the live actor (recovery and every append), the projections and replay,
+so what an operator replays is exactly what the actor believed.
+
+Writeback lifecycle (interface section 4; final states absorb every later event)::
+
+                 requested                       acknowledged
+      ──────────► queued ──► submitting ─────────────────────► pending ──► completed
+                   ▲  ▲          │ │ │ └─ rejected ──► failed      │  └───► failed
+     proven absent │  │ refused  │ │ └── 5xx/timeout/crash ──┐    │  └───► cancelled (DELETE ok)
+                   │  └──────────┘ │                         ▼    │
+                   │   retry       └─ 429/412/quota ──► deferred  │
+                   │  scheduled ◄──────────────────────────┘      │
+                   └───────────────────────────────── unknown ────┘ reconciled
+      queued/deferred ── cancel ──► cancelled;  queued/deferred/unknown ── deadline ──► failed
+
+``Practice.writebacks`` holds only writebacks that are not final (plus their encrypted payloads
+in ``payloads``); a final writeback leaves the actor's memory and lives on in the ``writebacks``
+projection. ``evolve_writeback`` is the per-writeback fold that both use.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import msgspec
+from msgspec.structs import replace
+
+from actors import events as ev
+
+WRITEBACK_STATES = (
+    "queued",
+    "submitting",
+    "pending",
+    "deferred",
+    "unknown",
+    "completed",
+    "failed",
+    "cancelled",
+)
+FINAL_STATES = frozenset({"completed", "failed", "cancelled"})
+PRACTICE_STATES = ("active", "setup_required", "paused", "parked", "offboarded")
+
+
+class WritebackError(msgspec.Struct, frozen=True):
+    code: str
+    message: str = ""
+
+
+class Writeback(msgspec.Struct, frozen=True, kw_only=True):
+    """One writeback as the admin API shows it (no payload), plus the fold's bookkeeping."""
+
+    writeback_id: str
+    office_id: str
+    operation: str
+    state: str = "queued"
+    idempotency_key: str | None = None
+    retry_of: str | None = None
+    retryable: bool = False
+    sikka_writeback_id: str | None = None
+    created_id: str | None = None
+    error: WritebackError | None = None
+    requested_at: datetime
+    submitted_at: datetime | None = None
+    completed_at: datetime | None = None
+    sikka_completed_time: str | None = None
+    deadline_at: datetime
+    attempts: int = 0
+    checks: int = 0
+    next_check_at: datetime | None = None
+    # bookkeeping, not part of the API shape
+    seq: int = 0  # request order within the practice
+    attempted_at: datetime | None = None  # when the last submit attempt began
+    retry_at: datetime | None = None  # when a deferred writeback may be queued again
+    deferred_reason: str | None = None
+    cancel_requested: bool = False
+    cancel_reason: str | None = None
+
+
+class Practice(msgspec.Struct, frozen=True, kw_only=True):
+    """A practice as its actor knows it. Secrets live only in the credentials store."""
+
+    office_id: str
+    registered: bool = False
+    practice_name: str = ""
+    practice_ids: tuple[str, ...] = ()
+    time_zone: str | None = None
+    authorized: bool = True
+    setup_required: bool = False
+    paused: bool = False
+    parked_until: datetime | None = None
+    offboarded: bool = False
+    token_expires_at: datetime | None = None
+    last_error: str | None = None
+    updated_at: datetime | None = None
+    next_seq: int = 1
+    writebacks: dict[str, Writeback] = {}
+    payloads: dict[str, str] = {}
+    finished: dict[str, int] = {}  # final state → count
+    retryable_failed: tuple[str, ...] = ()  # failed, retryable, not yet retried
+
+    @property
+    def state(self) -> str:
+        if self.offboarded:
+            return "offboarded"
+        if self.parked_until is not None:
+            return "parked"
+        if self.setup_required or not self.authorized:
+            return "setup_required"
+        if self.paused:
+            return "paused"
+        return "active"
+
+
+def empty(office_id: str) -> Practice:
+    return Practice(office_id=office_id)
+
+
+def evolve_writeback(wb: Writeback | None, e: ev.Event, office_id: str) -> Writeback | None:
+    """The writeback after ``e`` (``None`` before it was requested). Final states absorb."""
+    if isinstance(e, ev.WritebackRequested):
+        if wb is not None:
+            return wb
+        return Writeback(
+            writeback_id=e.writeback_id,
+            office_id=office_id,
+            operation=e.operation,
+            idempotency_key=e.idempotency_key,
+            retry_of=e.retry_of,
+            requested_at=e.at,
+            deadline_at=e.deadline_at,
+        )
+    if wb is None:
+        return None
+    if wb.state in FINAL_STATES:
+        return wb
+    match e:
+        case ev.SubmitAttempted():
+            return replace(wb, state="submitting", attempts=e.attempt, attempted_at=e.at, retry_at=None)
+        case ev.WritebackSubmitted():
+            return replace(wb, state="pending", sikka_writeback_id=e.sikka_writeback_id, submitted_at=e.at)
+        case ev.SubmitRefused():
+            return replace(wb, state="queued", attempts=max(0, wb.attempts - 1))
+        case ev.WritebackRejected():
+            return _final(wb, e.at, "failed", error=WritebackError(e.code, e.message), retryable=False)
+        case ev.WritebackDeferred():
+            return replace(wb, state="deferred", retry_at=e.retry_at, deferred_reason=e.reason)
+        case ev.OutcomeUnknown():
+            return replace(wb, state="unknown")
+        case ev.WritebackReconciled():
+            return replace(
+                wb,
+                state="pending",
+                sikka_writeback_id=e.sikka_writeback_id,
+                submitted_at=wb.submitted_at or wb.attempted_at or e.at,
+            )
+        case ev.ProvenAbsent() | ev.RetryScheduled():
+            return replace(wb, state="queued", retry_at=None, deferred_reason=None)
+        case ev.StatusChecked():
+            return replace(wb, checks=wb.checks + 1, next_check_at=e.next_check_at)
+        case ev.CancelRequested():
+            return replace(wb, cancel_requested=True, cancel_reason=e.reason)
+        case ev.WritebackCompleted():
+            return _final(wb, e.at, "completed", created_id=e.created_id, sikka_completed_time=e.sikka_completed_time)
+        case ev.WritebackFailed():
+            return _final(
+                wb,
+                e.at,
+                "failed",
+                error=WritebackError(e.code, e.message),
+                retryable=e.retryable,
+                sikka_completed_time=e.sikka_completed_time,
+            )
+        case ev.WritebackCancelled():
+            return _final(wb, e.at, "cancelled")
+    return wb
+
+
+def _final(wb: Writeback, at: datetime, state: str, **changes) -> Writeback:
+    return replace(wb, state=state, completed_at=at, next_check_at=None, retry_at=None, **changes)
+
+
+def _without(d: dict, key) -> dict:
+    d = dict(d)
+    d.pop(key, None)
+    return d
+
+
+def evolve(p: Practice, e: ev.Event) -> Practice:
+    """The practice after ``e``. Total: an event that does not apply leaves the state as it is."""
+    p = replace(p, updated_at=e.at)
+    match e:
+        case ev.PracticeRegistered():
+            return replace(
+                p,
+                registered=True,
+                practice_name=e.practice_name,
+                practice_ids=e.practice_ids,
+                time_zone=e.time_zone,
+                authorized=True,
+            )
+        case ev.PracticeUpdated():
+            return replace(p, practice_name=e.practice_name, practice_ids=e.practice_ids, time_zone=e.time_zone)
+        case ev.PracticeDeauthorized():
+            return replace(p, authorized=False, last_error=e.reason or "practice de-authorized the application")
+        case ev.PracticeReauthorized():
+            return replace(p, authorized=True, setup_required=False)
+        case ev.TokenRefreshed():
+            return replace(p, token_expires_at=e.expires_at, setup_required=False, last_error=None)
+        case ev.TokenRefreshFailed():
+            return replace(p, last_error=_error_text(e.code, e.message))
+        case ev.SetupRequired():
+            return replace(p, setup_required=True, token_expires_at=None, last_error=_error_text(e.code, e.message))
+        case ev.PracticePaused():
+            return replace(p, paused=True)
+        case ev.PracticeResumed():
+            return replace(p, paused=False)
+        case ev.PracticeParked():
+            return replace(p, parked_until=e.until, last_error=e.error or p.last_error)
+        case ev.PracticeUnparked():
+            return replace(p, parked_until=None)
+        case ev.PracticeOffboarded():
+            return replace(p, offboarded=True, token_expires_at=None, payloads={})
+        case ev.WritebackRequested():
+            return _requested(p, e)
+        case ev.PayloadPurged():
+            return replace(p, payloads=_without(p.payloads, e.writeback_id))
+        case ev.LateOutcomeFound():
+            return p
+    writeback_id = getattr(e, "writeback_id", None)
+    wb = p.writebacks.get(writeback_id) if writeback_id is not None else None
+    if wb is None:
+        return p
+    wb = evolve_writeback(wb, e, p.office_id)
+    if wb.state not in FINAL_STATES:
+        return replace(p, writebacks={**p.writebacks, wb.writeback_id: wb})
+    finished = dict(p.finished)
+    finished[wb.state] = finished.get(wb.state, 0) + 1
+    retryable_failed = p.retryable_failed
+    if wb.state == "failed" and wb.retryable:
+        retryable_failed = retryable_failed + (wb.writeback_id,)
+    return replace(
+        p,
+        writebacks=_without(p.writebacks, wb.writeback_id),
+        payloads=_without(p.payloads, wb.writeback_id),
+        finished=finished,
+        retryable_failed=retryable_failed,
+    )
+
+
+def _requested(p: Practice, e: ev.WritebackRequested) -> Practice:
+    if e.writeback_id in p.writebacks:
+        return p
+    wb = evolve_writeback(None, e, p.office_id)
+    assert wb is not None
+    wb = replace(wb, seq=p.next_seq)
+    retryable_failed = p.retryable_failed
+    if e.retry_of is not None:
+        retryable_failed = tuple(i for i in retryable_failed if i != e.retry_of)
+    return replace(
+        p,
+        next_seq=p.next_seq + 1,
+        writebacks={**p.writebacks, wb.writeback_id: wb},
+        payloads={**p.payloads, wb.writeback_id: e.payload},
+        retryable_failed=retryable_failed,
+    )
+
+
+def _error_text(code: str, message: str) -> str:
+    return f"{code}: {message}" if message else code
+
+
+def fold(p: Practice, events) -> Practice:
+    for e in events:
+        p = evolve(p, e)
+    return p
+
+
+def writeback_counts(p: Practice) -> dict[str, int]:
+    """Counts by state, for ``PracticeStatus.writebacks`` (final ones from ``finished``)."""
+    counts = {s: 0 for s in WRITEBACK_STATES}
+    for wb in p.writebacks.values():
+        counts[wb.state] += 1
+    for s, n in p.finished.items():
+        counts[s] += n
+    return counts
