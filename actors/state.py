@@ -189,10 +189,21 @@ def _without(d: dict, key) -> dict:
 
 def evolve(p: Practice, e: ev.Event) -> Practice:
     """The practice after ``e``. Total: an event that does not apply leaves the state as it is."""
+    writeback_id = getattr(e, "writeback_id", None)
+    wb = p.writebacks.get(writeback_id) if writeback_id is not None else None
+    return step(p, e, wb)[0]
+
+
+def step(p: Practice, e: ev.Event, wb: Writeback | None) -> tuple[Practice, Writeback | None]:
+    """One fold step: the practice after ``e`` and the writeback ``e`` concerns (given as ``wb``).
+
+    ``evolve`` looks ``wb`` up in the practice's open writebacks; the ``writebacks`` projection
+    passes its stored row instead, so both apply exactly the same rules.
+    """
     p = replace(p, updated_at=e.at)
     match e:
         case ev.PracticeRegistered():
-            return replace(
+            p = replace(
                 p,
                 registered=True,
                 practice_name=e.practice_name,
@@ -201,70 +212,73 @@ def evolve(p: Practice, e: ev.Event) -> Practice:
                 authorized=True,
             )
         case ev.PracticeUpdated():
-            return replace(p, practice_name=e.practice_name, practice_ids=e.practice_ids, time_zone=e.time_zone)
+            p = replace(p, practice_name=e.practice_name, practice_ids=e.practice_ids, time_zone=e.time_zone)
         case ev.PracticeDeauthorized():
-            return replace(p, authorized=False, last_error=e.reason or "practice de-authorized the application")
+            p = replace(p, authorized=False, last_error=e.reason or "practice de-authorized the application")
         case ev.PracticeReauthorized():
-            return replace(p, authorized=True, setup_required=False)
+            p = replace(p, authorized=True, setup_required=False)
         case ev.TokenRefreshed():
-            return replace(p, token_expires_at=e.expires_at, setup_required=False, last_error=None)
+            p = replace(p, token_expires_at=e.expires_at, setup_required=False, last_error=None)
         case ev.TokenRefreshFailed():
-            return replace(p, last_error=_error_text(e.code, e.message))
+            p = replace(p, last_error=_error_text(e.code, e.message))
         case ev.SetupRequired():
-            return replace(p, setup_required=True, token_expires_at=None, last_error=_error_text(e.code, e.message))
+            p = replace(p, setup_required=True, token_expires_at=None, last_error=_error_text(e.code, e.message))
         case ev.PracticePaused():
-            return replace(p, paused=True)
+            p = replace(p, paused=True)
         case ev.PracticeResumed():
-            return replace(p, paused=False)
+            p = replace(p, paused=False)
         case ev.PracticeParked():
-            return replace(p, parked_until=e.until, last_error=e.error or p.last_error)
+            p = replace(p, parked_until=e.until, last_error=e.error or p.last_error)
         case ev.PracticeUnparked():
-            return replace(p, parked_until=None)
+            p = replace(p, parked_until=None)
         case ev.PracticeOffboarded():
-            return replace(p, offboarded=True, token_expires_at=None, payloads={})
+            p = replace(p, offboarded=True, token_expires_at=None, payloads={})
         case ev.WritebackRequested():
-            return _requested(p, e)
+            return _requested(p, e, wb)
         case ev.PayloadPurged():
-            return replace(p, payloads=_without(p.payloads, e.writeback_id))
-        case ev.LateOutcomeFound():
-            return p
-    writeback_id = getattr(e, "writeback_id", None)
-    wb = p.writebacks.get(writeback_id) if writeback_id is not None else None
-    if wb is None:
-        return p
-    wb = evolve_writeback(wb, e, p.office_id)
+            p = replace(p, payloads=_without(p.payloads, e.writeback_id))
+        case _ if wb is not None:
+            changed = evolve_writeback(wb, e, p.office_id)
+            if changed is not wb:  # a final writeback absorbs the event and stays the same object
+                return _writeback_changed(p, changed)
+    return p, wb
+
+
+def _writeback_changed(p: Practice, wb: Writeback) -> tuple[Practice, Writeback]:
     if wb.state not in FINAL_STATES:
-        return replace(p, writebacks={**p.writebacks, wb.writeback_id: wb})
+        return replace(p, writebacks={**p.writebacks, wb.writeback_id: wb}), wb
     finished = dict(p.finished)
     finished[wb.state] = finished.get(wb.state, 0) + 1
     retryable_failed = p.retryable_failed
     if wb.state == "failed" and wb.retryable:
         retryable_failed = retryable_failed + (wb.writeback_id,)
-    return replace(
+    p = replace(
         p,
         writebacks=_without(p.writebacks, wb.writeback_id),
         payloads=_without(p.payloads, wb.writeback_id),
         finished=finished,
         retryable_failed=retryable_failed,
     )
+    return p, wb
 
 
-def _requested(p: Practice, e: ev.WritebackRequested) -> Practice:
-    if e.writeback_id in p.writebacks:
-        return p
+def _requested(p: Practice, e: ev.WritebackRequested, wb: Writeback | None) -> tuple[Practice, Writeback]:
+    if wb is not None:
+        return p, wb
     wb = evolve_writeback(None, e, p.office_id)
     assert wb is not None
     wb = replace(wb, seq=p.next_seq)
     retryable_failed = p.retryable_failed
     if e.retry_of is not None:
         retryable_failed = tuple(i for i in retryable_failed if i != e.retry_of)
-    return replace(
+    p = replace(
         p,
         next_seq=p.next_seq + 1,
         writebacks={**p.writebacks, wb.writeback_id: wb},
         payloads={**p.payloads, wb.writeback_id: e.payload},
         retryable_failed=retryable_failed,
     )
+    return p, wb
 
 
 def _error_text(code: str, message: str) -> str:
