@@ -2,7 +2,12 @@
 
 ``OPERATIONS[name]`` says which Sikka call an operation makes, which payload field (if any) goes
 into the path, which fields are required, and which may appear. ``validate`` (the client issue)
-turns a caller's payload into the exact string-typed body Sikka wants, or names the bad field.
+turns a caller's payload into the exact string-typed body Sikka wants, or raises ``PayloadError``
+naming the bad field; ``prepare`` also gives the method and path. Rules: unknown fields, values
+that are neither strings nor numbers (numbers become decimal strings), missing required fields,
+none of ``one_of``, bad formats (``date``/``birthdate`` a real yyyy-mm-dd date, ``time`` HH:mm
+00:00-23:59, ``length`` a positive integer) and unsafe path ids are all refused. The path field
+(``appointment_sr_no``, ``patient_id``) goes into the path only, never into the body.
 
 Reconciliation (an ``unknown`` writeback looked up in ``GET /writebacks``) matches on office,
 ``method``, ``api_name`` (compared singular and case-insensitively) and every body field we sent,
@@ -10,6 +15,12 @@ against the item's URL-decoded ``api_request_body`` (which also carries the path
 """
 
 from __future__ import annotations
+
+import decimal
+import math
+import re
+from collections.abc import Mapping
+from datetime import date
 
 import msgspec
 
@@ -130,3 +141,108 @@ def api_name_matches(resource: str, api_name: str) -> bool:
         return s[:-1] if s.endswith("s") else s
 
     return singular(resource) == singular(api_name)
+
+
+# --- validation (the client issue) ------------------------------------------------------------
+
+PAYLOAD_ERROR_CODES = ("missing_field", "invalid_field", "unknown_field", "unknown_operation")
+
+# Characters Sikka forbids in a URI path segment (sikka-api.md section 8.4). Whitespace, control
+# characters and non-ASCII are refused too: httpx would percent-encode them, and "%" is forbidden.
+FORBIDDEN_PATH_CHARS = frozenset(':#?/\\%+=')
+
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_TIME = re.compile(r"(?:[01]\d|2[0-3]):[0-5]\d")
+_POSITIVE_INT = re.compile(r"[1-9]\d*")
+
+
+class PayloadError(ValueError):
+    """A payload Sikka must not see: ``code`` is one of ``PAYLOAD_ERROR_CODES``; ``field`` names
+    the culprit (``None`` when no single field is to blame, e.g. "at least one of …")."""
+
+    def __init__(self, field: str | None, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.field = field
+        self.code = code
+        self.detail = detail
+
+
+class SikkaRequest(msgspec.Struct, frozen=True):
+    """What a validated operation sends: method, path (relative to the base URL) and body."""
+
+    method: str
+    path: str
+    body: dict[str, str]
+
+
+def _as_string(name: str, value: object) -> str:
+    """Sikka wants every value as a string: numbers become decimal strings, nothing else converts."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise PayloadError(name, "invalid_field", f"{name} must be a string or a number")
+    if isinstance(value, int):
+        return str(value)
+    if not math.isfinite(value):
+        raise PayloadError(name, "invalid_field", f"{name} must be a finite number")
+    if value.is_integer():
+        return str(int(value))
+    return format(decimal.Decimal(repr(value)), "f")
+
+
+def _check_format(name: str, value: str) -> None:
+    if name in ("date", "birthdate"):
+        try:
+            ok = bool(_DATE.fullmatch(value)) and bool(date.fromisoformat(value))
+        except ValueError:
+            ok = False
+        if not ok:
+            raise PayloadError(name, "invalid_field", f"{name} must be a real date as yyyy-mm-dd")
+    elif name == "time" and not _TIME.fullmatch(value):
+        raise PayloadError(name, "invalid_field", "time must be HH:mm between 00:00 and 23:59")
+    elif name == "length" and not _POSITIVE_INT.fullmatch(value):
+        raise PayloadError(name, "invalid_field", "length must be a positive integer (minutes)")
+
+
+def _check_path_id(name: str, value: str) -> None:
+    bad = (
+        not value
+        or value in (".", "..")
+        or any(c in FORBIDDEN_PATH_CHARS or not (c.isascii() and c.isprintable()) or c.isspace() for c in value)
+    )
+    if bad:
+        raise PayloadError(
+            name, "invalid_field", f"{name} must be non-empty printable ASCII without spaces or any of : # ? / \\ % + ="
+        )
+
+
+def prepare(operation: str, payload: Mapping[str, object]) -> SikkaRequest:
+    """Check ``payload`` for ``operation`` and build the exact request Sikka gets, or raise
+    ``PayloadError``. The path field goes into the path only (Sikka's ``api_request_body`` shows
+    it as ``id``); the fixed fields (``op``, ``path``) are added; every value is a string."""
+    spec = OPERATIONS.get(operation)
+    if spec is None:
+        raise PayloadError("operation", "unknown_operation", f"unknown operation {operation!r}")
+    if not isinstance(payload, Mapping):
+        raise PayloadError("payload", "invalid_field", "payload must be an object")
+    for name in sorted(payload):
+        if name not in spec.allowed:
+            raise PayloadError(name, "unknown_field", f"{operation} does not take {name!r}")
+    fields = {name: _as_string(name, value) for name, value in payload.items()}
+    for name in spec.required:
+        if not fields.get(name, "").strip():
+            raise PayloadError(name, "missing_field", f"{operation} needs {name}")
+    if spec.one_of and not any(fields.get(name, "").strip() for name in spec.one_of):
+        raise PayloadError(None, "missing_field", f"{operation} needs at least one of {', '.join(spec.one_of)}")
+    for name, value in fields.items():
+        _check_format(name, value)
+    path_id = None
+    if spec.path_field:
+        path_id = fields.pop(spec.path_field)
+        _check_path_id(spec.path_field, path_id)
+    return SikkaRequest(method=spec.method, path=spec.path(path_id), body={**fields, **dict(spec.fixed)})
+
+
+def validate(operation: str, payload: Mapping[str, object]) -> dict[str, str]:
+    """The exact string-typed body Sikka gets for ``operation``, or ``PayloadError``."""
+    return prepare(operation, payload).body
