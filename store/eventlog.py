@@ -1,0 +1,370 @@
+"""The event log: ``PgEventStore`` (PostgreSQL) and ``MemoryEventStore``, one contract.
+
+Contract (``tests/store/test_contract.py`` runs it against both):
+- ``append(stream_id, expected_version, events)`` appends a batch to one stream atomically and
+  returns the stream's new version. ``expected_version`` is the version the writer last saw
+  (0 for a new stream); if the stream moved on, ``ConcurrencyError`` and nothing is written.
+- ``position`` is dense and in commit order: appends are serialized by a transaction-scoped
+  advisory lock and each takes ``max(position) + 1``, so a reader tailing ``position > p`` never
+  skips a row that commits later.
+- ``read_stream(stream_id, from_version)``, ``read_all(after_position, limit)``,
+  ``last_position()``, and ``wait_for_append(after_position)``, which returns once the log holds
+  a position past it (LISTEN/NOTIFY wake-ups, with polling as the fallback).
+- The ``practices`` and ``writebacks`` projections change in the same transaction as the events
+  (see ``store.projections``) and are read through ``practice``, ``practices``, ``writeback``,
+  ``writebacks`` and ``writeback_by_idempotency_key``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
+
+import msgspec
+import psycopg
+import trio
+
+from actors import events as ev
+from actors.state import FINAL_STATES, Practice, Writeback
+from store import projections as proj
+from store.db import Database
+from store.locks import APPEND_LOCK
+
+
+class ConcurrencyError(Exception):
+    """Another writer appended to the stream first; nothing of this batch was written."""
+
+    def __init__(self, stream_id: str, expected: int, actual: int):
+        super().__init__(f"stream {stream_id}: expected version {expected}, but it is at version {actual}")
+        self.stream_id = stream_id
+        self.expected = expected
+        self.actual = actual
+
+
+class DuplicateIdempotencyKey(Exception):
+    """A second writeback with an idempotency key this practice already used; nothing written."""
+
+    def __init__(self, office_id: str, key: str):
+        super().__init__(f"practice {office_id} already has a writeback with idempotency key {key!r}")
+        self.office_id = office_id
+        self.key = key
+
+
+class RecordedEvent(msgspec.Struct, frozen=True):
+    position: int
+    stream_id: str
+    version: int
+    event: ev.Event
+    recorded_at: datetime
+
+    @property
+    def type(self) -> str:
+        return ev.type_name(self.event)
+
+
+class PracticeRow(msgspec.Struct, frozen=True):
+    """A ``practices`` row: the practice summary, the stream version and the owner node."""
+
+    practice: Practice
+    version: int
+    owner: str | None = None
+
+
+def _checked(events: Sequence[ev.Event]) -> list[ev.Event]:
+    events = list(events)
+    if not events:
+        raise ValueError("append needs at least one event")
+    for e in events:
+        if not isinstance(e, ev.Event):
+            raise TypeError(f"not an event: {e!r}")
+    return events
+
+
+def _page(rows: list[Writeback], states: Sequence[str] | None, limit: int, before: str | None) -> list[Writeback]:
+    """Newest first, optionally only some states, strictly older than writeback ``before``."""
+    rows = sorted(rows, key=lambda w: (w.requested_at, w.writeback_id), reverse=True)
+    if before is not None:
+        anchor = next((w for w in rows if w.writeback_id == before), None)
+        if anchor is None:
+            return []
+        rows = [w for w in rows if (w.requested_at, w.writeback_id) < (anchor.requested_at, anchor.writeback_id)]
+    if states:
+        rows = [w for w in rows if w.state in states]
+    return rows[:limit]
+
+
+# --- PostgreSQL ---------------------------------------------------------------------------------
+
+_SELECT_EVENTS = "SELECT position, stream_id, version, data::text, recorded_at FROM events"
+
+
+def _recorded(row) -> RecordedEvent:
+    return RecordedEvent(position=row[0], stream_id=row[1], version=row[2], event=ev.decode(row[3]), recorded_at=row[4])
+
+
+class PgEventStore:
+    """The event log and its projections in PostgreSQL (the schema of ``store/migrations``)."""
+
+    poll_interval = 2.0  # fallback when a NOTIFY is missed
+
+    def __init__(self, db: Database):
+        self.db = db
+        self._appended = trio.Event()
+
+    # appending
+
+    async def append(self, stream_id: str, expected_version: int, events: Sequence[ev.Event]) -> int:
+        events = _checked(events)
+        try:
+            return await self.db.run(self._append_sync, stream_id, expected_version, events)
+        except psycopg.errors.UniqueViolation as exc:
+            if exc.diag.constraint_name != "writebacks_idempotency":
+                raise
+            request = next(e for e in events if isinstance(e, ev.WritebackRequested) and e.idempotency_key)
+            raise DuplicateIdempotencyKey(ev.office_of(stream_id), request.idempotency_key) from None
+
+    def _append_sync(self, conn: psycopg.Connection, stream_id: str, expected: int, events: list[ev.Event]) -> int:
+        office_id = ev.office_of(stream_id)
+        touched = proj.touched_writebacks(events)
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", APPEND_LOCK)
+            actual, head, practice_fold = conn.execute(
+                "SELECT (SELECT coalesce(max(version), 0) FROM events WHERE stream_id = %s),"
+                " (SELECT coalesce(max(position), 0) FROM events),"
+                " (SELECT fold::text FROM practices WHERE office_id = %s)",
+                (stream_id, office_id),
+            ).fetchone()
+            if actual != expected:
+                raise ConcurrencyError(stream_id, expected, actual)
+            current = {}
+            if touched:
+                rows = conn.execute(
+                    "SELECT fold::text FROM writebacks WHERE writeback_id = ANY(%s)", (touched,)
+                ).fetchall()
+                current = {wb.writeback_id: wb for wb in (proj.decode_writeback(r[0]) for r in rows)}
+            practice = proj.decode_practice(practice_fold) if practice_fold else None
+            practice, changed = proj.project(practice, office_id, events, current)
+            version = expected + len(events)
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO events (position, stream_id, version, type, data) VALUES (%s, %s, %s, %s, %s::jsonb)",
+                    [
+                        (head + i, stream_id, expected + i, ev.type_name(e), ev.encode(e).decode())
+                        for i, e in enumerate(events, start=1)
+                    ],
+                )
+                cur.execute(proj.upsert_practice_sql(), proj.practice_row(practice, version))
+                if changed:
+                    cur.executemany(proj.upsert_writeback_sql(), [proj.writeback_row(w) for w in changed.values()])
+                cur.execute("SELECT pg_notify('events', %s)", (str(head + len(events)),))
+        return version
+
+    # reading the log
+
+    async def read_stream(self, stream_id: str, from_version: int = 1) -> list[RecordedEvent]:
+        def read(conn):
+            rows = conn.execute(
+                _SELECT_EVENTS + " WHERE stream_id = %s AND version >= %s ORDER BY version", (stream_id, from_version)
+            ).fetchall()
+            return [_recorded(r) for r in rows]
+
+        return await self.db.run(read)
+
+    async def read_all(self, after_position: int = 0, limit: int | None = None) -> list[RecordedEvent]:
+        def read(conn):
+            rows = conn.execute(
+                _SELECT_EVENTS + " WHERE position > %s ORDER BY position LIMIT %s", (after_position, limit)
+            ).fetchall()
+            return [_recorded(r) for r in rows]
+
+        return await self.db.run(read)
+
+    async def last_position(self) -> int:
+        return await self.db.run(lambda conn: conn.execute("SELECT coalesce(max(position), 0) FROM events").fetchone()[0])
+
+    async def wait_for_append(self, after_position: int) -> None:
+        while await self.last_position() <= after_position:
+            with trio.move_on_after(self.poll_interval):
+                await self._appended.wait()
+
+    async def pump_notifications(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Run LISTEN for the store's wake-ups (until cancelled); ``wait_for_append`` uses them."""
+        async with self.db.listen("events") as notes:
+            task_status.started()
+            async for _ in notes:
+                self._appended.set()
+                self._appended = trio.Event()
+
+    # reading the projections
+
+    async def practice(self, office_id: str) -> PracticeRow | None:
+        def read(conn):
+            row = conn.execute(
+                "SELECT fold::text, version, owner FROM practices WHERE office_id = %s", (office_id,)
+            ).fetchone()
+            return PracticeRow(proj.decode_practice(row[0]), row[1], row[2]) if row else None
+
+        return await self.db.run(read)
+
+    async def practices(self) -> list[PracticeRow]:
+        def read(conn):
+            rows = conn.execute("SELECT fold::text, version, owner FROM practices ORDER BY office_id").fetchall()
+            return [PracticeRow(proj.decode_practice(r[0]), r[1], r[2]) for r in rows]
+
+        return await self.db.run(read)
+
+    async def writeback(self, writeback_id: str) -> Writeback | None:
+        def read(conn):
+            row = conn.execute("SELECT fold::text FROM writebacks WHERE writeback_id = %s", (writeback_id,)).fetchone()
+            return proj.decode_writeback(row[0]) if row else None
+
+        return await self.db.run(read)
+
+    async def writeback_by_idempotency_key(self, office_id: str, key: str) -> Writeback | None:
+        def read(conn):
+            row = conn.execute(
+                "SELECT fold::text FROM writebacks WHERE office_id = %s AND idempotency_key = %s", (office_id, key)
+            ).fetchone()
+            return proj.decode_writeback(row[0]) if row else None
+
+        return await self.db.run(read)
+
+    async def writebacks(
+        self, office_id: str, states: Sequence[str] | None = None, limit: int = 50, before: str | None = None
+    ) -> list[Writeback]:
+        def read(conn):
+            query = "SELECT w.fold::text FROM writebacks w WHERE w.office_id = %(office)s"
+            if states:
+                query += " AND w.state = ANY(%(states)s)"
+            if before is not None:
+                query += (
+                    " AND (w.requested_at, w.writeback_id) < (SELECT b.requested_at, b.writeback_id"
+                    " FROM writebacks b WHERE b.writeback_id = %(before)s AND b.office_id = %(office)s)"
+                )
+            query += " ORDER BY w.requested_at DESC, w.writeback_id DESC LIMIT %(limit)s"
+            params = {"office": office_id, "states": list(states or ()), "before": before, "limit": limit}
+            return [proj.decode_writeback(r[0]) for r in conn.execute(query, params).fetchall()]
+
+        return await self.db.run(read)
+
+    async def open_writebacks(self) -> list[Writeback]:
+        """Every writeback not in a final state, across practices (for app-level work)."""
+
+        def read(conn):
+            rows = conn.execute(
+                "SELECT fold::text FROM writebacks WHERE state <> ALL(%s) ORDER BY requested_at", (list(FINAL_STATES),)
+            ).fetchall()
+            return [proj.decode_writeback(r[0]) for r in rows]
+
+        return await self.db.run(read)
+
+
+def iterate_log(conn: psycopg.Connection, after_position: int = 0, until: int | None = None) -> Iterator[RecordedEvent]:
+    """Every event after ``after_position`` (up to ``until``) in order, through a server-side cursor."""
+    with conn.transaction(), conn.cursor(name="iterate_log") as cur:
+        cur.itersize = 5000
+        if until is None:
+            cur.execute(_SELECT_EVENTS + " WHERE position > %s ORDER BY position", (after_position,))
+        else:
+            cur.execute(
+                _SELECT_EVENTS + " WHERE position > %s AND position <= %s ORDER BY position", (after_position, until)
+            )
+        for row in cur:
+            yield _recorded(row)
+
+
+# --- in memory ------------------------------------------------------------------------------------
+
+
+class MemoryEventStore:
+    """The same contract in memory, for trio MockClock tests and simulations.
+
+    Appends happen without a checkpoint between the version check and the write, so concurrent
+    trio tasks see exactly the PostgreSQL behaviour. ``clock`` gives ``recorded_at``.
+    """
+
+    def __init__(self, clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
+        self._clock = clock
+        self._log: list[RecordedEvent] = []
+        self._streams: dict[str, list[RecordedEvent]] = {}
+        self._practices: dict[str, PracticeRow] = {}
+        self._writebacks: dict[str, Writeback] = {}
+        self._appended = trio.Event()
+
+    async def append(self, stream_id: str, expected_version: int, events: Sequence[ev.Event]) -> int:
+        events = _checked(events)
+        await trio.lowlevel.checkpoint()
+        stream = self._streams.get(stream_id, [])
+        if len(stream) != expected_version:
+            raise ConcurrencyError(stream_id, expected_version, len(stream))
+        office_id = ev.office_of(stream_id)
+        for e in events:
+            if isinstance(e, ev.WritebackRequested) and e.idempotency_key is not None:
+                existing = self._by_key(office_id, e.idempotency_key)
+                if existing is not None and existing.writeback_id != e.writeback_id:
+                    raise DuplicateIdempotencyKey(office_id, e.idempotency_key)
+        row = self._practices.get(office_id)
+        practice, changed = proj.project(row.practice if row else None, office_id, events, self._writebacks)
+        now = self._clock()
+        recorded = [
+            RecordedEvent(len(self._log) + i, stream_id, expected_version + i, e, now)
+            for i, e in enumerate(events, start=1)
+        ]
+        self._log.extend(recorded)
+        self._streams[stream_id] = stream + recorded
+        version = expected_version + len(events)
+        self._practices[office_id] = PracticeRow(practice, version, row.owner if row else None)
+        self._writebacks.update(changed)
+        self._appended.set()
+        self._appended = trio.Event()
+        return version
+
+    async def read_stream(self, stream_id: str, from_version: int = 1) -> list[RecordedEvent]:
+        await trio.lowlevel.checkpoint()
+        return self._streams.get(stream_id, [])[max(0, from_version - 1) :]
+
+    async def read_all(self, after_position: int = 0, limit: int | None = None) -> list[RecordedEvent]:
+        await trio.lowlevel.checkpoint()
+        tail = self._log[after_position:]
+        return tail if limit is None else tail[:limit]
+
+    async def last_position(self) -> int:
+        await trio.lowlevel.checkpoint()
+        return len(self._log)
+
+    async def wait_for_append(self, after_position: int) -> None:
+        while len(self._log) <= after_position:
+            await self._appended.wait()
+
+    async def practice(self, office_id: str) -> PracticeRow | None:
+        await trio.lowlevel.checkpoint()
+        return self._practices.get(office_id)
+
+    async def practices(self) -> list[PracticeRow]:
+        await trio.lowlevel.checkpoint()
+        return [self._practices[k] for k in sorted(self._practices)]
+
+    async def writeback(self, writeback_id: str) -> Writeback | None:
+        await trio.lowlevel.checkpoint()
+        return self._writebacks.get(writeback_id)
+
+    async def writeback_by_idempotency_key(self, office_id: str, key: str) -> Writeback | None:
+        await trio.lowlevel.checkpoint()
+        return self._by_key(office_id, key)
+
+    def _by_key(self, office_id: str, key: str) -> Writeback | None:
+        return next(
+            (w for w in self._writebacks.values() if w.office_id == office_id and w.idempotency_key == key), None
+        )
+
+    async def writebacks(
+        self, office_id: str, states: Sequence[str] | None = None, limit: int = 50, before: str | None = None
+    ) -> list[Writeback]:
+        await trio.lowlevel.checkpoint()
+        return _page([w for w in self._writebacks.values() if w.office_id == office_id], states, limit, before)
+
+    async def open_writebacks(self) -> list[Writeback]:
+        await trio.lowlevel.checkpoint()
+        return sorted(
+            (w for w in self._writebacks.values() if w.state not in FINAL_STATES), key=lambda w: w.requested_at
+        )

@@ -1,0 +1,7 @@
+"""Advisory lock keys: (namespace, key) pairs, namespaced so they cannot collide with others'."""
+
+NAMESPACE = 0x5155  # "SU": Sikka sUpervisor
+
+APPEND_LOCK = (NAMESPACE, 1)  # transaction-scoped: serializes appends (position = commit order)
+MIGRATE_LOCK = (NAMESPACE, 2)  # transaction-scoped: one migrator at a time
+RUN_LOCK = (NAMESPACE, 3)  # session-scoped: one `run` per database until practice leases exist

@@ -1,0 +1,167 @@
+"""The ``practices`` and ``writebacks`` projections: rows computed by the production fold.
+
+Both stores keep the projections in step with the log by applying ``project`` to every batch
+they append, in the same transaction (PostgreSQL) or the same step (memory): a reader of the
+tables never sees an event without its effect. ``project`` uses ``actors.state.step``, the very
+function the live actor folds with, on the stored practice summary and writeback rows.
+
+A practice row stores the practice-level fold state (``PracticeSummary``: the ``Practice``
+without its open writebacks and payloads) in ``fold``; a writeback row stores the whole
+``Writeback`` in ``fold``. The typed columns beside them are for dashboards (interface §6).
+
+Rebuild (``rebuild``): fold the whole log into shadow tables, compare, and swap them in with one
+transaction (``TRUNCATE`` + ``INSERT … SELECT`` under the append lock, so names, indexes and
+constraints stay as the migrations made them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import msgspec
+from msgspec.structs import replace
+
+from actors import events as ev
+from actors.state import Practice, Writeback, empty, step
+
+
+def summary(p: Practice) -> Practice:
+    """The practice-level part of the fold state that a ``practices`` row keeps."""
+    if not p.writebacks and not p.payloads:
+        return p
+    return replace(p, writebacks={}, payloads={})
+
+
+def project(
+    practice: Practice | None,
+    office_id: str,
+    events: Iterable[ev.Event],
+    writebacks: dict[str, Writeback],
+) -> tuple[Practice, dict[str, Writeback]]:
+    """Apply ``events`` to a practice summary and the writeback rows they touch.
+
+    ``writebacks`` holds the current rows of the writebacks the events name (missing = none yet);
+    returns the new summary and the rows that changed.
+    """
+    p = practice if practice is not None else empty(office_id)
+    changed: dict[str, Writeback] = {}
+    for e in events:
+        writeback_id = getattr(e, "writeback_id", None)
+        current = changed.get(writeback_id) or writebacks.get(writeback_id) if writeback_id else None
+        p, wb = step(p, e, current)
+        if wb is not None and wb is not current:
+            changed[wb.writeback_id] = wb
+        p = summary(p)
+    return p, changed
+
+
+def touched_writebacks(events: Iterable[ev.Event]) -> list[str]:
+    seen: dict[str, None] = {}
+    for e in events:
+        writeback_id = getattr(e, "writeback_id", None)
+        if writeback_id is not None:
+            seen[writeback_id] = None
+    return list(seen)
+
+
+# --- SQL rows ----------------------------------------------------------------------------------
+
+_enc = msgspec.json.Encoder()
+_practice_dec = msgspec.json.Decoder(Practice)
+_writeback_dec = msgspec.json.Decoder(Writeback)
+
+PRACTICE_COLUMNS = (
+    "office_id",
+    "practice_name",
+    "state",
+    "owner",
+    "token_expires_at",
+    "last_error",
+    "updated_at",
+    "version",
+    "fold",
+)
+WRITEBACK_COLUMNS = (
+    "writeback_id",
+    "office_id",
+    "operation",
+    "state",
+    "idempotency_key",
+    "retry_of",
+    "retryable",
+    "sikka_writeback_id",
+    "created_id",
+    "error",
+    "requested_at",
+    "submitted_at",
+    "completed_at",
+    "sikka_completed_time",
+    "deadline_at",
+    "attempts",
+    "checks",
+    "next_check_at",
+    "seq",
+    "fold",
+)
+
+
+def practice_row(p: Practice, version: int, owner: str | None = None) -> tuple:
+    return (
+        p.office_id,
+        p.practice_name,
+        p.state,
+        owner,
+        p.token_expires_at,
+        p.last_error,
+        p.updated_at,
+        version,
+        _enc.encode(p).decode(),
+    )
+
+
+def writeback_row(wb: Writeback) -> tuple:
+    return (
+        wb.writeback_id,
+        wb.office_id,
+        wb.operation,
+        wb.state,
+        wb.idempotency_key,
+        wb.retry_of,
+        wb.retryable,
+        wb.sikka_writeback_id,
+        wb.created_id,
+        _enc.encode(wb.error).decode() if wb.error is not None else None,
+        wb.requested_at,
+        wb.submitted_at,
+        wb.completed_at,
+        wb.sikka_completed_time,
+        wb.deadline_at,
+        wb.attempts,
+        wb.checks,
+        wb.next_check_at,
+        wb.seq,
+        _enc.encode(wb).decode(),
+    )
+
+
+def decode_practice(fold: str | bytes) -> Practice:
+    return _practice_dec.decode(fold)
+
+
+def decode_writeback(fold: str | bytes) -> Writeback:
+    return _writeback_dec.decode(fold)
+
+
+def _upsert(table: str, columns: tuple[str, ...], key: str) -> str:
+    cols = ", ".join(columns)
+    values = ", ".join("%s::jsonb" if c in ("fold", "error") else "%s" for c in columns)
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c != key and c != "owner")
+    return f"INSERT INTO {table} ({cols}) VALUES ({values}) ON CONFLICT ({key}) DO UPDATE SET {updates}"
+
+
+def upsert_practice_sql(table: str = "practices") -> str:
+    return _upsert(table, PRACTICE_COLUMNS, "office_id")
+
+
+def upsert_writeback_sql(table: str = "writebacks") -> str:
+    return _upsert(table, WRITEBACK_COLUMNS, "writeback_id")

@@ -1,0 +1,192 @@
+"""The event-store contract, run against both stores (PostgreSQL and in-memory)."""
+
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+
+import pytest
+import trio
+
+from actors import events as ev
+from actors.state import fold, empty
+from bench.workload import EPOCH, practice_streams, writeback_lifecycle
+from store.eventlog import ConcurrencyError, DuplicateIdempotencyKey, MemoryEventStore, PgEventStore
+
+
+@pytest.fixture(params=["memory", "postgres"])
+def store(request):
+    if request.param == "memory":
+        return MemoryEventStore()
+    return PgEventStore(request.getfixturevalue("db"))
+
+
+def registered(office_id: str, minutes: int = 0) -> ev.Event:
+    return ev.PracticeRegistered(at=EPOCH + timedelta(minutes=minutes), office_id=office_id, practice_name="Smile")
+
+
+async def test_round_trip(store):
+    stream, events = next(practice_streams(seed=1, practices=1, writebacks_per_practice=3))
+    assert await store.append(stream, 0, events[:2]) == 2
+    assert await store.append(stream, 2, events[2:]) == len(events)
+    recorded = await store.read_stream(stream)
+    assert [r.event for r in recorded] == events
+    assert [r.version for r in recorded] == list(range(1, len(events) + 1))
+    assert [r.position for r in recorded] == list(range(1, len(events) + 1))
+    assert all(r.stream_id == stream for r in recorded)
+    assert [r.event for r in await store.read_all()] == events
+    assert await store.last_position() == len(events)
+
+
+async def test_read_from_version_and_after_position(store):
+    await store.append("practice-A", 0, [registered("A", m) for m in range(5)])
+    await store.append("practice-B", 0, [registered("B", m) for m in range(3)])
+    tail = await store.read_stream("practice-A", from_version=4)
+    assert [r.version for r in tail] == [4, 5]
+    assert [r.position for r in await store.read_all(after_position=6, limit=1)] == [7]
+    assert await store.read_stream("practice-none") == []
+
+
+async def test_stale_writer_gets_a_conflict_and_writes_nothing(store):
+    await store.append("practice-A", 0, [registered("A")])
+    with pytest.raises(ConcurrencyError, match="expected version 0, but it is at version 1"):
+        await store.append("practice-A", 0, [registered("A", 1), registered("A", 2)])
+    with pytest.raises(ConcurrencyError):
+        await store.append("practice-A", 5, [registered("A", 1)])
+    assert len(await store.read_stream("practice-A")) == 1
+    assert await store.last_position() == 1
+
+
+async def test_two_concurrent_appends_at_one_version_one_conflict(store):
+    await store.append("practice-A", 0, [registered("A")])
+    outcomes = []
+
+    async def writer(n):
+        try:
+            await store.append("practice-A", 1, [registered("A", n), registered("A", n + 1)])
+            outcomes.append("ok")
+        except ConcurrencyError:
+            outcomes.append("conflict")
+
+    async with trio.open_nursery() as nursery:
+        for n in range(2):
+            nursery.start_soon(writer, n * 10)
+    assert sorted(outcomes) == ["conflict", "ok"]
+    assert [r.version for r in await store.read_stream("practice-A")] == [1, 2, 3]
+
+
+async def test_concurrent_writers_positions_gap_free_in_commit_order(store):
+    streams = [f"practice-W{n}" for n in range(8)]
+    per_stream = 15
+    seen: list[int] = []
+    done = trio.Event()
+
+    async def writer(stream):
+        version = 0
+        for k in range(per_stream):
+            version = await store.append(stream, version, [registered(stream[9:], k)])
+
+    async def reader():
+        last = 0
+        while True:
+            batch = await store.read_all(after_position=last)
+            for r in batch:
+                seen.append(r.position)
+                last = r.position
+            if done.is_set() and not batch:
+                return
+            await trio.sleep(0)
+
+    async with trio.open_nursery() as outer:
+        outer.start_soon(reader)
+        async with trio.open_nursery() as nursery:
+            for stream in streams:
+                nursery.start_soon(writer, stream)
+        done.set()
+    total = len(streams) * per_stream
+    assert seen == list(range(1, total + 1))
+
+
+async def test_projections_follow_the_fold(store):
+    stream, events = next(practice_streams(seed=7, practices=1, writebacks_per_practice=12))
+    version = 0
+    for k in range(0, len(events), 5):
+        version = await store.append(stream, version, events[k : k + 5])
+    live = fold(empty("D1000"), events)
+    row = await store.practice("D1000")
+    assert row.version == len(events)
+    assert row.practice.state == live.state and row.practice.practice_name == "Practice 0"
+    assert row.practice.finished == live.finished
+    requested = [e for e in events if isinstance(e, ev.WritebackRequested)]
+    listed = await store.writebacks("D1000", limit=500)
+    assert {w.writeback_id for w in listed} == {e.writeback_id for e in requested}
+    assert [w.requested_at for w in listed] == sorted((w.requested_at for w in listed), reverse=True)
+    by_final = {}
+    for w in listed:
+        by_final[w.state] = by_final.get(w.state, 0) + 1
+    assert {k: v for k, v in by_final.items() if k in live.finished} == live.finished
+    first = requested[0]
+    wb = await store.writeback(first.writeback_id)
+    assert wb.operation == first.operation and wb.seq == 1
+    if first.idempotency_key:
+        assert (await store.writeback_by_idempotency_key("D1000", first.idempotency_key)) == wb
+
+
+async def test_writebacks_listing_filters_and_pages(store):
+    rng = random.Random(3)
+    events = []
+    for k in range(6):
+        events += writeback_lifecycle(rng, f"wb-{k}", EPOCH + timedelta(hours=k))[:1]
+    await store.append("practice-P", 0, events)
+    page = await store.writebacks("P", limit=2)
+    assert [w.writeback_id for w in page] == ["wb-5", "wb-4"]
+    older = await store.writebacks("P", limit=10, before="wb-4")
+    assert [w.writeback_id for w in older] == ["wb-3", "wb-2", "wb-1", "wb-0"]
+    assert await store.writebacks("P", states=["completed"]) == []
+    assert len(await store.writebacks("P", states=["queued"])) == 6
+    assert len(await store.open_writebacks()) == 6
+
+
+async def test_duplicate_idempotency_key_is_refused_whole(store):
+    def request(wid):
+        return ev.WritebackRequested(
+            at=EPOCH, writeback_id=wid, operation="book_appointment", payload="x",
+            deadline_at=EPOCH + timedelta(hours=6), idempotency_key="same",
+        )
+
+    await store.append("practice-A", 0, [request("w1")])
+    with pytest.raises(DuplicateIdempotencyKey):
+        await store.append("practice-A", 1, [registered("A"), request("w2")])
+    assert len(await store.read_stream("practice-A")) == 1
+    assert await store.writeback("w2") is None
+    await store.append("practice-B", 0, [request("w3")])  # keys are per practice
+
+
+async def test_wait_for_append_wakes_up(store):
+    woke = []
+
+    async def waiter():
+        await store.wait_for_append(0)
+        woke.append(await store.last_position())
+
+    async with trio.open_nursery() as nursery:
+        if isinstance(store, PgEventStore):
+            await nursery.start(store.pump_notifications)
+        nursery.start_soon(waiter)
+        await trio.sleep(0.05)
+        assert woke == []
+        await store.append("practice-A", 0, [registered("A")])
+        with trio.fail_after(5):
+            while not woke:
+                await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
+    assert woke == [1]
+
+
+async def test_empty_and_foreign_batches_are_refused(store):
+    with pytest.raises(ValueError):
+        await store.append("practice-A", 0, [])
+    with pytest.raises(TypeError):
+        await store.append("practice-A", 0, ["not an event"])
+    with pytest.raises(ValueError):
+        await store.append("not-a-practice", 0, [registered("A")])
