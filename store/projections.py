@@ -165,3 +165,71 @@ def upsert_practice_sql(table: str = "practices") -> str:
 
 def upsert_writeback_sql(table: str = "writebacks") -> str:
     return _upsert(table, WRITEBACK_COLUMNS, "writeback_id")
+
+
+# --- rebuild -------------------------------------------------------------------------------------
+
+
+class RebuildReport(msgspec.Struct, frozen=True):
+    events: int
+    practices: int
+    writebacks: int
+    differences: int  # rows that differed between the live tables and the rebuild (before the swap)
+
+
+def fold_log(records: Iterable) -> tuple[dict[str, tuple[Practice, int]], dict[str, Writeback]]:
+    """Every practice summary (with its stream version) and writeback row, from the whole log."""
+    practices: dict[str, tuple[Practice, int]] = {}
+    writebacks: dict[str, Writeback] = {}
+    for r in records:
+        office_id = ev.office_of(r.stream_id)
+        known = practices.get(office_id)
+        writeback_id = getattr(r.event, "writeback_id", None)
+        current = {writeback_id: writebacks[writeback_id]} if writeback_id in writebacks else {}
+        p, changed = project(known[0] if known else None, office_id, (r.event,), current)
+        practices[office_id] = (p, r.version)
+        writebacks.update(changed)
+    return practices, writebacks
+
+
+def rebuild(conn, *, swap: bool = True) -> RebuildReport:
+    """Fold the log into shadow tables, count the rows that differ from the live ones, and (with
+    ``swap``) replace the live rows in the same transaction. Appends wait meanwhile."""
+    from store.eventlog import iterate_log
+    from store.locks import APPEND_LOCK
+
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", APPEND_LOCK)
+        count = 0
+
+        def counted():
+            nonlocal count
+            for r in iterate_log(conn):
+                count += 1
+                yield r
+
+        practices, writebacks = fold_log(counted())
+        for table in ("practices", "writebacks"):
+            conn.execute(
+                f"CREATE TEMP TABLE {table}_shadow (LIKE {table} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
+                " ON COMMIT DROP"
+            )
+        with conn.cursor() as cur:
+            cur.executemany(
+                upsert_practice_sql("practices_shadow"), [practice_row(p, v) for p, v in practices.values()]
+            )
+            cur.executemany(upsert_writeback_sql("writebacks_shadow"), [writeback_row(w) for w in writebacks.values()])
+        conn.execute(
+            "UPDATE practices_shadow s SET owner = p.owner FROM practices p WHERE p.office_id = s.office_id"
+        )
+        differences = 0
+        for table in ("practices", "writebacks"):
+            differences += conn.execute(
+                f"SELECT (SELECT count(*) FROM (TABLE {table} EXCEPT TABLE {table}_shadow) a)"
+                f" + (SELECT count(*) FROM (TABLE {table}_shadow EXCEPT TABLE {table}) b)"
+            ).fetchone()[0]
+        if swap:
+            conn.execute("TRUNCATE practices, writebacks")
+            conn.execute("INSERT INTO practices TABLE practices_shadow")
+            conn.execute("INSERT INTO writebacks TABLE writebacks_shadow")
+    return RebuildReport(events=count, practices=len(practices), writebacks=len(writebacks), differences=differences)
