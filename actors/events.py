@@ -75,6 +75,18 @@ class TokenRefreshFailed(Event, frozen=True, kw_only=True):
 
     code: str
     message: str = ""
+    retry_at: datetime | None = None  # when the next grant may be tried (backoff)
+    next_grant: str | None = None  # "request_key" after the refresh key itself was refused
+
+
+class TokenRefreshRequested(Event, frozen=True, kw_only=True):
+    """Operator asked for a refresh now (``refresh-token``); bypasses the failure backoff."""
+
+
+class KeyRefused(Event, frozen=True, kw_only=True):
+    """A keyed call (status read, …) answered API1025/API1004: the key must be refreshed first."""
+
+    code: str
 
 
 class SetupRequired(Event, frozen=True, kw_only=True):
@@ -103,6 +115,10 @@ class PracticeUnparked(Event, frozen=True, kw_only=True):
     """The parking cool-down ended and the actor runs again."""
 
 
+class OffboardRequested(Event, frozen=True, kw_only=True):
+    """``offboard`` accepted: queued/deferred cancelled, pending ones cancelled at Sikka first."""
+
+
 class PracticeOffboarded(Event, frozen=True, kw_only=True):
     """Keys deleted at Sikka, credentials destroyed and payloads shredded; the stream is closed."""
 
@@ -119,6 +135,7 @@ class WritebackRequested(Event, frozen=True, kw_only=True):
     deadline_at: datetime
     idempotency_key: str | None = None
     retry_of: str | None = None
+    payload_digest: str = ""  # digest of the plaintext payload, for idempotency comparisons
 
 
 class SubmitAttempted(Event, frozen=True, kw_only=True):
@@ -133,6 +150,7 @@ class WritebackSubmitted(Event, frozen=True, kw_only=True):
 
     writeback_id: str
     sikka_writeback_id: str
+    next_check_at: datetime | None = None  # first confirmation check (about 2 s later)
 
 
 class SubmitRefused(Event, frozen=True, kw_only=True):
@@ -164,6 +182,7 @@ class OutcomeUnknown(Event, frozen=True, kw_only=True):
 
     writeback_id: str
     reason: str
+    next_check_at: datetime | None = None  # first reconciliation check
 
 
 class WritebackReconciled(Event, frozen=True, kw_only=True):
@@ -171,6 +190,7 @@ class WritebackReconciled(Event, frozen=True, kw_only=True):
 
     writeback_id: str
     sikka_writeback_id: str
+    next_check_at: datetime | None = None
 
 
 class ProvenAbsent(Event, frozen=True, kw_only=True):
@@ -191,13 +211,31 @@ class StatusChecked(Event, frozen=True, kw_only=True):
     writeback_id: str
     next_check_at: datetime | None = None
     result: str = ""
+    read_status: bool = False  # a ``writeback_status`` read is due (created_id, error detail, after DELETE)
 
 
 class CancelRequested(Event, frozen=True, kw_only=True):
     """Cancel (or deadline) of a ``pending``/``unknown`` writeback: DELETE at Sikka follows."""
 
     writeback_id: str
-    reason: str = "cancel"  # "cancel" | "deadline"
+    reason: str = "cancel"  # "cancel" | "deadline" | "offboard"
+
+
+class DeleteAnswered(Event, frozen=True, kw_only=True):
+    """Sikka answered our ``DELETE /writebacks?id=``; a status read decides what happened."""
+
+    writeback_id: str
+    deleted: bool = True  # False: Sikka refused (e.g. no longer pending)
+    code: str = ""
+
+
+class DeleteFailed(Event, frozen=True, kw_only=True):
+    """The DELETE failed or timed out: still ``pending``, retried at ``retry_at`` (alert after 5)."""
+
+    writeback_id: str
+    code: str
+    attempt: int
+    retry_at: datetime
 
 
 class WritebackCompleted(Event, frozen=True, kw_only=True):
@@ -229,6 +267,14 @@ class LateOutcomeFound(Event, frozen=True, kw_only=True):
 
     writeback_id: str
     sikka_writeback_id: str
+    result: str = ""  # the list item's result when found
+
+
+class LateWatchEnded(Event, frozen=True, kw_only=True):
+    """Matching of an ``outcome_unknown`` failure stopped: 7 days passed, or proven absent."""
+
+    writeback_id: str
+    reason: str = "expired"  # "expired" | "proven_absent"
 
 
 class PayloadPurged(Event, frozen=True, kw_only=True):
@@ -244,11 +290,14 @@ AnyEvent = Union[
     PracticeReauthorized,
     TokenRefreshed,
     TokenRefreshFailed,
+    TokenRefreshRequested,
+    KeyRefused,
     SetupRequired,
     PracticePaused,
     PracticeResumed,
     PracticeParked,
     PracticeUnparked,
+    OffboardRequested,
     PracticeOffboarded,
     WritebackRequested,
     SubmitAttempted,
@@ -262,10 +311,13 @@ AnyEvent = Union[
     RetryScheduled,
     StatusChecked,
     CancelRequested,
+    DeleteAnswered,
+    DeleteFailed,
     WritebackCompleted,
     WritebackFailed,
     WritebackCancelled,
     LateOutcomeFound,
+    LateWatchEnded,
     PayloadPurged,
 ]
 

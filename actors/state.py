@@ -14,10 +14,20 @@ Writeback lifecycle (interface section 4; final states absorb every later event)
                    │  scheduled ◄──────────────────────────┘      │
                    └───────────────────────────────── unknown ────┘ reconciled
       queued/deferred ── cancel ──► cancelled;  queued/deferred/unknown ── deadline ──► failed
+      pending ── cancel/deadline ──► (cancel_requested) ── DELETE ──► status read ──► final
 
 ``Practice.writebacks`` holds only writebacks that are not final (plus their encrypted payloads
 in ``payloads``); a final writeback leaves the actor's memory and lives on in the ``writebacks``
 projection. ``evolve_writeback`` is the per-writeback fold that both use.
+
+Two kinds of final writeback keep a little memory in the practice, because the core still acts
+on them: a retryable failure keeps its payload (in ``payloads``) and operation (``failed_ops``)
+until ``retry-failed`` re-queues it once; an ``outcome_unknown`` failure stays in ``late_watch``
+(its payload in ``payloads``) for 7 days, so a late find at Sikka is recorded.
+``recent_sikka_ids`` (bounded) remembers Sikka ids that final writebacks claimed, so
+reconciliation never matches one Sikka item to two of ours. Practice-wide effects of writeback
+events (a refused key, a submission hold after 429/412/quota) apply only while the writeback is
+open, so the projection (which passes final rows) and the actor agree.
 """
 
 from __future__ import annotations
@@ -41,6 +51,7 @@ WRITEBACK_STATES = (
 )
 FINAL_STATES = frozenset({"completed", "failed", "cancelled"})
 PRACTICE_STATES = ("active", "setup_required", "paused", "parked", "offboarded")
+RECENT_SIKKA_IDS = 128  # claimed Sikka ids of final writebacks the practice remembers
 
 
 class WritebackError(msgspec.Struct, frozen=True):
@@ -76,6 +87,24 @@ class Writeback(msgspec.Struct, frozen=True, kw_only=True):
     deferred_reason: str | None = None
     cancel_requested: bool = False
     cancel_reason: str | None = None
+    payload_digest: str = ""  # digest of the plaintext payload (idempotency comparisons)
+    unknown_since: datetime | None = None  # when the outcome became unknown
+    last_result: str = ""  # the last status seen (Sikka's, or ours: not_found, ambiguous, …)
+    status_read_due: bool = False  # a writeback_status read is due (created_id, error, after DELETE)
+    ambiguous: bool = False  # reconciliation found several candidates (writeback_unknown alert)
+    delete_attempts: int = 0  # failed DELETEs so far (alert after 5)
+    delete_retry_at: datetime | None = None
+    delete_answered: bool = False  # Sikka answered the DELETE; a status read decides
+
+
+class LateWatch(msgspec.Struct, frozen=True, kw_only=True):
+    """A writeback failed as ``outcome_unknown``: still matched against Sikka's list for 7 days."""
+
+    writeback_id: str
+    operation: str
+    attempted_at: datetime
+    failed_at: datetime
+    next_check_at: datetime | None = None
 
 
 class Practice(msgspec.Struct, frozen=True, kw_only=True):
@@ -99,6 +128,20 @@ class Practice(msgspec.Struct, frozen=True, kw_only=True):
     payloads: dict[str, str] = {}
     finished: dict[str, int] = {}  # final state → count
     retryable_failed: tuple[str, ...] = ()  # failed, retryable, not yet retried
+    # --- added for the pure core (all defaulted; see actors.core) ---
+    token_issued_at: datetime | None = None
+    token_stale: bool = False  # a keyed call was refused (API1025/API1004): refresh before use
+    refresh_requested: bool = False
+    refresh_failures: int = 0  # consecutive failed grants
+    refresh_retry_at: datetime | None = None
+    refresh_grant: str | None = None  # forced next grant; None: refresh_key if we ever had a key
+    submit_hold_until: datetime | None = None  # no submissions before (429, 412, quota, connect)
+    submit_hold_reason: str | None = None
+    spu_offline_streak: int = 0  # consecutive 412 deferrals (15 s doubling to 15 min)
+    offboarding: bool = False
+    failed_ops: dict[str, str] = {}  # retryable failed writeback → operation (for retry-failed)
+    late_watch: dict[str, LateWatch] = {}
+    recent_sikka_ids: tuple[str, ...] = ()
 
     @property
     def state(self) -> str:
@@ -130,6 +173,7 @@ def evolve_writeback(wb: Writeback | None, e: ev.Event, office_id: str) -> Write
             retry_of=e.retry_of,
             requested_at=e.at,
             deadline_at=e.deadline_at,
+            payload_digest=e.payload_digest,
         )
     if wb is None:
         return None
@@ -139,28 +183,70 @@ def evolve_writeback(wb: Writeback | None, e: ev.Event, office_id: str) -> Write
         case ev.SubmitAttempted():
             return replace(wb, state="submitting", attempts=e.attempt, attempted_at=e.at, retry_at=None)
         case ev.WritebackSubmitted():
-            return replace(wb, state="pending", sikka_writeback_id=e.sikka_writeback_id, submitted_at=e.at)
+            return replace(
+                wb,
+                state="pending",
+                sikka_writeback_id=e.sikka_writeback_id,
+                submitted_at=e.at,
+                next_check_at=e.next_check_at,
+            )
         case ev.SubmitRefused():
             return replace(wb, state="queued", attempts=max(0, wb.attempts - 1))
         case ev.WritebackRejected():
             return _final(wb, e.at, "failed", error=WritebackError(e.code, e.message), retryable=False)
         case ev.WritebackDeferred():
-            return replace(wb, state="deferred", retry_at=e.retry_at, deferred_reason=e.reason)
+            # answered before Sikka accepted anything: not an attempt
+            return replace(
+                wb,
+                state="deferred",
+                retry_at=e.retry_at,
+                deferred_reason=e.reason,
+                attempts=max(0, wb.attempts - 1),
+            )
         case ev.OutcomeUnknown():
-            return replace(wb, state="unknown")
+            return replace(wb, state="unknown", unknown_since=e.at, next_check_at=e.next_check_at)
         case ev.WritebackReconciled():
             return replace(
                 wb,
                 state="pending",
                 sikka_writeback_id=e.sikka_writeback_id,
                 submitted_at=wb.submitted_at or wb.attempted_at or e.at,
+                next_check_at=e.next_check_at,
+                ambiguous=False,
+                unknown_since=None,
             )
-        case ev.ProvenAbsent() | ev.RetryScheduled():
+        case ev.ProvenAbsent():
+            return replace(
+                wb,
+                state="queued",
+                retry_at=None,
+                deferred_reason=None,
+                next_check_at=None,
+                ambiguous=False,
+                unknown_since=None,
+                last_result="",
+            )
+        case ev.RetryScheduled():
             return replace(wb, state="queued", retry_at=None, deferred_reason=None)
         case ev.StatusChecked():
-            return replace(wb, checks=wb.checks + 1, next_check_at=e.next_check_at)
+            return replace(
+                wb,
+                checks=wb.checks + 1,
+                next_check_at=e.next_check_at,
+                last_result=e.result or wb.last_result,
+                status_read_due=e.read_status,
+                ambiguous=e.result == "ambiguous",
+            )
         case ev.CancelRequested():
+            if wb.cancel_requested:
+                return wb
             return replace(wb, cancel_requested=True, cancel_reason=e.reason)
+        case ev.DeleteAnswered():
+            return replace(
+                wb, delete_answered=True, status_read_due=True, next_check_at=e.at, delete_retry_at=None
+            )
+        case ev.DeleteFailed():
+            return replace(wb, delete_attempts=e.attempt, delete_retry_at=e.retry_at)
         case ev.WritebackCompleted():
             return _final(wb, e.at, "completed", created_id=e.created_id, sikka_completed_time=e.sikka_completed_time)
         case ev.WritebackFailed():
@@ -178,7 +264,16 @@ def evolve_writeback(wb: Writeback | None, e: ev.Event, office_id: str) -> Write
 
 
 def _final(wb: Writeback, at: datetime, state: str, **changes) -> Writeback:
-    return replace(wb, state=state, completed_at=at, next_check_at=None, retry_at=None, **changes)
+    return replace(
+        wb,
+        state=state,
+        completed_at=at,
+        next_check_at=None,
+        retry_at=None,
+        status_read_due=False,
+        delete_retry_at=None,
+        **changes,
+    )
 
 
 def _without(d: dict, key) -> dict:
@@ -216,13 +311,43 @@ def step(p: Practice, e: ev.Event, wb: Writeback | None) -> tuple[Practice, Writ
         case ev.PracticeDeauthorized():
             p = replace(p, authorized=False, last_error=e.reason or "practice de-authorized the application")
         case ev.PracticeReauthorized():
-            p = replace(p, authorized=True, setup_required=False)
+            p = replace(p, authorized=True, setup_required=False, refresh_grant="request_key", refresh_retry_at=None)
         case ev.TokenRefreshed():
-            p = replace(p, token_expires_at=e.expires_at, setup_required=False, last_error=None)
+            p = replace(
+                p,
+                token_expires_at=e.expires_at,
+                token_issued_at=e.at,
+                token_stale=False,
+                refresh_requested=False,
+                refresh_failures=0,
+                refresh_retry_at=None,
+                refresh_grant=None,
+                setup_required=False,
+                last_error=None,
+            )
         case ev.TokenRefreshFailed():
-            p = replace(p, last_error=_error_text(e.code, e.message))
+            p = replace(
+                p,
+                last_error=_error_text(e.code, e.message),
+                refresh_failures=p.refresh_failures + 1,
+                refresh_retry_at=e.retry_at,
+                refresh_grant=e.next_grant or p.refresh_grant,
+                refresh_requested=False,
+            )
+        case ev.TokenRefreshRequested():
+            p = replace(p, refresh_requested=True, refresh_retry_at=None)
+        case ev.KeyRefused():
+            p = replace(p, token_stale=True)
         case ev.SetupRequired():
-            p = replace(p, setup_required=True, token_expires_at=None, last_error=_error_text(e.code, e.message))
+            p = replace(
+                p,
+                setup_required=True,
+                token_expires_at=None,
+                token_stale=False,
+                refresh_requested=False,
+                refresh_grant="request_key",
+                last_error=_error_text(e.code, e.message),
+            )
         case ev.PracticePaused():
             p = replace(p, paused=True)
         case ev.PracticeResumed():
@@ -231,33 +356,95 @@ def step(p: Practice, e: ev.Event, wb: Writeback | None) -> tuple[Practice, Writ
             p = replace(p, parked_until=e.until, last_error=e.error or p.last_error)
         case ev.PracticeUnparked():
             p = replace(p, parked_until=None)
+        case ev.OffboardRequested():
+            p = replace(p, offboarding=True)
         case ev.PracticeOffboarded():
-            p = replace(p, offboarded=True, token_expires_at=None, payloads={})
+            p = replace(p, offboarded=True, offboarding=False, token_expires_at=None, payloads={}, late_watch={})
         case ev.WritebackRequested():
             return _requested(p, e, wb)
         case ev.PayloadPurged():
-            p = replace(p, payloads=_without(p.payloads, e.writeback_id))
+            p = replace(
+                p,
+                payloads=_without(p.payloads, e.writeback_id),
+                late_watch=_without(p.late_watch, e.writeback_id),
+            )
+        case ev.LateOutcomeFound():
+            p = replace(
+                p,
+                payloads=_without(p.payloads, e.writeback_id),
+                late_watch=_without(p.late_watch, e.writeback_id),
+                recent_sikka_ids=_remember(p.recent_sikka_ids, e.sikka_writeback_id),
+            )
+        case ev.LateWatchEnded():
+            p = replace(
+                p,
+                payloads=_without(p.payloads, e.writeback_id),
+                late_watch=_without(p.late_watch, e.writeback_id),
+            )
+        case ev.StatusChecked() if e.writeback_id in p.late_watch:
+            watch = replace(p.late_watch[e.writeback_id], next_check_at=e.next_check_at)
+            p = replace(p, late_watch={**p.late_watch, e.writeback_id: watch})
         case _ if wb is not None:
             changed = evolve_writeback(wb, e, p.office_id)
             if changed is not wb:  # a final writeback absorbs the event and stays the same object
-                return _writeback_changed(p, changed)
+                return _writeback_changed(_practice_side(p, e), changed, e)
     return p, wb
 
 
-def _writeback_changed(p: Practice, wb: Writeback) -> tuple[Practice, Writeback]:
+def _practice_side(p: Practice, e: ev.Event) -> Practice:
+    """Practice-wide effects of an event on an open writeback (refused key, submission holds)."""
+    match e:
+        case ev.SubmitRefused() if e.code != "API2007":
+            return replace(p, token_stale=True)
+        case ev.WritebackDeferred():
+            hold = e.retry_at if p.submit_hold_until is None else max(p.submit_hold_until, e.retry_at)
+            streak = p.spu_offline_streak + 1 if e.reason == "spu_offline" else p.spu_offline_streak
+            return replace(p, submit_hold_until=hold, submit_hold_reason=e.reason, spu_offline_streak=streak)
+        case ev.WritebackSubmitted():
+            if p.submit_hold_until is None and p.spu_offline_streak == 0:
+                return p
+            return replace(p, submit_hold_until=None, submit_hold_reason=None, spu_offline_streak=0)
+    return p
+
+
+def _remember(ids: tuple[str, ...], sikka_id: str) -> tuple[str, ...]:
+    if not sikka_id or sikka_id in ids:
+        return ids
+    return (ids + (sikka_id,))[-RECENT_SIKKA_IDS:]
+
+
+def _writeback_changed(p: Practice, wb: Writeback, e: ev.Event) -> tuple[Practice, Writeback]:
     if wb.state not in FINAL_STATES:
         return replace(p, writebacks={**p.writebacks, wb.writeback_id: wb}), wb
     finished = dict(p.finished)
     finished[wb.state] = finished.get(wb.state, 0) + 1
     retryable_failed = p.retryable_failed
+    failed_ops = p.failed_ops
+    keep_payload = False
+    late_watch = p.late_watch
     if wb.state == "failed" and wb.retryable:
         retryable_failed = retryable_failed + (wb.writeback_id,)
+        failed_ops = {**failed_ops, wb.writeback_id: wb.operation}
+        keep_payload = True  # until retried or purged
+    if wb.state == "failed" and wb.error is not None and wb.error.code == "outcome_unknown":
+        watch = LateWatch(
+            writeback_id=wb.writeback_id,
+            operation=wb.operation,
+            attempted_at=wb.attempted_at or wb.requested_at,
+            failed_at=e.at,
+            next_check_at=e.at,
+        )
+        late_watch = {**late_watch, wb.writeback_id: watch}
+        keep_payload = True  # matched against Sikka's list for 7 days
     p = replace(
         p,
         writebacks=_without(p.writebacks, wb.writeback_id),
-        payloads=_without(p.payloads, wb.writeback_id),
+        payloads=p.payloads if keep_payload else _without(p.payloads, wb.writeback_id),
         finished=finished,
         retryable_failed=retryable_failed,
+        failed_ops=failed_ops,
+        late_watch=late_watch,
+        recent_sikka_ids=_remember(p.recent_sikka_ids, wb.sikka_writeback_id or ""),
     )
     return p, wb
 
@@ -269,14 +456,19 @@ def _requested(p: Practice, e: ev.WritebackRequested, wb: Writeback | None) -> t
     assert wb is not None
     wb = replace(wb, seq=p.next_seq)
     retryable_failed = p.retryable_failed
+    failed_ops = p.failed_ops
+    payloads = p.payloads
     if e.retry_of is not None:
         retryable_failed = tuple(i for i in retryable_failed if i != e.retry_of)
+        failed_ops = _without(failed_ops, e.retry_of)
+        payloads = _without(payloads, e.retry_of)
     p = replace(
         p,
         next_seq=p.next_seq + 1,
         writebacks={**p.writebacks, wb.writeback_id: wb},
-        payloads={**p.payloads, wb.writeback_id: e.payload},
+        payloads={**payloads, wb.writeback_id: e.payload},
         retryable_failed=retryable_failed,
+        failed_ops=failed_ops,
     )
     return p, wb
 
