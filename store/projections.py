@@ -211,7 +211,7 @@ def rebuild(conn, *, swap: bool = True) -> RebuildReport:
         practices, writebacks = fold_log(counted())
         for table in ("practices", "writebacks"):
             conn.execute(
-                f"CREATE TEMP TABLE {table}_shadow (LIKE {table} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
+                f"CREATE TEMP TABLE {table}_shadow (LIKE {table} INCLUDING ALL)"
                 " ON COMMIT DROP"
             )
         with conn.cursor() as cur:
