@@ -381,6 +381,8 @@ class SikkaClient:
         *,
         page_size: int = 500,
     ) -> None:
+        if not app_id or not app_key:
+            raise ValueError("Sikka app_id and app_key are required")
         self._http = http
         self._base_url = base_url.rstrip("/")
         self._app_id = app_id
