@@ -28,7 +28,6 @@ from actors import events as ev
 from actors.state import FINAL_STATES, Practice, Writeback
 from store import projections as proj
 from store.db import Database
-from store.locks import APPEND_LOCK
 
 
 class ConcurrencyError(Exception):
@@ -102,6 +101,15 @@ def _recorded(row) -> RecordedEvent:
     return RecordedEvent(position=row[0], stream_id=row[1], version=row[2], event=ev.decode(row[3]), recorded_at=row[4])
 
 
+class _StreamTail(msgspec.Struct):
+    """What this writer knows of a stream after its last append: the projection rows the next
+    append starts from (valid only while the stream is still at ``version``)."""
+
+    version: int
+    practice: Practice | None
+    open: dict[str, Writeback]
+
+
 class PgEventStore:
     """The event log and its projections in PostgreSQL (the schema of ``store/migrations``)."""
 
@@ -110,54 +118,60 @@ class PgEventStore:
     def __init__(self, db: Database):
         self.db = db
         self._appended = trio.Event()
+        self._tails: dict[str, _StreamTail] = {}
 
     # appending
 
     async def append(self, stream_id: str, expected_version: int, events: Sequence[ev.Event]) -> int:
         events = _checked(events)
-        try:
-            return await self.db.run(self._append_sync, stream_id, expected_version, events)
-        except psycopg.errors.UniqueViolation as exc:
-            if exc.diag.constraint_name != "writebacks_idempotency":
-                raise
-            request = next(e for e in events if isinstance(e, ev.WritebackRequested) and e.idempotency_key)
-            raise DuplicateIdempotencyKey(ev.office_of(stream_id), request.idempotency_key) from None
-
-    def _append_sync(self, conn: psycopg.Connection, stream_id: str, expected: int, events: list[ev.Event]) -> int:
         office_id = ev.office_of(stream_id)
-        touched = proj.touched_writebacks(events)
-        with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", APPEND_LOCK)
-            actual, head, practice_fold = conn.execute(
-                "SELECT (SELECT coalesce(max(version), 0) FROM events WHERE stream_id = %s),"
-                " (SELECT coalesce(max(position), 0) FROM events),"
-                " (SELECT fold::text FROM practices WHERE office_id = %s)",
-                (stream_id, office_id),
-            ).fetchone()
-            if actual != expected:
-                raise ConcurrencyError(stream_id, expected, actual)
-            current = {}
-            if touched:
-                rows = conn.execute(
-                    "SELECT fold::text FROM writebacks WHERE writeback_id = ANY(%s)", (touched,)
-                ).fetchall()
-                current = {wb.writeback_id: wb for wb in (proj.decode_writeback(r[0]) for r in rows)}
-            practice = proj.decode_practice(practice_fold) if practice_fold else None
-            practice, changed = proj.project(practice, office_id, events, current)
-            version = expected + len(events)
-            with conn.cursor() as cur:
-                cur.executemany(
-                    "INSERT INTO events (position, stream_id, version, type, data) VALUES (%s, %s, %s, %s, %s::jsonb)",
-                    [
-                        (head + i, stream_id, expected + i, ev.type_name(e), ev.encode(e).decode())
-                        for i, e in enumerate(events, start=1)
-                    ],
-                )
-                cur.execute(proj.upsert_practice_sql(), proj.practice_row(practice, version))
-                if changed:
-                    cur.executemany(proj.upsert_writeback_sql(), [proj.writeback_row(w) for w in changed.values()])
-                cur.execute("SELECT pg_notify('events', %s)", (str(head + len(events)),))
+        tail = self._tails.pop(stream_id, None)
+        if tail is None or tail.version != expected_version:
+            tail = await self.db.run(self._read_tail, stream_id, office_id)
+            if tail.version != expected_version:
+                raise ConcurrencyError(stream_id, expected_version, tail.version)
+        practice, changed = proj.project(tail.practice, office_id, events, tail.open)
+        version = expected_version + len(events)
+        args = (
+            stream_id,
+            expected_version,
+            [ev.type_name(e) for e in events],
+            [ev.encode(e).decode() for e in events],
+            proj.encode_json(proj.practice_record(practice, version)),
+            proj.encode_json([proj.writeback_record(w) for w in changed.values()]),
+        )
+        try:
+            await self.db.run(self._append_sync, args)
+        except psycopg.Error as exc:
+            if exc.sqlstate == "SU409":
+                raise ConcurrencyError(stream_id, expected_version, int(exc.diag.message_detail)) from None
+            if exc.sqlstate == "23505" and exc.diag.constraint_name == "writebacks_idempotency":
+                request = next(e for e in events if isinstance(e, ev.WritebackRequested) and e.idempotency_key)
+                raise DuplicateIdempotencyKey(office_id, request.idempotency_key) from None
+            raise
+        still_open = {k: w for k, w in {**tail.open, **changed}.items() if w.state not in FINAL_STATES}
+        self._tails[stream_id] = _StreamTail(version, practice, still_open)
         return version
+
+    @staticmethod
+    def _append_sync(conn: psycopg.Connection, args: tuple) -> None:
+        conn.execute(
+            "SELECT sikka_append(%s, %s, %s::text[], %s::jsonb[], %s::jsonb, %s::jsonb)", args, prepare=True
+        )
+
+    @staticmethod
+    def _read_tail(conn: psycopg.Connection, stream_id: str, office_id: str) -> _StreamTail:
+        version, fold = conn.execute(
+            "SELECT (SELECT coalesce(max(version), 0) FROM events WHERE stream_id = %s),"
+            " (SELECT fold::text FROM practices WHERE office_id = %s)",
+            (stream_id, office_id),
+        ).fetchone()
+        rows = conn.execute(
+            "SELECT fold::text FROM writebacks WHERE office_id = %s AND state <> ALL(%s)",
+            (office_id, list(FINAL_STATES)),
+        ).fetchall()
+        open_rows = {wb.writeback_id: wb for wb in (proj.decode_writeback(r[0]) for r in rows)}
+        return _StreamTail(version, proj.decode_practice(fold) if fold else None, open_rows)
 
     # reading the log
 
@@ -289,6 +303,7 @@ class MemoryEventStore:
         self._streams: dict[str, list[RecordedEvent]] = {}
         self._practices: dict[str, PracticeRow] = {}
         self._writebacks: dict[str, Writeback] = {}
+        self._open: dict[str, dict[str, Writeback]] = {}  # office_id → its writebacks not final
         self._appended = trio.Event()
 
     async def append(self, stream_id: str, expected_version: int, events: Sequence[ev.Event]) -> int:
@@ -304,7 +319,8 @@ class MemoryEventStore:
                 if existing is not None and existing.writeback_id != e.writeback_id:
                     raise DuplicateIdempotencyKey(office_id, e.idempotency_key)
         row = self._practices.get(office_id)
-        practice, changed = proj.project(row.practice if row else None, office_id, events, self._writebacks)
+        open_rows = self._open.setdefault(office_id, {})
+        practice, changed = proj.project(row.practice if row else None, office_id, events, open_rows)
         now = self._clock()
         recorded = [
             RecordedEvent(len(self._log) + i, stream_id, expected_version + i, e, now)
@@ -315,6 +331,11 @@ class MemoryEventStore:
         version = expected_version + len(events)
         self._practices[office_id] = PracticeRow(practice, version, row.owner if row else None)
         self._writebacks.update(changed)
+        for wb in changed.values():
+            if wb.state in FINAL_STATES:
+                open_rows.pop(wb.writeback_id, None)
+            else:
+                open_rows[wb.writeback_id] = wb
         self._appended.set()
         self._appended = trio.Event()
         return version

@@ -22,7 +22,7 @@ import msgspec
 from msgspec.structs import replace
 
 from actors import events as ev
-from actors.state import Practice, Writeback, empty, step
+from actors.state import FINAL_STATES, Practice, Writeback, empty, step
 
 
 def summary(p: Practice) -> Practice:
@@ -40,8 +40,9 @@ def project(
 ) -> tuple[Practice, dict[str, Writeback]]:
     """Apply ``events`` to a practice summary and the writeback rows they touch.
 
-    ``writebacks`` holds the current rows of the writebacks the events name (missing = none yet);
-    returns the new summary and the rows that changed.
+    ``writebacks`` holds the practice's open (not final) writeback rows, as ``Practice.writebacks``
+    does for the live actor: an event naming a final writeback is absorbed exactly as the actor
+    absorbs it. Returns the new summary and the rows that changed.
     """
     p = practice if practice is not None else empty(office_id)
     changed: dict[str, Writeback] = {}
@@ -64,24 +65,36 @@ def touched_writebacks(events: Iterable[ev.Event]) -> list[str]:
     return list(seen)
 
 
-# --- SQL rows ----------------------------------------------------------------------------------
+# --- rows ---------------------------------------------------------------------------------------
+#
+# Rows travel to PostgreSQL as JSON objects keyed by column name and are turned into table rows
+# by ``jsonb_populate_record(set)``, in ``sikka_append`` and in ``rebuild`` alike.
 
 _enc = msgspec.json.Encoder()
 _practice_dec = msgspec.json.Decoder(Practice)
 _writeback_dec = msgspec.json.Decoder(Writeback)
 
-PRACTICE_COLUMNS = (
-    "office_id",
-    "practice_name",
-    "state",
-    "owner",
-    "token_expires_at",
-    "last_error",
-    "updated_at",
-    "version",
-    "fold",
-)
-WRITEBACK_COLUMNS = (
+
+def practice_record(p: Practice, version: int) -> dict:
+    return {
+        "office_id": p.office_id,
+        "practice_name": p.practice_name,
+        "state": p.state,
+        "token_expires_at": p.token_expires_at,
+        "last_error": p.last_error,
+        "updated_at": p.updated_at,
+        "version": version,
+        "fold": p,
+    }
+
+
+def writeback_record(wb: Writeback) -> dict:
+    record = {f: getattr(wb, f) for f in _WRITEBACK_COLUMNS}
+    record["fold"] = wb
+    return record
+
+
+_WRITEBACK_COLUMNS = (
     "writeback_id",
     "office_id",
     "operation",
@@ -101,47 +114,11 @@ WRITEBACK_COLUMNS = (
     "checks",
     "next_check_at",
     "seq",
-    "fold",
 )
 
 
-def practice_row(p: Practice, version: int, owner: str | None = None) -> tuple:
-    return (
-        p.office_id,
-        p.practice_name,
-        p.state,
-        owner,
-        p.token_expires_at,
-        p.last_error,
-        p.updated_at,
-        version,
-        _enc.encode(p).decode(),
-    )
-
-
-def writeback_row(wb: Writeback) -> tuple:
-    return (
-        wb.writeback_id,
-        wb.office_id,
-        wb.operation,
-        wb.state,
-        wb.idempotency_key,
-        wb.retry_of,
-        wb.retryable,
-        wb.sikka_writeback_id,
-        wb.created_id,
-        _enc.encode(wb.error).decode() if wb.error is not None else None,
-        wb.requested_at,
-        wb.submitted_at,
-        wb.completed_at,
-        wb.sikka_completed_time,
-        wb.deadline_at,
-        wb.attempts,
-        wb.checks,
-        wb.next_check_at,
-        wb.seq,
-        _enc.encode(wb).decode(),
-    )
+def encode_json(value) -> str:
+    return _enc.encode(value).decode()
 
 
 def decode_practice(fold: str | bytes) -> Practice:
@@ -150,21 +127,6 @@ def decode_practice(fold: str | bytes) -> Practice:
 
 def decode_writeback(fold: str | bytes) -> Writeback:
     return _writeback_dec.decode(fold)
-
-
-def _upsert(table: str, columns: tuple[str, ...], key: str) -> str:
-    cols = ", ".join(columns)
-    values = ", ".join("%s::jsonb" if c in ("fold", "error") else "%s" for c in columns)
-    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c != key and c != "owner")
-    return f"INSERT INTO {table} ({cols}) VALUES ({values}) ON CONFLICT ({key}) DO UPDATE SET {updates}"
-
-
-def upsert_practice_sql(table: str = "practices") -> str:
-    return _upsert(table, PRACTICE_COLUMNS, "office_id")
-
-
-def upsert_writeback_sql(table: str = "writebacks") -> str:
-    return _upsert(table, WRITEBACK_COLUMNS, "writeback_id")
 
 
 # --- rebuild -------------------------------------------------------------------------------------
@@ -185,7 +147,8 @@ def fold_log(records: Iterable) -> tuple[dict[str, tuple[Practice, int]], dict[s
         office_id = ev.office_of(r.stream_id)
         known = practices.get(office_id)
         writeback_id = getattr(r.event, "writeback_id", None)
-        current = {writeback_id: writebacks[writeback_id]} if writeback_id in writebacks else {}
+        row = writebacks.get(writeback_id) if writeback_id else None
+        current = {writeback_id: row} if row is not None and row.state not in FINAL_STATES else {}
         p, changed = project(known[0] if known else None, office_id, (r.event,), current)
         practices[office_id] = (p, r.version)
         writebacks.update(changed)
@@ -214,11 +177,14 @@ def rebuild(conn, *, swap: bool = True) -> RebuildReport:
                 f"CREATE TEMP TABLE {table}_shadow (LIKE {table} INCLUDING ALL)"
                 " ON COMMIT DROP"
             )
-        with conn.cursor() as cur:
-            cur.executemany(
-                upsert_practice_sql("practices_shadow"), [practice_row(p, v) for p, v in practices.values()]
-            )
-            cur.executemany(upsert_writeback_sql("writebacks_shadow"), [writeback_row(w) for w in writebacks.values()])
+        conn.execute(
+            "INSERT INTO practices_shadow SELECT * FROM jsonb_populate_recordset(NULL::practices, %s::jsonb)",
+            (encode_json([practice_record(p, v) for p, v in practices.values()]),),
+        )
+        conn.execute(
+            "INSERT INTO writebacks_shadow SELECT * FROM jsonb_populate_recordset(NULL::writebacks, %s::jsonb)",
+            (encode_json([writeback_record(w) for w in writebacks.values()]),),
+        )
         conn.execute(
             "UPDATE practices_shadow s SET owner = p.owner FROM practices p WHERE p.office_id = s.office_id"
         )
