@@ -1,0 +1,98 @@
+"""One-for-one supervision: restarts with backoff, parking after too many crashes, clean return,
+and cancellation that is never swallowed (trio MockClock)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import trio
+
+from actors.supervision import RestartPolicy, Supervised, restart_delay
+
+POLICY = RestartPolicy(intensity=3, period=60, base_delay=1, max_delay=8, park_for=600)
+
+
+async def test_crashed_child_restarts_with_growing_backoff(autojump_clock):
+    starts = []
+
+    async def child():
+        starts.append(trio.current_time())
+        if len(starts) < 3:
+            raise RuntimeError("boom")
+
+    sup = Supervised("D1", POLICY, random.Random(0))
+    await sup.run(child)
+    assert len(starts) == 3 and sup.restarts == 2 and not sup.parked
+    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    assert 0.5 <= gaps[0] <= 1 and 1 <= gaps[1] <= 2
+    assert sup.statistics().last_error == "RuntimeError: boom"
+
+
+async def test_too_many_crashes_park_then_retry(autojump_clock):
+    starts = []
+    parked, unparked = [], []
+
+    async def child():
+        starts.append(trio.current_time())
+        if len(starts) <= 4:
+            raise ValueError("bad state")
+
+    async def on_park(seconds, error):
+        parked.append((trio.current_time(), seconds, error))
+
+    async def on_unpark():
+        unparked.append(trio.current_time())
+
+    await Supervised("D1", POLICY, random.Random(1)).run(child, on_park=on_park, on_unpark=on_unpark)
+    assert len(parked) == 1 and parked[0][1] == 600 and "bad state" in parked[0][2]
+    assert unparked[0] - parked[0][0] == pytest.approx(600)
+    assert starts[4] == pytest.approx(unparked[0])
+
+
+async def test_one_child_crashing_does_not_touch_its_sibling(autojump_clock):
+    ticks = []
+
+    async def steady():
+        for _ in range(5):
+            await trio.sleep(1)
+            ticks.append(trio.current_time())
+
+    async def crashy():
+        await trio.sleep(0.5)
+        raise RuntimeError("crash")
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(Supervised("ok", POLICY).run, steady)
+        nursery.start_soon(Supervised("bad", POLICY).run, crashy)
+        await trio.sleep(6)
+        nursery.cancel_scope.cancel()
+    assert len(ticks) == 5
+
+
+async def test_cancellation_passes_through(autojump_clock):
+    cancelled = []
+
+    async def child():
+        try:
+            await trio.sleep_forever()
+        except trio.Cancelled:
+            cancelled.append(True)
+            raise
+
+    with trio.move_on_after(5) as scope:
+        await Supervised("D1", POLICY).run(child)
+    assert scope.cancelled_caught and cancelled == [True]
+
+
+async def test_keyboard_interrupt_is_not_caught(autojump_clock):
+    async def child():
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        await Supervised("D1", POLICY).run(child)
+
+
+def test_restart_delay_is_capped_and_jittered():
+    assert restart_delay(POLICY, 10, 1.0) == 8
+    assert restart_delay(POLICY, 1, 0.0) == 0.5
