@@ -17,8 +17,10 @@ Outcome classes (Sikka codes per ``sikka-api.md`` section 3):
 | SpuOffline       | 412 API2017                                                           |
 | Rejected         | any other 4xx (Sikka's code and message)                              |
 | ServerError      | 5xx (503 API2002 included), or a 2xx whose body cannot be parsed      |
-| TransportFailure | no answer to a request that was not a writeback (timeout, reset, …)   |
-| Unknown          | a writeback request was sent and no usable answer came back           |
+| TransportFailure | no answer: any call that never connected (kind "connect"), or a       |
+|                  | request that was not a writeback (timeout, reset, protocol)           |
+| Unknown          | a writeback request was sent and no usable answer came back (5xx,     |
+|                  | timeout, cut connection, a 2xx without a writeback id)                |
 """
 
 from __future__ import annotations

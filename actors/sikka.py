@@ -17,14 +17,16 @@ writeback payload, ``ValueError`` for a ``/writebacks`` range over 7 days), befo
 | 412 (API2017; message from long_ or log_message) | SpuOffline                                   |
 | other 4xx                                        | Rejected(status, code, message)              |
 | 5xx (503 API2002 too), 1xx, 3xx                  | ServerError (a writeback: Unknown)           |
-| ConnectError, ConnectTimeout, PoolTimeout        | TransportFailure("connect"): nothing was sent|
+| ConnectError, ConnectTimeout, PoolTimeout (and   | TransportFailure("connect"): nothing was sent|
+| proxy or URL-scheme errors)                      |                                              |
 | read/write timeout, reset, protocol error        | TransportFailure (a writeback: Unknown)      |
 
 "A writeback" means one of the six submits (``submit``): once its request may have left, a missing
 or unusable answer is ``Unknown``, never a failure, because Sikka writebacks are not idempotent and
-the caller must reconcile instead of re-sending. Only ``httpx.HTTPError`` is caught: a trio
-cancellation (the caller's ``move_on_after``) passes straight through, and a writeback cancelled
-in flight is the caller's to treat as unknown. The ``AsyncClient`` carries the HTTP timeout.
+the caller must reconcile instead of re-sending. Around the network only ``httpx.HTTPError`` is
+caught (and around parsing only msgspec's and ``ValueError``): a trio cancellation (the caller's
+``move_on_after``) passes straight through, and a writeback cancelled in flight is the caller's to
+treat as unknown. The ``AsyncClient`` passed in carries the HTTP timeout.
 
 Every ``Result`` also carries the rate-limit headers (any case; unparseable is ``None``),
 ``Request-Key-Expires`` and ``Data-Insert: in progress``.
@@ -80,8 +82,6 @@ from actors.outcomes import (
     WritebackListItem,
     WritebackStatus,
 )
-
-__all__ = ["SikkaClient", "user_agent"]
 
 _log = structlog.get_logger("actors.sikka")
 
@@ -240,7 +240,7 @@ def parse_page(
     decoded = msgspec.json.decode(content, type=Envelope[item_type] | list[Envelope[item_type]])
     envelope = (decoded[0] if decoded else Envelope(items=[])) if isinstance(decoded, list) else decoded
     if envelope.items is None:
-        if envelope.error_code == "API2005":
+        if str(envelope.error_code or "").strip().upper() == "API2005":
             return [], 0
         raise ValueError("list answer without items")
     items = [convert(item) for item in envelope.items] if convert else envelope.items
@@ -552,6 +552,8 @@ class SikkaClient:
         convert: Callable[[Any], Any] | None = None,
     ) -> Result:
         """Every page of a list read (``offset`` = page index) up to ``limit`` items (None: all)."""
+        if limit is not None and limit < 1:
+            raise ValueError(f"limit must be positive, not {limit}")
         per_page = min(limit, self._page_size) if limit is not None else self._page_size
         items: list[Any] = []
         data_insert = False
