@@ -247,7 +247,7 @@ def parse_page(
     return items, _int(envelope.total_count)
 
 
-def authorized_practice(item: _PracticeItem) -> AuthorizedPractice:
+def to_authorized_practice(item: _PracticeItem) -> AuthorizedPractice:
     return AuthorizedPractice(
         office_id=item.office_id,
         secret_key=item.secret_key,
@@ -258,7 +258,7 @@ def authorized_practice(item: _PracticeItem) -> AuthorizedPractice:
     )
 
 
-def writeback_status(item: _StatusItem) -> WritebackStatus:
+def to_writeback_status(item: _StatusItem) -> WritebackStatus:
     return WritebackStatus(
         id=item.id,
         is_completed=(item.is_completed or "").strip().lower() == "true",
@@ -271,7 +271,7 @@ def writeback_status(item: _StatusItem) -> WritebackStatus:
     )
 
 
-def writeback_list_item(item: _WritebackItem) -> WritebackListItem:
+def to_writeback_list_item(item: _WritebackItem) -> WritebackListItem:
     """``api_request_body`` (``key=value&…``) decoded; its masked ``request_key`` is dropped."""
     body = dict(parse_qsl(item.api_request_body or "", keep_blank_values=True))
     body.pop("request_key", None)
@@ -398,7 +398,7 @@ class SikkaClient:
     async def authorized_practices(self) -> Result:
         """Every practice that authorized the app (``show=all``, all pages): ``list[AuthorizedPractice]``."""
         return await self._pages(
-            "/authorized_practices", self._app_auth(), {"show": "all"}, None, _PracticeItem, authorized_practice
+            "/authorized_practices", self._app_auth(), {"show": "all"}, None, _PracticeItem, to_authorized_practice
         )
 
     async def issue_request_key(self, office_id: str, secret_key: str) -> Result:
@@ -497,7 +497,7 @@ class SikkaClient:
         """``WritebackStatus`` of one writeback, or ``None`` when Sikka lists nothing for it."""
 
         def parse(response: httpx.Response) -> WritebackStatus | None:
-            items, _ = parse_page(response.content, _StatusItem, writeback_status)
+            items, _ = parse_page(response.content, _StatusItem, to_writeback_status)
             return next((s for s in items if s.id == sikka_writeback_id), items[0] if items else None)
 
         return await self._call(
@@ -511,7 +511,7 @@ class SikkaClient:
         params = {"startdate": startdate.isoformat(), "enddate": enddate.isoformat()}
         if sikka_writeback_id is not None:
             params["id"] = sikka_writeback_id
-        return await self._pages("/writebacks", self._app_auth(), params, None, _WritebackItem, writeback_list_item)
+        return await self._pages("/writebacks", self._app_auth(), params, None, _WritebackItem, to_writeback_list_item)
 
     async def delete_writeback(self, sikka_writeback_id: str) -> Result:
         """Cancel a pending writeback at Sikka (``Ok(None)`` when Sikka accepted the delete)."""

@@ -12,7 +12,7 @@ import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors.outcomes import AuthorizedPractice, Ok, ServerError
+from actors.outcomes import AuthorizedPractice, ServerError
 from actors.sikka import MAX_PAGE_SIZE, SikkaClient
 from tests.client.fixtures import APP_ID, APP_KEY, BASE, NODE, REQUEST_KEY, envelope
 
