@@ -1,0 +1,201 @@
+"""Decoding Sikka's answers about writebacks, and matching unknown outcomes. Pure; no I/O.
+
+What an answer means for one of our writebacks (``Remote.kind``)::
+
+    writeback_status item            GET /writebacks item (result)      kind
+    ──────────────────────────────   ─────────────────────────────────  ─────────
+    is_completed False, no error     "pending"                          pending
+    is_completed True, has_error F   "completed" / "complete" / success completed
+    has_error True                   "failed" / "error…"                failed
+    status/result mentions "delet"   "deleted"                          deleted
+    —                                any other text                     unclear (read the status)
+
+A ``completed`` list item settles a writeback by itself unless we need ``created_id``
+(``book_appointment``, ``create_patient``); a ``failed`` one unless its error text is missing
+(the list has no error field; ``description`` is used when Sikka fills it). Then one
+``writeback_status`` read (the practice's key, one id) gives the detail.
+
+Matching an ``unknown`` writeback (we sent it, no usable answer came) against the list
+(``match``): an item is a candidate when it is of the same office, the same HTTP method, the
+same api (``operations.api_name_matches``), dated (``command_time``) within the attempt's UTC
+date ±1 day (Sikka's time zone is not documented, so a day either side covers any), not already
+claimed by another writeback of ours, and its decoded ``api_request_body`` holds every body field
+we sent with the same value, plus the path id as ``id``. Then:
+
+    one candidate                                         → found (reconciled with its id)
+    several                                               → ambiguous (stays unknown, alert)
+    none, list complete for the ±1 day span, and fetched
+      at or after attempt + HTTP timeout + lease TTL + 30 s → absent (proven: may be re-sent)
+    none otherwise                                        → not_found (check again later)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping
+from datetime import date, datetime, timedelta, timezone
+
+import msgspec
+
+from actors.operations import OPERATIONS, PayloadError, api_name_matches, prepare
+
+UTC = timezone.utc
+
+CREATES = frozenset({"book_appointment", "create_patient"})  # need created_id from writeback_status
+
+
+class Remote(msgspec.Struct, frozen=True, kw_only=True):
+    """What Sikka says about one writeback."""
+
+    kind: str  # "pending" | "completed" | "failed" | "deleted" | "unclear"
+    created_id: str | None = None
+    message: str = ""
+    completed_time: str | None = None
+    detailed: bool = False  # from writeback_status: created_id and error text are as good as it gets
+
+
+def _has_delete(*texts: str) -> bool:
+    return any("delet" in (t or "").lower() for t in texts)
+
+
+def decode_status(item) -> Remote:
+    """A ``writeback_status`` item (``outcomes.WritebackStatus``)."""
+    completed_time = item.completed_time or None
+    if _has_delete(item.status, item.result):
+        return Remote(kind="deleted", message=item.result, completed_time=completed_time, detailed=True)
+    if item.has_error:
+        return Remote(
+            kind="failed", message=item.result or item.status or "", completed_time=completed_time, detailed=True
+        )
+    if item.is_completed:
+        return Remote(
+            kind="completed",
+            created_id=item.created_id or None,
+            message=item.result,
+            completed_time=completed_time,
+            detailed=True,
+        )
+    return Remote(kind="pending", detailed=True)
+
+
+_COMPLETED = ("completed", "complete", "success", "successful", "done")
+_FAILED = ("failed", "failure", "error", "has_error")
+
+
+def decode_list_item(item) -> Remote:
+    """A ``GET /writebacks`` item (``outcomes.WritebackListItem``)."""
+    result = (item.result or "").strip().lower()
+    completed_time = item.completed_time or None
+    if result == "pending" or result == "":
+        return Remote(kind="pending")
+    if result in _COMPLETED:
+        return Remote(kind="completed", completed_time=completed_time)
+    if _has_delete(result):
+        return Remote(kind="deleted", completed_time=completed_time)
+    if result in _FAILED or result.startswith("fail") or result.startswith("error"):
+        message = item.description or ("" if result in _FAILED else item.result)
+        return Remote(kind="failed", message=message, completed_time=completed_time)
+    return Remote(kind="unclear", message=item.result, completed_time=completed_time)
+
+
+def needs_status_read(operation: str, remote: Remote) -> bool:
+    """Whether a final list answer needs a ``writeback_status`` read before we record it."""
+    if remote.detailed:
+        return False
+    if remote.kind == "completed":
+        return operation in CREATES
+    if remote.kind == "failed":
+        return not remote.message
+    return remote.kind == "unclear"
+
+
+# --- matching --------------------------------------------------------------------------------
+
+
+def expected_fields(operation: str, payload: Mapping[str, object]) -> dict[str, str] | None:
+    """The fields a list item's ``api_request_body`` must hold for our request: every body field
+    we sent (fixed ones included) plus the path id as ``id``. ``None`` if the payload is unusable."""
+    try:
+        request = prepare(operation, payload)
+    except PayloadError:
+        return None
+    fields = dict(request.body)
+    spec = OPERATIONS[operation]
+    if spec.path_field:
+        fields["id"] = request.path.rsplit("/", 1)[-1]
+    return fields
+
+
+def command_date(item) -> date | None:
+    text = (item.command_time or "").strip()
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace(" ", "T").rstrip("Z")[:19]).date()
+    except ValueError:
+        try:
+            return date.fromisoformat(text[:10])
+        except ValueError:
+            return None
+
+
+def _norm(value: object) -> str:
+    return str(value).strip()
+
+
+def is_candidate(
+    operation: str,
+    office_id: str,
+    expected: Mapping[str, str],
+    attempted_at: datetime,
+    item,
+) -> bool:
+    spec = OPERATIONS[operation]
+    if item.office_id.strip().lower() != office_id.strip().lower():
+        return False
+    if item.method.strip().upper() != spec.method:
+        return False
+    if not api_name_matches(spec.resource, item.api_name):
+        return False
+    day = command_date(item)
+    if day is not None:
+        d = attempted_at.astimezone(UTC).date()
+        if not (d - timedelta(days=1) <= day <= d + timedelta(days=1)):
+            return False
+    body = item.request_body
+    return all(key in body and _norm(body[key]) == _norm(value) for key, value in expected.items())
+
+
+class Match(msgspec.Struct, frozen=True, kw_only=True):
+    kind: str  # "found" | "ambiguous" | "absent" | "not_found"
+    item: object = None
+    candidates: int = 0
+
+
+def match(
+    *,
+    operation: str,
+    office_id: str,
+    payload: Mapping[str, object],
+    attempted_at: datetime,
+    items: Iterable,
+    claimed: Collection[str],
+    proof_at: datetime,
+    fetched_at: datetime,
+    covered: bool,
+) -> Match:
+    """Look for our unknown writeback among ``items`` (see the module docstring)."""
+    expected = expected_fields(operation, payload)
+    if expected is None:
+        return Match(kind="not_found")
+    found = [
+        item
+        for item in items
+        if item.id not in claimed and is_candidate(operation, office_id, expected, attempted_at, item)
+    ]
+    if len(found) == 1:
+        return Match(kind="found", item=found[0], candidates=1)
+    if len(found) > 1:
+        return Match(kind="ambiguous", candidates=len(found))
+    if covered and fetched_at >= proof_at:
+        return Match(kind="absent")
+    return Match(kind="not_found")
