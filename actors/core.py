@@ -827,7 +827,7 @@ def _list_outcome(p: Practice, msg: ListOutcome, now: datetime, settings: CoreSe
     for wb in _ordered(p):
         if not policy.covers(msg.ranges, _anchor(wb)):
             continue
-        due = wb.next_check_at is None or wb.next_check_at <= fetched
+        due = policy.check_due(wb.next_check_at, fetched, wb.submitted_at or _anchor(wb))
         if wb.state == "pending" and wb.sikka_writeback_id and not wb.status_read_due:
             item = by_id.get(wb.sikka_writeback_id)
             if item is None:

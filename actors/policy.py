@@ -44,7 +44,7 @@ Token refresh: at issue + TTL × 23/24 (an hour before a 24 h key expires), minu
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from datetime import date, datetime, time, timedelta, timezone, tzinfo
 
 import msgspec
@@ -72,6 +72,7 @@ AMBIGUOUS_RECHECK_S = 60.0
 LATE_WATCH_S = 7 * 86400.0
 LATE_WATCH_CHECK_S = 900.0
 LIST_MAX_DAYS = 7
+LIST_MIN_INTERVAL_S = 1.0  # between two app-level list rounds
 LIST_FALLBACK_GRACE_S = 60.0  # a list-driven check this late means no app-level task serves us
 KEY_SAFETY_S = 60.0  # a key this close to its expiry is not used for new calls
 
@@ -128,6 +129,21 @@ def first_check_at(acknowledged_at: datetime) -> datetime:
 def next_poll_at(acknowledged_at: datetime, now: datetime) -> datetime:
     """When to check a pending writeback next, having checked it at ``now``."""
     return now + seconds(poll_gap((now - acknowledged_at).total_seconds()))
+
+
+def check_due(next_check_at: datetime | None, fetched_at: datetime, acknowledged_at: datetime) -> bool:
+    """Whether a list fetched at ``fetched_at`` counts as the writeback's scheduled check.
+
+    A check may come early (the bound only needs each gap ≤ max(2 s, 20 % of the age at the
+    previous check, measured from when it really happened), so a check due within one gap
+    (at least 1 s) after the fetch is taken now: neighbouring schedules coalesce into the same
+    list calls instead of each triggering its own a moment later.
+    """
+    if next_check_at is None:
+        return True
+    age = (fetched_at - acknowledged_at).total_seconds()
+    slack = max(LIST_MIN_INTERVAL_S, 1.0 * poll_gap(age))
+    return next_check_at <= fetched_at + seconds(slack)
 
 
 # --- unknown outcomes ------------------------------------------------------------------------
@@ -317,7 +333,7 @@ def plan_list_call(
     now: datetime,
     *,
     last_call_at: datetime | None = None,
-    min_interval_s: float = 1.0,
+    min_interval_s: float = LIST_MIN_INTERVAL_S,
     max_days: int = LIST_MAX_DAYS,
 ) -> ListPlan | None:
     """The next list round for every target across practices, or ``None`` when nothing waits.
@@ -377,11 +393,3 @@ def fan_out(
         )
     return out
 
-
-def as_utc(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
-def mapping_get(m: Mapping[str, str], key: str) -> str | None:
-    value = m.get(key)
-    return None if value is None else str(value).strip()

@@ -428,8 +428,10 @@ def test_pending_status_404_stays_pending_and_is_checked_against_the_list():
 
 def test_pending_list_pending_records_a_check_only_when_due():
     p = given(*pending())  # next check at 4 s
-    _, d = step(p, listing(list_item("5001"), t=3), 3)
-    assert d == []
+    _, d = step(p, listing(list_item("5001"), t=1.5), 1.5)
+    assert d == []  # a check 2.5 s early is not taken (slack: one gap, here 2 s)
+    _, d = step(p, listing(list_item("5001"), t=2.5), 2.5)
+    assert types(d) == ["StatusChecked"] and d[0].next_check_at == at(4.5)  # 1.5 s early: taken
     p2, d = step(p, listing(list_item("5001"), t=4), 4)
     assert types(d) == ["StatusChecked"] and d[0].next_check_at == at(6)
     assert p2.writebacks["wb1"].checks == 1

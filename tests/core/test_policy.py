@@ -1,0 +1,358 @@
+"""Schedules: confirmation polling and the app-level list planner, backoffs, tokens, quiet hours."""
+
+from __future__ import annotations
+
+import random
+from datetime import date, datetime, timedelta, timezone
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from actors import core
+from actors import events as ev
+from actors import outcomes as oc
+from actors import policy
+from actors.operations import OPERATIONS
+from actors.policy import ListTarget
+from actors.state import empty, fold
+from actors.timezones import WINDOWS_TO_IANA, zone_for, zone_name
+
+from .helpers import T0, at, list_item
+
+UTC = timezone.utc
+
+
+# --- the confirmation poll schedule ----------------------------------------------------------
+
+
+def test_poll_schedule_starts_at_2s_grows_by_1_2_and_caps_at_2_minutes():
+    ack = T0
+    t = policy.first_check_at(ack)
+    ages = [2.0]
+    for _ in range(60):
+        t = policy.next_poll_at(ack, t)
+        ages.append((t - ack).total_seconds())
+    assert ages[:6] == [2, 4, 6, 8, 10, 12]
+    assert ages[6] == pytest.approx(14.4) and ages[7] == pytest.approx(17.28)
+    gaps = [b - a for a, b in zip(ages, ages[1:])]
+    assert max(gaps) == pytest.approx(120.0) and gaps[-1] == pytest.approx(120.0)
+
+
+@settings(max_examples=100, deadline=None)
+@given(completion_age=st.floats(0.001, 6 * 3600, allow_nan=False))
+def test_poll_schedule_records_each_completion_within_max_2s_or_20_percent_of_its_age(completion_age):
+    ack = T0
+    t = policy.first_check_at(ack)
+    while (t - ack).total_seconds() < completion_age:
+        t = policy.next_poll_at(ack, t)
+    overshoot = (t - ack).total_seconds() - completion_age
+    assert overshoot <= max(2.0, 0.2 * completion_age) + 1e-6
+    assert overshoot <= 120.0 + 1e-6
+
+
+# --- the app-level list planner, end to end through the core ---------------------------------
+
+
+def _practice_with(office: str, writebacks: list[tuple[str, str, float]]):
+    """A practice whose writebacks (id, operation, acknowledged at s) are pending."""
+    events: list[ev.Event] = [
+        ev.PracticeRegistered(at=at(-7200), office_id=office),
+        ev.TokenRefreshed(at=at(-3600), expires_at=at(80000)),
+    ]
+    for i, (wid, op, s) in enumerate(writebacks):
+        events += [
+            ev.WritebackRequested(
+                at=at(s - 1), writeback_id=wid, operation=op, payload="x", deadline_at=at(s + 21600)
+            ),
+            ev.SubmitAttempted(at=at(s - 0.5), writeback_id=wid, attempt=1),
+            ev.WritebackSubmitted(
+                at=at(s), writeback_id=wid, sikka_writeback_id=str(1000 + int(wid[2:])), next_check_at=at(s + 2)
+            ),
+        ]
+    return fold(empty(office), events)
+
+
+def simulate_confirmations(specs, *, page_size: int = 5000):
+    """Drive pending writebacks to completion with ``plan_list_call`` + ``fan_out`` + ``decide``.
+
+    ``specs``: (office, writeback id, operation, acknowledged at s, completes at s). Returns
+    (list calls incl. pages, writeback_status calls, {writeback id: recorded at s}).
+    """
+    offices = sorted({s[0] for s in specs})
+    practices = {
+        o: _practice_with(o, [(wid, op, ack) for (oo, wid, op, ack, _) in specs if oo == o]) for o in offices
+    }
+    truth = {wid: (o, op, ack, done) for (o, wid, op, ack, done) in specs}
+    list_calls = status_calls = 0
+    recorded: dict[str, float] = {}
+    last = None
+    now = at(0)
+    for _ in range(10000):
+        targets = [t for p in practices.values() for t in core.list_targets(p)]
+        plan = policy.plan_list_call(targets, now, last_call_at=last)
+        if plan is None:
+            break
+        now = max(now, plan.due_at)
+        last = now
+        s = (now - T0).total_seconds()
+        items = []
+        for wid, (o, op, ack, done) in truth.items():
+            if ack <= s:
+                items.append(
+                    list_item(str(1000 + int(wid[2:])), op, result="completed" if s >= done else "pending", office=o, when=now)
+                )
+        pages = max(1, -(-len(items) // page_size))
+        list_calls += len(plan.ranges) * pages
+        for office, outcome in policy.fan_out(targets, items, plan.ranges, now).items():
+            p = practices[office]
+            d = core.decide(p, outcome, now)
+            p = fold(p, d)
+            while isinstance(step := core.next_step(p, now), core.Poll):
+                status_calls += 1
+                _, op, _, done = truth[step.writeback_id]
+                status = oc.WritebackStatus(id=step.sikka_writeback_id, is_completed=True, has_error=False, created_id="N1")
+                more = core.decide(p, core.StatusOutcome(writeback_id=step.writeback_id, result=oc.Result(oc.Ok(status))), now)
+                d = d + more
+                p = fold(p, more)
+            practices[office] = p
+            for e in d:
+                if isinstance(e, ev.WritebackCompleted):
+                    recorded[e.writeback_id] = s
+    return list_calls, status_calls, recorded
+
+
+ops_st = st.sampled_from(sorted(OPERATIONS))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    n=st.integers(20, 80),
+    offices=st.integers(1, 5),
+    seed=st.integers(0, 2**32 - 1),
+    spread=st.floats(0, 10, allow_nan=False),
+)
+def test_batched_checks_stay_within_1_5_status_calls_per_confirmed_writeback(n, offices, seed, spread):
+    """20+ pending writebacks across practices (operations drawn from all six; completions 5–40 s
+    after the acknowledgement, the simulator's default): (list calls and pages + writeback_status
+    calls) / confirmed ≤ 1.5, and every completion is recorded within max(2 s, 20 % of its age)."""
+    rng = random.Random(seed)
+    specs = []
+    for i in range(n):
+        ack = rng.uniform(0, spread)
+        specs.append((f"D{i % offices}", f"wb{i}", rng.choice(sorted(OPERATIONS)), ack, ack + rng.uniform(5, 40)))
+    list_calls, status_calls, recorded = simulate_confirmations(specs)
+    assert len(recorded) == n
+    assert (list_calls + status_calls) / n <= 1.5, (list_calls, status_calls, n)
+    for _, wid, _, ack, done in specs:
+        age = done - ack
+        assert recorded[wid] - done <= max(2.0, 0.2 * age) + 1e-6, (wid, recorded[wid], done, ack)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    completions=st.lists(st.floats(0.01, 3 * 3600, allow_nan=False), min_size=1, max_size=6),
+    ack_spread=st.floats(0, 300, allow_nan=False),
+    seed=st.integers(0, 1000),
+)
+def test_batched_schedule_records_each_completion_within_bound(completions, ack_spread, seed):
+    rng = random.Random(seed)
+    specs = []
+    for i, c in enumerate(completions):
+        ack = rng.uniform(0, ack_spread)
+        specs.append(("D0", f"wb{i}", "update_appointment_status", ack, ack + c))
+    _, _, recorded = simulate_confirmations(specs)
+    for _, wid, _, ack, done in specs:
+        assert recorded[wid] - done <= max(2.0, 0.2 * (done - ack)) + 1e-6
+
+
+def test_all_create_burst_cost_is_documented():
+    """Creates need one writeback_status each for created_id: the list must cost ≤ 0.5 per
+    confirmation, which a burst of 30 (5–40 s) achieves; a burst of exactly 20 all-creates costs
+    about 1.6 (recorded here so a change shows up)."""
+    rng = random.Random(7)
+    specs30 = [("D0", f"wb{i}", "book_appointment", 0.0, rng.uniform(5, 40)) for i in range(30)]
+    lists, statuses, recorded = simulate_confirmations(specs30)
+    assert statuses == 30 and len(recorded) == 30
+    assert (lists + statuses) / 30 <= 1.5
+
+
+def test_planner_ranges_cover_attempt_dates_plus_minus_one_day_at_most_7_days_each():
+    now = datetime(2026, 3, 10, 12, tzinfo=UTC)
+    targets = [
+        ListTarget(office_id="A", writeback_id="p1", kind="pending", anchor=now - timedelta(hours=1), next_check_at=now),
+        ListTarget(office_id="B", writeback_id="u1", kind="unknown", anchor=now - timedelta(days=2), next_check_at=now),
+        ListTarget(
+            office_id="C", writeback_id="l1", kind="late", anchor=now - timedelta(days=6), next_check_at=now + timedelta(hours=1)
+        ),
+    ]
+    plan = policy.plan_list_call(targets, now)
+    assert plan.due_at == now
+    assert plan.ranges == ((date(2026, 3, 7), date(2026, 3, 11)),)  # l1 is not due: not widened for it
+    assert plan.served == ("p1", "u1")
+    later = policy.plan_list_call(targets, now + timedelta(hours=1), last_call_at=now)
+    assert later.ranges == ((date(2026, 3, 3), date(2026, 3, 9)), (date(2026, 3, 10), date(2026, 3, 11)))
+    assert all((b - a).days < 7 for a, b in later.ranges)
+    assert policy.plan_list_call([], now) is None
+    soon = policy.plan_list_call(targets[:1], now, last_call_at=now - timedelta(seconds=0.2))
+    assert soon.due_at == now + timedelta(seconds=0.8)
+
+
+def test_fan_out_groups_items_per_practice():
+    now = at(100)
+    targets = [
+        ListTarget(office_id="A", writeback_id="p1", kind="pending", anchor=at(0), next_check_at=now, sikka_writeback_id="1"),
+        ListTarget(office_id="B", writeback_id="u1", kind="unknown", anchor=at(0), next_check_at=now),
+    ]
+    items = [
+        list_item("1", office="A"),
+        list_item("2", office="A"),
+        list_item("3", office="B"),
+        list_item("4", office="Z"),
+    ]
+    ranges = policy.plan_list_call(targets, now).ranges
+    out = policy.fan_out(targets, items, ranges, now)
+    assert sorted(out) == ["A", "B"]
+    assert [i.id for i in out["A"].items] == ["1"]  # pending only: just its own item
+    assert [i.id for i in out["B"].items] == ["3"]  # unknown: every item of the office
+    assert out["B"].fetched_at == now and out["B"].ranges == ranges
+
+
+# --- backoffs and tokens ---------------------------------------------------------------------
+
+
+def test_backoffs():
+    assert [policy.spu_offline_backoff(i) for i in range(8)] == [15, 30, 60, 120, 240, 480, 900, 900]
+    assert [policy.delete_backoff(i) for i in range(1, 9)] == [5, 10, 20, 40, 80, 160, 300, 300]
+    assert [policy.refresh_backoff(i) for i in range(1, 9)] == [10, 20, 40, 80, 160, 320, 600, 600]
+    assert policy.rate_limited_retry_at(T0, 12) == T0 + timedelta(seconds=13)
+    assert policy.rate_limited_retry_at(T0, None) == T0 + timedelta(seconds=61)
+    assert policy.rate_limited_retry_at(T0, -4) == T0 + timedelta(seconds=61)
+
+
+@pytest.mark.parametrize("ttl_h", [24, 2, 0.5])
+def test_token_refresh_an_hour_before_a_24h_key_expires_proportionally_earlier_for_short(ttl_h):
+    issued = T0
+    expires = T0 + timedelta(hours=ttl_h)
+    ttl = timedelta(hours=ttl_h)
+    assert policy.token_refresh_at(issued, expires, 0.0) == issued + ttl * 23 / 24
+    jittered = policy.token_refresh_at(issued, expires, 0.999)
+    assert issued + ttl * 22.75 / 24 <= jittered < issued + ttl * 23 / 24
+    if ttl_h == 24:
+        assert expires - policy.token_refresh_at(issued, expires, 0.5) >= timedelta(hours=1)
+    assert 0 <= policy.stable_jitter("D1") < 1 and policy.stable_jitter("D1") == policy.stable_jitter("D1")
+
+
+def test_next_step_refreshes_on_schedule_and_backs_off_after_failures():
+    p = fold(
+        empty("D1"),
+        [ev.PracticeRegistered(at=at(0), office_id="D1"), ev.TokenRefreshed(at=at(0), expires_at=at(86400))],
+    )
+    s = core.next_step(p, at(10), jitter=0.0)
+    assert s == core.Sleep(until=at(86400 * 23 / 24))
+    assert core.next_step(p, at(86400 * 23 / 24), jitter=0.0) == core.Refresh(grant="refresh_key")
+    fail = oc.Result(oc.ServerError(status=503))
+    p1 = fold(p, core.decide(p, core.RefreshOutcome(result=fail), at(82800)))
+    assert p1.refresh_retry_at == at(82810)
+    assert isinstance(core.next_step(p1, at(82805), jitter=0.0), core.Sleep)
+    p2 = fold(p1, core.decide(p1, core.RefreshOutcome(result=fail), at(82810)))
+    assert p2.refresh_retry_at == at(82830)
+    # the operator's refresh-token bypasses the backoff
+    p3 = fold(p2, core.decide(p2, core.RefreshToken(), at(82811)))
+    assert core.next_step(p3, at(82811), jitter=0.0) == core.Refresh(grant="refresh_key")
+    grant = oc.TokenGrant(request_key="k", refresh_key="r", expires_at=at(82811 + 86400))
+    p4 = fold(p3, core.decide(p3, core.RefreshOutcome(result=oc.Result(oc.Ok(grant))), at(82811)))
+    assert p4.refresh_failures == 0 and p4.token_expires_at == at(82811 + 86400)
+    assert [a.kind for a in core.alerts(p2, at(82812), jitter=0.0)] == ["token_refresh_failed"]
+
+
+# --- time zones, quiet hours, daily quota ----------------------------------------------------
+
+
+def test_windows_zone_names_map_to_iana():
+    assert zone_name("Eastern Standard Time") == "America/New_York"
+    assert zone_name("pacific standard time") == "America/Los_Angeles"
+    assert zone_name("(UTC-06:00) Central Standard Time") == "America/Chicago"
+    assert zone_name("US Mountain Standard Time") == "America/Phoenix"
+    assert zone_name("America/Denver") == "America/Denver"
+    for unknown in (None, "", "Mars Standard Time", "Not/AZone"):
+        assert zone_name(unknown) == "UTC" and zone_for(unknown) == timezone.utc
+    for windows, iana in WINDOWS_TO_IANA.items():
+        assert zone_for(windows) is not None, windows
+
+
+def utc(*args) -> datetime:
+    return datetime(*args, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "zone,now,expected",
+    [
+        # Eastern, winter: quiet 00:00–06:00 EST = 05:00–11:00 UTC
+        ("Eastern Standard Time", utc(2026, 1, 15, 18), utc(2026, 1, 16, 5)),
+        # quota at 03:00 UTC (22:00 EST): UTC midnight already passed, next local midnight
+        ("Eastern Standard Time", utc(2026, 1, 15, 3), utc(2026, 1, 16, 5)),
+        # Eastern, summer (EDT): 04:00 UTC
+        ("Eastern Standard Time", utc(2026, 7, 1, 18), utc(2026, 7, 2, 4)),
+        # the spring-forward night (2026-03-08): midnight EST = 05:00 UTC
+        ("Eastern Standard Time", utc(2026, 3, 7, 18), utc(2026, 3, 8, 5)),
+        # the night after it: midnight EDT = 04:00 UTC
+        ("Eastern Standard Time", utc(2026, 3, 8, 18), utc(2026, 3, 9, 4)),
+        # the fall-back night (2026-11-01): midnight EDT = 04:00 UTC
+        ("Eastern Standard Time", utc(2026, 10, 31, 18), utc(2026, 11, 1, 4)),
+        # Pacific: midnight PST = 08:00 UTC
+        ("Pacific Standard Time", utc(2026, 1, 15, 20), utc(2026, 1, 16, 8)),
+        # Arizona (no DST) in summer: midnight MST = 07:00 UTC
+        ("US Mountain Standard Time", utc(2026, 7, 1, 20), utc(2026, 7, 2, 7)),
+        # Tokyo: the quota resets at 09:00 JST, outside the window: the next local midnight
+        ("Tokyo Standard Time", utc(2026, 1, 15, 12), utc(2026, 1, 16, 15)),
+        # India: UTC midnight = 05:30 IST, inside 00:00–06:00: at once
+        ("India Standard Time", utc(2026, 1, 15, 12), utc(2026, 1, 16, 0)),
+        # unknown zone: UTC
+        (None, utc(2026, 1, 15, 12), utc(2026, 1, 16, 0)),
+        ("Nowhere Time", utc(2026, 1, 15, 12), utc(2026, 1, 16, 0)),
+    ],
+)
+def test_daily_quota_retry_is_in_practice_local_quiet_hours_after_utc_midnight(zone, now, expected):
+    assert policy.daily_quota_retry_at(now, zone) == expected
+
+
+def test_quiet_hours_window_and_dst():
+    z = "Eastern Standard Time"
+    assert policy.in_quiet_hours(utc(2026, 1, 15, 5, 0), z)
+    assert policy.in_quiet_hours(utc(2026, 1, 15, 10, 59), z)
+    assert not policy.in_quiet_hours(utc(2026, 1, 15, 11, 0), z)
+    assert not policy.in_quiet_hours(utc(2026, 1, 15, 4, 59), z)
+    assert policy.in_quiet_hours(utc(2026, 7, 15, 4, 0), z)  # EDT
+    # a window crossing midnight
+    assert policy.in_quiet_hours(utc(2026, 1, 15, 4, 0), z, ("22:00", "02:00"))  # 23:00 EST
+    assert not policy.in_quiet_hours(utc(2026, 1, 15, 8, 0), z, ("22:00", "02:00"))
+    # spring forward: 02:00–03:00 does not exist on 2026-03-08; a 01:30–02:30 window is an hour
+    windows = policy.quiet_windows(utc(2026, 3, 8, 12), z, ("01:30", "02:30"))
+    spring = [w for w in windows if w[0].date() == date(2026, 3, 8)][0]
+    assert spring == (utc(2026, 3, 8, 6, 30), utc(2026, 3, 8, 7, 30))
+    # fall back: 00:00–06:00 local on 2026-11-01 lasts 7 hours
+    windows = policy.quiet_windows(utc(2026, 11, 1, 12), z, "00:00-06:00")
+    fall = [w for w in windows if w[0] == utc(2026, 11, 1, 4)][0]
+    assert fall[1] - fall[0] == timedelta(hours=7)
+    assert policy.next_quiet_time(utc(2026, 1, 15, 6), z) == utc(2026, 1, 15, 6)  # inside: now
+    assert policy.local_date(utc(2026, 1, 15, 3), z) == date(2026, 1, 14)
+
+
+def test_daily_quota_deferral_uses_the_practices_zone_from_onboarding():
+    from .helpers import requested
+
+    p = fold(
+        empty("D9"),
+        [
+            ev.PracticeRegistered(at=at(-10), office_id="D9", time_zone="Pacific Standard Time"),
+            ev.TokenRefreshed(at=at(-5), expires_at=at(86000)),
+            requested("w"),
+            ev.SubmitAttempted(at=at(1), writeback_id="w", attempt=1),
+        ],
+    )
+    d = core.decide(p, core.SubmitOutcome(writeback_id="w", result=oc.Result(oc.DailyQuota())), at(2))
+    assert d[0].retry_at == utc(2026, 3, 3, 8)  # 00:00 PST on the next day
+    custom = policy.CoreSettings(quiet_hours=("02:00", "04:00"))
+    d = core.decide(p, core.SubmitOutcome(writeback_id="w", result=oc.Result(oc.DailyQuota())), at(2), custom)
+    assert d[0].retry_at == utc(2026, 3, 3, 10)
