@@ -203,7 +203,7 @@ class OffboardOutcome(Message, frozen=True, kw_only=True):
     detail: str = ""
 
 
-AnyMessage = Union[
+AnyCommand = Union[
     RequestWriteback,
     CancelWriteback,
     RetryFailed,
@@ -214,13 +214,14 @@ AnyMessage = Union[
     PracticeListed,
     PracticeUnlisted,
     Tick,
-    SubmitOutcome,
-    StatusOutcome,
-    ListOutcome,
-    RefreshOutcome,
-    DeleteOutcome,
-    OffboardOutcome,
 ]
+"""Commands: decodable from JSON (``msgspec.json.decode(raw, type=AnyCommand)``)."""
+
+AnyInput = Union[SubmitOutcome, StatusOutcome, ListOutcome, RefreshOutcome, DeleteOutcome, OffboardOutcome]
+"""Inputs: built in process by the shell (``outcomes.Result``'s union is untagged, so they encode
+to JSON for logs but are not decoded from it)."""
+
+AnyMessage = Union[AnyCommand, AnyInput]
 
 
 # --- decision results that are not events ----------------------------------------------------

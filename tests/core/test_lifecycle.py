@@ -259,7 +259,7 @@ def test_messages_are_one_tagged_union():
     ]
     for m in msgs:
         raw = msgspec.json.encode(m)
-        assert msgspec.json.decode(raw, type=core.AnyMessage) == m
+        assert msgspec.json.decode(raw, type=core.AnyCommand) == m
     assert b'"kind":"request_writeback"' in msgspec.json.encode(msgs[0])
     # inputs carrying an outcomes.Result encode (its Outcome union is untagged, so they are
     # passed in process, not decoded from the wire)
