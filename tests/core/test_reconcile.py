@@ -1,0 +1,107 @@
+"""Decoding Sikka's answers (writeback_status items, GET /writebacks items) and matching."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from actors import outcomes as oc
+from actors import reconcile as rc
+
+from .helpers import PAYLOADS, T0, at, list_item
+
+S = oc.WritebackStatus
+
+
+@pytest.mark.parametrize(
+    "item,kind",
+    [
+        (S(id="1", is_completed=False, has_error=False), "pending"),
+        (S(id="1", is_completed=True, has_error=False, created_id="77", result="New Patient inserted successfully"), "completed"),
+        (S(id="1", is_completed=True, has_error=True, result="Invalid provider"), "failed"),
+        (S(id="1", is_completed=False, has_error=True, result="SPU rejected"), "failed"),
+        (S(id="1", is_completed=False, has_error=False, status="Deleted"), "deleted"),
+        (S(id="1", is_completed=True, has_error=False, result="Writeback request deleted"), "deleted"),
+    ],
+)
+def test_decode_writeback_status(item, kind):
+    r = rc.decode_status(item)
+    assert r.kind == kind and r.detailed
+    if kind == "completed":
+        assert r.created_id == "77"
+    if kind == "failed":
+        assert r.message == item.result
+    assert not rc.needs_status_read("book_appointment", r)
+
+
+@pytest.mark.parametrize(
+    "result,kind",
+    [
+        ("pending", "pending"),
+        ("Pending", "pending"),
+        ("", "pending"),
+        ("completed", "completed"),
+        ("Completed", "completed"),
+        ("failed", "failed"),
+        ("Error: provider not found", "failed"),
+        ("deleted", "deleted"),
+        ("something new", "unclear"),
+    ],
+)
+def test_decode_list_item(result, kind):
+    assert rc.decode_list_item(list_item(result=result)).kind == kind
+
+
+def test_list_answers_need_a_status_read_only_for_created_id_or_missing_error_text():
+    completed = rc.decode_list_item(list_item(result="completed"))
+    assert rc.needs_status_read("book_appointment", completed)
+    assert rc.needs_status_read("create_patient", completed)
+    for op in ("update_appointment_status", "reschedule_appointment", "update_patient", "add_medical_note"):
+        assert not rc.needs_status_read(op, completed)
+    assert rc.needs_status_read("update_patient", rc.decode_list_item(list_item(result="failed")))
+    assert not rc.needs_status_read("update_patient", rc.decode_list_item(list_item(result="failed", description="x")))
+    assert rc.decode_list_item(list_item(result="Error: bad")).message == "Error: bad"
+    assert rc.needs_status_read("update_patient", rc.decode_list_item(list_item(result="weird")))
+    assert not rc.needs_status_read("update_patient", rc.decode_list_item(list_item(result="deleted")))
+
+
+def test_expected_fields_are_every_body_field_plus_the_path_id():
+    f = rc.expected_fields("update_appointment_status", PAYLOADS["update_appointment_status"])
+    assert f == {"practice_id": "1-1", "value": "Confirmed", "op": "replace", "path": "/appointment_status", "id": "374"}
+    f = rc.expected_fields("book_appointment", {**PAYLOADS["book_appointment"], "length": 30})
+    assert f["length"] == "30" and "id" not in f
+    assert rc.expected_fields("book_appointment", {"patient_id": "1"}) is None
+
+
+def _match(items, *, attempted=at(0), fetched=at(200), covered=True, claimed=()):
+    return rc.match(
+        operation="book_appointment",
+        office_id="D1111",
+        payload=PAYLOADS["book_appointment"],
+        attempted_at=attempted,
+        items=items,
+        claimed=set(claimed),
+        proof_at=attempted + timedelta(seconds=90),
+        fetched_at=fetched,
+        covered=covered,
+    )
+
+
+def test_match_rules():
+    assert _match([list_item("1")]).kind == "found"
+    assert _match([list_item("1"), list_item("2")]).kind == "ambiguous"
+    assert _match([list_item("1"), list_item("2")], claimed={"2"}).kind == "found"
+    assert _match([]).kind == "absent"
+    assert _match([], fetched=at(89)).kind == "not_found"
+    assert _match([], covered=False).kind == "not_found"
+    # office compared case-insensitively, the api singular/plural, the method exactly
+    assert _match([list_item("1", office="d1111")]).kind == "found"
+    other_day = list_item("1", when=T0 + timedelta(days=3))
+    assert _match([other_day]).kind == "absent"
+    # a command_time a day off (Sikka writing local time) still matches
+    assert _match([list_item("1", when=T0 - timedelta(hours=20))]).kind == "found"
+    # extra fields in Sikka's body (request_key, apiname) do not matter; a missing one does
+    item = list_item("1")
+    partial = oc.WritebackListItem(**{**{f: getattr(item, f) for f in item.__struct_fields__}, "request_body": {"time": "09:30"}})
+    assert _match([partial]).kind == "absent"
