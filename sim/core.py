@@ -589,7 +589,7 @@ class Simulator:
             "request_key": key.key,
             "start_time": iso_t(key.start),
             "end_time": iso_t(key.end),
-            "expires_in": f"{max(0, int(key.expires - now))} second(s)",
+            "expires_in": f"{max(0, round(key.expires - now))} second(s)",
             "issued_to": key.office_id,
             "status": "active" if now < key.expires else "expired",
             "request_count": str(key.count),

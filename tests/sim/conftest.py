@@ -53,8 +53,9 @@ class Api:
 
 
 @pytest.fixture
-def api(autojump_clock):
-    """``api(**config)`` builds an ``Api`` on the autojumping MockClock."""
+def api():
+    """``api(**config)`` builds an ``Api``; tests also request ``autojump_clock`` (pytest-trio takes the
+    clock from the test's own arguments)."""
     return Api
 
 

@@ -146,7 +146,7 @@ def _assert_same_shape(ours, theirs, where="body"):
 
 
 @pytest.mark.parametrize("tag,name,method,example", EXAMPLES)
-async def test_answer_has_the_example_shape(api, tag, name, method, example):
+async def test_answer_has_the_example_shape(api, autojump_clock, tag, name, method, example):
     a = api()
     resp = await REQUESTS[(tag, name, method)](a, example["name"])
     saved = json.loads(example["body"])
