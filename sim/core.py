@@ -437,6 +437,8 @@ class Simulator:
         req = Req(method, path, segs, query, hdrs, body, now, base)
         self.requests += 1
         resp = self._process(req)
+        if req.key is not None and not any(k == "Request-Key-Expires" for k, _ in resp.headers):
+            resp.headers.append(("Request-Key-Expires", http_date(req.key.expires)))
         if req.ps is not None:
             node = UA_NODE.search(hdrs.get("user-agent", ""))
             req.ps.timeline.append((now, method, path, node[1] if node else "", 0 if resp.cut else resp.status))
@@ -484,12 +486,9 @@ class Simulator:
             if not ok:
                 meter.status_429 += 1
                 return sikka_body("", headers=rl_headers)
-        extra = list(rl_headers)
-        if req.key is not None:
-            extra.append(("Request-Key-Expires", http_date(req.key.expires)))
         denied = self._authenticate(req, auth)
         resp = denied if denied is not None else handler(req)
-        resp.headers.extend(extra)
+        resp.headers.extend(rl_headers)
         return resp
 
     def _attribute(self, req: Req, auth: str) -> tuple[Meter | None, int]:

@@ -63,7 +63,7 @@ async def test_throttle_fault_is_one_shot(api, autojump_clock):
     key = await a.key()
     await a.control("POST", "faults", {"throttle": {"D1000": 17}})
     r = await a.get("/patients", headers=key)
-    assert r.status_code == 429 and r.headers["X-Rate-Limit-Reset"] == "17"
+    assert r.status_code == 429 and r.headers["X-Rate-Limit-Reset"] == "17" and "Request-Key-Expires" in r.headers
     assert (await a.get("/patients", headers=key)).status_code == 200
     s = await a.stats()
     assert (s["status_429"], s["forced_429"]) == (0, 1)
