@@ -825,6 +825,7 @@ def _list_outcome(p: Practice, msg: ListOutcome, now: datetime, settings: CoreSe
         return out
     by_id = {item.id: item for item in msg.items}
     claimed = _claimed(p, msg)
+    verdicts = _assign_unresolved(p, msg, claimed)
     for wb in _ordered(p):
         if not policy.covers(msg.ranges, _anchor(wb)):
             continue
@@ -840,42 +841,50 @@ def _list_outcome(p: Practice, msg: ListOutcome, now: datetime, settings: CoreSe
                 continue
             out.extend(_apply_remote(wb, rc.decode_list_item(item), now, due=due))
         elif wb.state == "unknown":
-            events = _reconcile_unknown(p, wb, msg, now, due, claimed, settings)
-            out.extend(events)
-            for e in events:
-                if isinstance(e, ev.WritebackReconciled):
-                    claimed.add(e.sikka_writeback_id)
+            out.extend(_reconcile_unknown(p, wb, msg, now, due, verdicts, by_id, settings))
     for watch in p.late_watch.values():
-        if watch.writeback_id not in p.payloads or not policy.covers(msg.ranges, watch.attempted_at):
+        if watch.writeback_id not in verdicts:
             continue
-        body = msg.bodies.get(watch.writeback_id)
-        if body is None:
-            continue
-        m = rc.match(
-            operation=watch.operation,
-            office_id=p.office_id,
-            payload=body,
-            attempted_at=watch.attempted_at,
-            items=msg.items,
-            claimed=claimed,
-            proof_at=policy.proof_at(watch.attempted_at, settings),
-            fetched_at=fetched,
-            covered=msg.complete,
-        )
+        verdict = verdicts[watch.writeback_id]
         due = watch.next_check_at is None or watch.next_check_at <= fetched
-        if m.kind == "found":
-            claimed.add(m.item.id)
+        proven = msg.complete and fetched >= policy.proof_at(watch.attempted_at, settings)
+        if verdict is not None and verdict != rc.AMBIGUOUS:
+            item = by_id[verdict]
             out.append(
-                ev.LateOutcomeFound(
-                    at=now, writeback_id=watch.writeback_id, sikka_writeback_id=m.item.id, result=m.item.result
-                )
+                ev.LateOutcomeFound(at=now, writeback_id=watch.writeback_id, sikka_writeback_id=item.id, result=item.result)
             )
-        elif m.kind == "absent":
+        elif verdict is None and proven:
             out.append(ev.LateWatchEnded(at=now, writeback_id=watch.writeback_id, reason="proven_absent"))
         elif due:
+            result = "ambiguous" if verdict == rc.AMBIGUOUS else "not_found"
             nxt = now + seconds(policy.LATE_WATCH_CHECK_S)
-            out.append(ev.StatusChecked(at=now, writeback_id=watch.writeback_id, result=m.kind, next_check_at=nxt))
+            out.append(ev.StatusChecked(at=now, writeback_id=watch.writeback_id, result=result, next_check_at=nxt))
     return out
+
+
+def _assign_unresolved(p: Practice, msg: ListOutcome, claimed: set[str]) -> dict[str, str | None]:
+    """Candidates of every unresolved writeback (unknown, or failed outcome_unknown and still
+    watched) that this list covers and whose body we have, assigned jointly (``rc.assign``)."""
+    claims: dict[str, frozenset[str]] = {}
+    unresolved = [(wb.writeback_id, wb.operation, _anchor(wb)) for wb in _ordered(p) if wb.state == "unknown"]
+    unresolved += [
+        (w.writeback_id, w.operation, w.attempted_at) for w in p.late_watch.values() if w.writeback_id in p.payloads
+    ]
+    for wid, operation, attempted in unresolved:
+        body = msg.bodies.get(wid)
+        if body is None or not policy.covers(msg.ranges, attempted):
+            continue
+        found = rc.candidates(
+            operation=operation,
+            office_id=p.office_id,
+            payload=body,
+            attempted_at=attempted,
+            items=msg.items,
+            claimed=claimed,
+        )
+        if found is not None:
+            claims[wid] = frozenset(item.id for item in found)
+    return rc.assign(claims)
 
 
 def _reconcile_unknown(
@@ -884,30 +893,20 @@ def _reconcile_unknown(
     msg: ListOutcome,
     now: datetime,
     due: bool,
-    claimed: set[str],
+    verdicts: dict[str, str | None],
+    by_id: dict,
     settings: CoreSettings,
 ) -> list[ev.Event]:
     wid = wb.writeback_id
     attempted = _anchor(wb)
-    body = msg.bodies.get(wid)
-    if body is None:
+    if wid not in verdicts:  # no body given (or an unusable payload): cannot match
         if not due:
             return []
         nxt = now + seconds(policy.AMBIGUOUS_RECHECK_S)
         return [ev.StatusChecked(at=now, writeback_id=wid, result="no_body", next_check_at=nxt)]
-    m = rc.match(
-        operation=wb.operation,
-        office_id=p.office_id,
-        payload=body,
-        attempted_at=attempted,
-        items=msg.items,
-        claimed=claimed,
-        proof_at=policy.proof_at(attempted, settings),
-        fetched_at=msg.fetched_at,
-        covered=msg.complete,
-    )
-    if m.kind == "found":
-        item = m.item
+    verdict = verdicts[wid]
+    if verdict is not None and verdict != rc.AMBIGUOUS:
+        item = by_id[verdict]
         reconciled = ev.WritebackReconciled(
             at=now,
             writeback_id=wid,
@@ -917,12 +916,12 @@ def _reconcile_unknown(
         after = evolve(p, reconciled).writebacks[wid]
         remote = rc.decode_list_item(item)
         return [reconciled] + ([] if remote.kind == "pending" else _apply_remote(after, remote, now, due=True))
-    if m.kind == "absent":
+    if verdict is None and msg.complete and msg.fetched_at >= policy.proof_at(attempted, settings):
         out: list[ev.Event] = [ev.ProvenAbsent(at=now, writeback_id=wid)]
         if wb.cancel_requested:
             out.append(ev.WritebackCancelled(at=now, writeback_id=wid))
         return out
-    if m.kind == "ambiguous":
+    if verdict == rc.AMBIGUOUS:
         if wb.ambiguous and not due:
             return []
         nxt = now + seconds(policy.AMBIGUOUS_RECHECK_S)

@@ -44,6 +44,7 @@ import msgspec
 
 WINDOW_S = 60.0
 DEFAULT_MARGIN_S = 0.5
+MIN_MARGIN_S = 0.001
 DAY_S = 86400.0
 
 
@@ -105,7 +106,7 @@ class Budget:
         if limit < 1:
             raise ValueError("limit must be at least 1")
         self.configured_limit = int(limit)
-        self.margin = float(margin)
+        self.margin = max(float(margin), MIN_MARGIN_S)  # > 0: a closed 60 s window holds ≤ L too
         self.window = float(window)
         self._ring = array("d", bytes(8 * self.configured_limit))
         self._head = 0  # index of the oldest entry

@@ -22,8 +22,10 @@ date ±1 day (Sikka's time zone is not documented, so a day either side covers a
 claimed by another writeback of ours, and its decoded ``api_request_body`` holds every body field
 we sent with the same value, plus the path id as ``id``. Then:
 
-    one candidate                                         → found (reconciled with its id)
-    several                                               → ambiguous (stays unknown, alert)
+    one candidate that no other unresolved writeback of
+      ours could also own                                 → found (reconciled with its id)
+    several, or one that another unknown could own        → ambiguous (stays unknown, alert)
+      (identical requests with as many writes as requests are paired in order: ``assign``)
     none, list complete for the ±1 day span, and fetched
       at or after attempt + HTTP timeout + lease TTL + 30 s → absent (proven: may be re-sent)
     none otherwise                                        → not_found (check again later)
@@ -163,6 +165,60 @@ def is_candidate(
             return False
     body = item.request_body
     return all(key in body and _norm(body[key]) == _norm(value) for key, value in expected.items())
+
+
+def candidates(
+    *,
+    operation: str,
+    office_id: str,
+    payload: Mapping[str, object],
+    attempted_at: datetime,
+    items: Iterable,
+    claimed: Collection[str],
+) -> list | None:
+    """The unclaimed items that could be our request (``None``: the payload is unusable)."""
+    expected = expected_fields(operation, payload)
+    if expected is None:
+        return None
+    return [
+        item
+        for item in items
+        if item.id not in claimed and is_candidate(operation, office_id, expected, attempted_at, item)
+    ]
+
+
+AMBIGUOUS = "ambiguous"
+
+
+def _id_order(sikka_id: str):
+    return (0, int(sikka_id), "") if sikka_id.isdigit() else (1, 0, sikka_id)
+
+
+def assign(claims: Mapping[str, frozenset[str]]) -> dict[str, str | None]:
+    """Jointly decide which unresolved writeback (keys, in request order) owns which item.
+
+    A writeback gets an item only when nobody else could own it: its only candidate is a
+    candidate of no other unresolved writeback. Several unresolved writebacks with exactly the
+    same candidates (identical requests) get them paired in order when there are as many items
+    as writebacks (identical requests, so the pairing cannot matter); any other overlap is
+    ``AMBIGUOUS``. ``None``: no candidate at all.
+    """
+    keys = list(claims)
+    out: dict[str, str | None] = {}
+    for k in keys:
+        mine = claims[k]
+        if not mine:
+            out[k] = None
+            continue
+        rivals = [r for r in keys if r != k and claims[r] & mine]
+        if not rivals and len(mine) == 1:
+            out[k] = next(iter(mine))
+        elif all(claims[r] == mine for r in rivals) and len(rivals) + 1 == len(mine):
+            group = [r for r in keys if r == k or r in rivals]
+            out[k] = sorted(mine, key=_id_order)[group.index(k)]
+        else:
+            out[k] = AMBIGUOUS
+    return out
 
 
 class Match(msgspec.Struct, frozen=True, kw_only=True):

@@ -59,22 +59,25 @@ class FakeSikka:
         self.next_id = 1000
         self.writes_for: dict[str, int] = defaultdict(int)
 
-    def create(self, wid: str, op: str, payload: dict, now: float) -> str:
+    def create(self, wid: str, op: str, payload: dict, now: float, lag: float = 0.0) -> str:
+        """``lag``: seconds before the write shows in GET /writebacks and writeback_status (less
+        than SIKKA_HTTP_TIMEOUT + SIKKA_LEASE_TTL + 30 s, the assumption the proof rests on)."""
         sid = str(self.next_id)
         self.next_id += 1
-        self.items[sid] = {"wid": wid, "op": op, "payload": payload, "result": "pending", "at": now}
+        self.items[sid] = {"wid": wid, "op": op, "payload": payload, "result": "pending", "at": now, "visible": now + lag}
         self.writes_for[wid] += 1
         return sid
 
-    def list_items(self):
+    def list_items(self, now: float):
         return [
             list_item(sid, it["op"], result=it["result"], body=it["payload"], when=at(it["at"]))
             for sid, it in self.items.items()
+            if it["visible"] <= now
         ]
 
-    def status(self, sid: str) -> oc.Result:
+    def status(self, sid: str, now: float) -> oc.Result:
         it = self.items.get(sid)
-        if it is None:
+        if it is None or it["visible"] > now:
             return oc.Result(oc.Rejected(status=404, code="API1005"))
         r = it["result"]
         return oc.Result(
@@ -149,7 +152,7 @@ class Driver:
 
     def deliver_list(self, ranges, targets=None) -> None:
         targets = core.list_targets(self.p) if targets is None else targets
-        out = policy.fan_out(targets, self.sikka.list_items(), ranges, at(self.now))
+        out = policy.fan_out(targets, self.sikka.list_items(self.now), ranges, at(self.now))
         outcome = out.get(OFFICE)
         if outcome is None:
             return
@@ -169,7 +172,7 @@ class Driver:
             case core.Submit():
                 self.submit(s)
             case core.Poll(writeback_id=wid, sikka_writeback_id=sid):
-                self.decide(core.StatusOutcome(writeback_id=wid, result=self.sikka.status(sid)))
+                self.decide(core.StatusOutcome(writeback_id=wid, result=self.sikka.status(sid, self.now)))
             case core.Cancel(writeback_id=wid, sikka_writeback_id=sid):
                 it = self.sikka.items.get(sid)
                 if self.draw(st.booleans()):
@@ -195,8 +198,11 @@ class Driver:
         answer = self.draw(st.sampled_from(SUBMIT_ANSWERS))
         self.now += self.draw(st.sampled_from([0.1, 1.0, 30.0]))
 
+        # at most 30 s (answer latency) + 55 s: visible before attempt + 30 + 30 + 30 s
+        lag = self.draw(st.sampled_from([0.0, 0.0, 5.0, 30.0, 55.0]))
+
         def create() -> str:
-            return self.sikka.create(wid, wb.operation, self.plain[wid], self.now)
+            return self.sikka.create(wid, wb.operation, self.plain[wid], self.now, lag)
 
         outcome = {
             "rejected": oc.Rejected(status=400, code="API1026"),
@@ -242,7 +248,27 @@ class Driver:
                 self.decide(core.RetryFailed())
 
 
+def dump(d: Driver) -> str:
+    lines = []
+    for e in d.log:
+        t = (e.at - at(0)).total_seconds()
+        fields = {k: getattr(e, k) for k in e.__struct_fields__ if k not in ("at", "payload")}
+        lines.append(f"{t:9.1f} {type(e).__name__} {fields}")
+    lines.append(repr({k: (v["wid"], v["result"], v["at"], v["visible"]) for k, v in d.sikka.items.items()}))
+    return "\n".join(lines)
+
+
 def check_invariants(d: Driver) -> None:
+    try:
+        _check_invariants(d)
+    except AssertionError:
+        import os
+        if os.environ.get("CORE_DUMP"):
+            print(dump(d))
+        raise
+
+
+def _check_invariants(d: Driver) -> None:
     # folding all events at once equals the state built step by step, also after a JSON trip
     assert fold(d.p0, d.log) == d.p
     assert fold(d.p0, [ev.decode(ev.encode(e)) for e in d.log]) == d.p

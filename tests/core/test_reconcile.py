@@ -105,3 +105,14 @@ def test_match_rules():
     item = list_item("1")
     partial = oc.WritebackListItem(**{**{f: getattr(item, f) for f in item.__struct_fields__}, "request_body": {"time": "09:30"}})
     assert _match([partial]).kind == "absent"
+
+
+def test_assign_jointly():
+    A = rc.AMBIGUOUS
+    assert rc.assign({"a": frozenset({"1"})}) == {"a": "1"}
+    assert rc.assign({"a": frozenset()}) == {"a": None}
+    assert rc.assign({"a": frozenset({"1", "2"})}) == {"a": A}
+    assert rc.assign({"a": frozenset({"1"}), "b": frozenset({"1"})}) == {"a": A, "b": A}
+    assert rc.assign({"a": frozenset({"10", "9"}), "b": frozenset({"9", "10"})}) == {"a": "9", "b": "10"}
+    assert rc.assign({"a": frozenset({"1", "2"}), "b": frozenset({"2"})}) == {"a": A, "b": A}
+    assert rc.assign({"a": frozenset({"1"}), "b": frozenset({"2"}), "c": frozenset()}) == {"a": "1", "b": "2", "c": None}

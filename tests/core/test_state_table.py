@@ -320,14 +320,27 @@ def test_item_claimed_by_another_writeback_is_not_matched_twice():
     _, d = step(p, listing(item, t=200, bodies={"wbB": PAYLOADS["book_appointment"]}), 200)
     assert "WritebackReconciled" not in types(d)
     assert any(isinstance(e, ev.ProvenAbsent) and e.writeback_id == "wbB" for e in d)
-    # two unknown writebacks with the same payload and one item: the first claims it
+    # two unknown writebacks with the same payload and one item: it could be either's, so both
+    # stay unknown (neither is proven absent, neither re-sent)
     p = given(*unknown("wbC", t=0), *unknown("wbD", t=5))
     bodies = {"wbC": PAYLOADS["book_appointment"], "wbD": PAYLOADS["book_appointment"]}
     _, d = step(p, listing(list_item("900"), t=200, bodies=bodies), 200)
-    assert [(type(e).__name__, e.writeback_id) for e in d] == [
-        ("WritebackReconciled", "wbC"),
-        ("ProvenAbsent", "wbD"),
+    assert [(type(e).__name__, e.writeback_id, e.result) for e in d] == [
+        ("StatusChecked", "wbC", "ambiguous"),
+        ("StatusChecked", "wbD", "ambiguous"),
     ]
+    # two items for two identical requests: paired in order (the pairing cannot matter)
+    _, d = step(p, listing(list_item("901"), list_item("900"), t=200, bodies=bodies), 200)
+    assert [(type(e).__name__, e.writeback_id, e.sikka_writeback_id) for e in d] == [
+        ("WritebackReconciled", "wbC", "900"),
+        ("WritebackReconciled", "wbD", "901"),
+    ]
+    # an item a failed-outcome_unknown writeback (still watched) could own is not taken either
+    p = given(*unknown("wbE", t=0, deadline_s=100), *unknown("wbF", t=5))
+    p, _ = step(p, core.Tick(), 100)
+    bodies = {"wbE": PAYLOADS["book_appointment"], "wbF": PAYLOADS["book_appointment"]}
+    _, d = step(p, listing(list_item("902"), t=200, bodies=bodies), 200)
+    assert {(type(e).__name__, e.result) for e in d} == {("StatusChecked", "ambiguous")}
 
 
 def test_claimed_ids_from_final_writebacks_are_remembered():
