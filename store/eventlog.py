@@ -10,6 +10,8 @@ Contract (``tests/store/test_contract.py`` runs it against both):
 - ``read_stream(stream_id, from_version)``, ``read_all(after_position, limit)``,
   ``last_position()``, and ``wait_for_append(after_position)``, which returns once the log holds
   a position past it (LISTEN/NOTIFY wake-ups, with polling as the fallback).
+- ``save_snapshot``/``load_snapshot``: a folded state at a version (newer wins; another schema
+  is not returned), so an actor recovers by folding only the tail.
 - The ``practices`` and ``writebacks`` projections change in the same transaction as the events
   (see ``store.projections``) and are read through ``practice``, ``practices``, ``writeback``,
   ``writebacks`` and ``writeback_by_idempotency_key``.
@@ -59,6 +61,13 @@ class RecordedEvent(msgspec.Struct, frozen=True):
     @property
     def type(self) -> str:
         return ev.type_name(self.event)
+
+
+class Snapshot(msgspec.Struct, frozen=True):
+    """A folded state (encoded by its owner) at a stream version."""
+
+    version: int
+    state: bytes
 
 
 class PracticeRow(msgspec.Struct, frozen=True):
@@ -209,6 +218,27 @@ class PgEventStore:
                 self._appended.set()
                 self._appended = trio.Event()
 
+    # snapshots
+
+    async def save_snapshot(self, stream_id: str, version: int, schema: int, state: bytes) -> None:
+        await self.db.run(
+            lambda conn: conn.execute(
+                "INSERT INTO snapshots (stream_id, version, schema, state) VALUES (%s, %s, %s, %s::jsonb)"
+                " ON CONFLICT (stream_id) DO UPDATE SET version = EXCLUDED.version, schema = EXCLUDED.schema,"
+                " state = EXCLUDED.state, taken_at = now() WHERE snapshots.version < EXCLUDED.version",
+                (stream_id, version, schema, state.decode()),
+            )
+        )
+
+    async def load_snapshot(self, stream_id: str, schema: int) -> Snapshot | None:
+        def read(conn):
+            row = conn.execute(
+                "SELECT version, state::text FROM snapshots WHERE stream_id = %s AND schema = %s", (stream_id, schema)
+            ).fetchone()
+            return Snapshot(row[0], row[1].encode()) if row else None
+
+        return await self.db.run(read)
+
     # reading the projections
 
     async def practice(self, office_id: str) -> PracticeRow | None:
@@ -304,6 +334,7 @@ class MemoryEventStore:
         self._practices: dict[str, PracticeRow] = {}
         self._writebacks: dict[str, Writeback] = {}
         self._open: dict[str, dict[str, Writeback]] = {}  # office_id → its writebacks not final
+        self._snapshots: dict[str, tuple[Snapshot, int]] = {}
         self._appended = trio.Event()
 
     async def append(self, stream_id: str, expected_version: int, events: Sequence[ev.Event]) -> int:
@@ -356,6 +387,17 @@ class MemoryEventStore:
     async def wait_for_append(self, after_position: int) -> None:
         while len(self._log) <= after_position:
             await self._appended.wait()
+
+    async def save_snapshot(self, stream_id: str, version: int, schema: int, state: bytes) -> None:
+        await trio.lowlevel.checkpoint()
+        current = self._snapshots.get(stream_id)
+        if current is None or current[0].version < version:
+            self._snapshots[stream_id] = (Snapshot(version, state), schema)
+
+    async def load_snapshot(self, stream_id: str, schema: int) -> Snapshot | None:
+        await trio.lowlevel.checkpoint()
+        found = self._snapshots.get(stream_id)
+        return found[0] if found and found[1] == schema else None
 
     async def practice(self, office_id: str) -> PracticeRow | None:
         await trio.lowlevel.checkpoint()
