@@ -4,7 +4,7 @@ Three functions, none of which imports trio, httpx or psycopg or reads a clock::
 
     decide(practice, message, now)   -> [events] | Refused | Duplicate
     next_step(practice, now, budget) -> Submit | Poll | Reconcile | Refresh | Cancel
-                                        | Record | Offboard | Sleep(until)
+                                        | KeyCheck | Record | Offboard | Sleep(until)
     recover(practice, now)           -> [events]          (once, after loading the stream)
 
 ``message`` is a command (what someone asked for) or an input (what a Sikka call came to, or
@@ -51,8 +51,9 @@ late watches ending), ``Offboard`` when an offboarding has nothing left at Sikka
 (token lane), ``Cancel`` (app-level DELETE: not on the practice budget), ``Poll`` (status lane;
 only for created_id / error detail / after a DELETE), ``Reconcile`` (an app-level list the
 app-level task should have fetched is overdue by ``list_fallback_grace_s``: fetch it yourself),
-``Submit`` (submission lane; the queued writeback first requested; one at a time), else
-``Sleep(until)`` the earliest timer (``None``: until a message arrives).
+``KeyCheck`` (background lane; after ``key_check_interval`` without a keyed call), ``Submit``
+(submission lane; the queued writeback first requested; one at a time), else ``Sleep(until)``
+the earliest timer (``None``: until a message arrives).
 
 Confirmation checks of pending writebacks and reconciliation of unknown ones are driven by the
 app-level list task (``list_targets`` + ``policy.plan_list_call`` + ``policy.fan_out``), which
@@ -196,6 +197,12 @@ class DeleteOutcome(Message, frozen=True, kw_only=True):
     result: oc.Result
 
 
+class KeyCheckOutcome(Message, frozen=True, kw_only=True):
+    """What ``GET /request_key_info`` (the idle key check) came to."""
+
+    result: oc.Result
+
+
 class OffboardOutcome(Message, frozen=True, kw_only=True):
     """The shell deleted the keys at Sikka and destroyed credentials and payloads."""
 
@@ -217,7 +224,9 @@ AnyCommand = Union[
 ]
 """Commands: decodable from JSON (``msgspec.json.decode(raw, type=AnyCommand)``)."""
 
-AnyInput = Union[SubmitOutcome, StatusOutcome, ListOutcome, RefreshOutcome, DeleteOutcome, OffboardOutcome]
+AnyInput = Union[
+    SubmitOutcome, StatusOutcome, ListOutcome, RefreshOutcome, DeleteOutcome, KeyCheckOutcome, OffboardOutcome
+]
 """Inputs: built in process by the shell (``outcomes.Result``'s union is untagged, so they encode
 to JSON for logs but are not decoded from it)."""
 
@@ -288,6 +297,10 @@ class Cancel(Step, frozen=True, kw_only=True):
     attempt: int
 
 
+class KeyCheck(Step, frozen=True, kw_only=True):
+    """``GET /request_key_info`` (BACKGROUND lane) after an idle interval; feed ``KeyCheckOutcome``."""
+
+
 class Record(Step, frozen=True, kw_only=True):
     """Append these timer-driven events (no I/O)."""
 
@@ -304,7 +317,7 @@ class Sleep(Step, frozen=True, kw_only=True):
     until: datetime | None = None
 
 
-AnyStep = Union[Submit, Poll, Reconcile, Refresh, Cancel, Record, Offboard, Sleep]
+AnyStep = Union[Submit, Poll, Reconcile, Refresh, Cancel, KeyCheck, Record, Offboard, Sleep]
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -462,6 +475,8 @@ def decide(p: Practice, msg: Message, now: datetime, settings: CoreSettings = DE
             return _refresh_outcome(p, msg, now)
         case DeleteOutcome():
             return _delete_outcome(p, msg, now)
+        case KeyCheckOutcome():
+            return _key_check_outcome(p, msg, now)
         case OffboardOutcome():
             if p.offboarding and msg.ok:
                 return [ev.PracticeOffboarded(at=now)]
@@ -961,6 +976,18 @@ def _refresh_outcome(p: Practice, msg: RefreshOutcome, now: datetime) -> list[ev
     return [ev.TokenRefreshFailed(at=now, code=_code(outcome, type(outcome).__name__), retry_at=retry)]
 
 
+def _key_check_outcome(p: Practice, msg: KeyCheckOutcome, now: datetime) -> list[ev.Event]:
+    if p.offboarded or p.setup_required:
+        return []
+    outcome = msg.result.outcome
+    match outcome:
+        case oc.Unauthorized():
+            return [ev.SetupRequired(at=now, code=outcome.code, message=outcome.message)]
+        case oc.ExpiredKey() | oc.InvalidKey():
+            return [] if p.token_stale else [ev.KeyRefused(at=now, code=outcome.code)]
+    return []
+
+
 def _delete_outcome(p: Practice, msg: DeleteOutcome, now: datetime) -> list[ev.Event]:
     wb = p.writebacks.get(msg.writeback_id)
     if wb is None or wb.state != "pending" or not wb.cancel_requested or wb.delete_answered:
@@ -993,8 +1020,14 @@ def next_step(
     settings: CoreSettings = DEFAULT_SETTINGS,
     *,
     jitter: float | None = None,
+    last_keyed_call_at: datetime | None = None,
 ) -> AnyStep:
-    """The one thing the practice's actor should do next (see the module docstring)."""
+    """The one thing the practice's actor should do next (see the module docstring).
+
+    ``last_keyed_call_at``: when the shell last used the practice's key (any call); after
+    ``key_check_interval`` of quiet it asks for a ``KeyCheck`` so a revoked key is noticed
+    within that interval plus a call. ``None``: no idle checks.
+    """
     budget = budget if budget is not None else Unlimited()
     if p.offboarded:
         return Sleep(until=None)
@@ -1056,6 +1089,14 @@ def next_step(
             lo, hi = policy.target_dates(target.anchor)
             dates.update(lo + timedelta(days=i) for i in range((hi - lo).days + 1))
         return Reconcile(writeback_ids=tuple(t.writeback_id for t in overdue), ranges=policy.date_ranges(dates))
+
+    if last_keyed_call_at is not None and key_ok and not p.offboarding:
+        check_at = last_keyed_call_at + seconds(settings.key_check_interval)
+        if check_at <= now:
+            if not budget_wait(Lane.BACKGROUND):
+                return KeyCheck()
+        else:
+            wake.append(check_at)
 
     queued = [wb for wb in writebacks if wb.state == "queued"]
     if queued:

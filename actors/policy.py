@@ -84,6 +84,7 @@ class CoreSettings(msgspec.Struct, frozen=True, kw_only=True):
     http_timeout: float = 30.0
     lease_ttl: float = 30.0
     quiet_hours: tuple[str, str] = ("00:00", "06:00")
+    key_check_interval: float = 60.0
     list_fallback_grace_s: float = LIST_FALLBACK_GRACE_S
 
     @classmethod
@@ -93,6 +94,7 @@ class CoreSettings(msgspec.Struct, frozen=True, kw_only=True):
             http_timeout=settings.http_timeout,
             lease_ttl=settings.lease_ttl,
             quiet_hours=tuple(settings.quiet_hours),
+            key_check_interval=settings.key_check_interval,
         )
 
 

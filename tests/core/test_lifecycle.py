@@ -264,3 +264,16 @@ def test_messages_are_one_tagged_union():
     # inputs carrying an outcomes.Result encode (its Outcome union is untagged, so they are
     # passed in process, not decoded from the wire)
     assert b'"kind":"submit_outcome"' in msgspec.json.encode(core.SubmitOutcome(writeback_id="w", result=ack()))
+
+
+def test_idle_key_check_notices_a_revoked_practice():
+    p = given()
+    assert isinstance(core.next_step(p, at(10), last_keyed_call_at=at(0)), core.Sleep)
+    assert core.next_step(p, at(10), last_keyed_call_at=at(0)).until == at(60)
+    assert core.next_step(p, at(60), last_keyed_call_at=at(0)) == core.KeyCheck()
+    assert core.decide(p, core.KeyCheckOutcome(result=ok(oc.KeyInfo(issued_to="D1111", status="active", expires_at=None))), at(60)) == []
+    p, d = step(p, core.KeyCheckOutcome(result=result(oc.Unauthorized(code="API2007"))), 61)
+    assert types(d) == ["SetupRequired"] and p.state == "setup_required"
+    assert not isinstance(core.next_step(p, at(200), last_keyed_call_at=at(61)), core.KeyCheck)
+    p2, d = step(given(), core.KeyCheckOutcome(result=result(oc.ExpiredKey())), 61)
+    assert types(d) == ["KeyRefused"] and core.next_step(p2, at(62)) == core.Refresh(grant="refresh_key")
