@@ -351,7 +351,8 @@ def refresh_grant(p: Practice) -> str:
 
 
 def refresh_due_at(p: Practice, jitter: float | None = None) -> datetime | None:
-    """When the next grant should be tried (``datetime.min`` aware: at once), ``None``: never."""
+    """When the next grant should be tried (the epoch: at once); ``None``: not now (no key can
+    be had without an operator or a re-authorization, or the practice is leaving)."""
     if p.offboarded or p.offboarding:
         return None
     if p.refresh_requested:

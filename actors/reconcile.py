@@ -239,15 +239,18 @@ def match(
     fetched_at: datetime,
     covered: bool,
 ) -> Match:
-    """Look for our unknown writeback among ``items`` (see the module docstring)."""
-    expected = expected_fields(operation, payload)
-    if expected is None:
+    """Look for one unknown writeback among ``items`` on its own (see the module docstring;
+    with several unresolved writebacks, use ``candidates`` + ``assign`` as the core does)."""
+    found = candidates(
+        operation=operation,
+        office_id=office_id,
+        payload=payload,
+        attempted_at=attempted_at,
+        items=items,
+        claimed=claimed,
+    )
+    if found is None:
         return Match(kind="not_found")
-    found = [
-        item
-        for item in items
-        if item.id not in claimed and is_candidate(operation, office_id, expected, attempted_at, item)
-    ]
     if len(found) == 1:
         return Match(kind="found", item=found[0], candidates=1)
     if len(found) > 1:
