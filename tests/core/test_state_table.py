@@ -605,3 +605,76 @@ def test_cancel_refused_while_submitting_and_for_final(final):
     }[final]
     p = given(*pending(), finish)
     assert core.decide(p, core.CancelWriteback(writeback_id="wb1"), at(4)).code == "unknown_writeback"
+
+
+# --- the whole table at a glance: (row, given, when at t, then event types, then state) -------
+
+_BOOK = PAYLOADS["book_appointment"]
+_NOTE = oc.WritebackStatus
+
+
+def _deferred(reason="spu_offline", retry=100.0):
+    return submitting() + [ev.WritebackDeferred(at=at(2), writeback_id="wb1", reason=reason, retry_at=at(retry))]
+
+
+TABLE = [
+    ("requested", [], core.RequestWriteback(writeback_id="wb1", operation="book_appointment", payload="x"), 0,
+     ["WritebackRequested"], "queued"),
+    ("ack", submitting(), core.SubmitOutcome(writeback_id="wb1", result=ack()), 3, ["WritebackSubmitted"], "pending"),
+    ("key refused", submitting(), core.SubmitOutcome(writeback_id="wb1", result=result(oc.ExpiredKey())), 3,
+     ["SubmitRefused"], "queued"),
+    ("rejected", submitting(), core.SubmitOutcome(writeback_id="wb1", result=result(oc.Rejected(status=400, code="API1026"))), 3,
+     ["WritebackRejected"], "failed"),
+    ("429", submitting(), core.SubmitOutcome(writeback_id="wb1", result=result(oc.RateLimited(reset_s=5))), 3,
+     ["WritebackDeferred"], "deferred"),
+    ("412", submitting(), core.SubmitOutcome(writeback_id="wb1", result=result(oc.SpuOffline())), 3,
+     ["WritebackDeferred"], "deferred"),
+    ("quota", submitting(), core.SubmitOutcome(writeback_id="wb1", result=result(oc.DailyQuota())), 3,
+     ["WritebackDeferred"], "deferred"),
+    ("5xx", submitting(), core.SubmitOutcome(writeback_id="wb1", result=result(oc.ServerError(status=502))), 3,
+     ["OutcomeUnknown"], "unknown"),
+    ("timeout", submitting(), core.SubmitOutcome(writeback_id="wb1", result=result(oc.Unknown(reason="timeout"))), 3,
+     ["OutcomeUnknown"], "unknown"),
+    ("reconciled", unknown(), listing(list_item("9"), t=40, bodies={"wb1": _BOOK}), 40, ["WritebackReconciled"], "pending"),
+    ("proven absent", unknown(), listing(t=91, bodies={"wb1": _BOOK}), 91, ["ProvenAbsent"], "queued"),
+    ("not yet provable", unknown(), listing(t=60, bodies={"wb1": _BOOK}), 60, ["StatusChecked"], "unknown"),
+    ("ambiguous", unknown(), listing(list_item("9"), list_item("8"), t=99, bodies={"wb1": _BOOK}), 99,
+     ["StatusChecked"], "unknown"),
+    ("unknown deadline", unknown(deadline_s=500), core.Tick(), 500, ["WritebackFailed"], "failed"),
+    ("completed (list)", pending(op="update_appointment_status"),
+     listing(list_item("5001", "update_appointment_status", result="completed"), t=9), 9, ["WritebackCompleted"], "completed"),
+    ("completed (status)", pending(), core.StatusOutcome(writeback_id="wb1", result=ok(_NOTE(id="5001", is_completed=True, has_error=False, created_id="7"))), 9,
+     ["WritebackCompleted"], "completed"),
+    ("has_error", pending(), core.StatusOutcome(writeback_id="wb1", result=ok(_NOTE(id="5001", is_completed=True, has_error=True, result="bad"))), 9,
+     ["WritebackFailed"], "failed"),
+    ("deleted unasked", pending(), listing(list_item("5001", result="deleted"), t=9), 9, ["WritebackFailed"], "failed"),
+    ("status 404", pending(), core.StatusOutcome(writeback_id="wb1", result=result(oc.Rejected(status=404))), 9,
+     ["StatusChecked"], "pending"),
+    ("backoff elapsed", _deferred(), core.Tick(), 100, ["RetryScheduled"], "queued"),
+    ("queued deadline", [requested(deadline_s=50)], core.Tick(), 50, ["WritebackFailed"], "failed"),
+    ("deferred deadline", _deferred(retry=9999) , core.Tick(), 21600, ["WritebackFailed"], "failed"),
+    ("pending deadline", pending(deadline_s=50), core.Tick(), 50, ["CancelRequested"], "pending"),
+    ("pending cancel", pending(), core.CancelWriteback(writeback_id="wb1"), 9, ["CancelRequested"], "pending"),
+    ("DELETE ok", pending() + [ev.CancelRequested(at=at(5), writeback_id="wb1")],
+     core.DeleteOutcome(writeback_id="wb1", result=ok()), 9, ["DeleteAnswered"], "pending"),
+    ("DELETE failed", pending() + [ev.CancelRequested(at=at(5), writeback_id="wb1")],
+     core.DeleteOutcome(writeback_id="wb1", result=result(oc.TransportFailure(kind="timeout"))), 9, ["DeleteFailed"], "pending"),
+    ("cancelled after DELETE", pending() + [ev.CancelRequested(at=at(5), writeback_id="wb1"), ev.DeleteAnswered(at=at(6), writeback_id="wb1")],
+     core.StatusOutcome(writeback_id="wb1", result=ok(_NOTE(id="5001", is_completed=False, has_error=False, status="Deleted"))), 9,
+     ["WritebackCancelled"], "cancelled"),
+    ("queued cancel", [requested()], core.CancelWriteback(writeback_id="wb1"), 9, ["WritebackCancelled"], "cancelled"),
+    ("deferred cancel", _deferred(), core.CancelWriteback(writeback_id="wb1"), 9, ["WritebackCancelled"], "cancelled"),
+]
+
+
+@pytest.mark.parametrize("row,given_events,when,t,then,state", TABLE, ids=[r[0] for r in TABLE])
+def test_state_table(row, given_events, when, t, then, state):
+    p = given(*given_events)
+    d = core.decide(p, when, at(t))
+    assert types(d) == then
+    p2 = fold(p, d)
+    wb = p2.writebacks.get("wb1")
+    if state in ("completed", "failed", "cancelled"):
+        assert wb is None and p2.finished.get(state) == 1
+    else:
+        assert wb is not None and wb.state == state
