@@ -21,6 +21,14 @@ attempt date ±1 day, which covers whatever time zone Sikka writes ``command_tim
 then fetches every page of every range and hands the items to ``fan_out``, which groups them
 into one ``ListOutcome`` per practice. ``writeback_status`` (one id, the practice's key) is used
 only when the list says a writeback is final and we still need ``created_id`` or error detail.
+A list round counts as the scheduled check of every writeback due within one gap after it
+(``check_due``): checking early never breaks the bound, and neighbouring schedules merge into
+the same rounds. Cost (``tests/core/test_policy.py``): with 20+ writebacks pending from a burst
+and completing 5–40 s after acknowledgement, (list calls and pages + writeback_status reads) /
+confirmed stays ≤ 1.5 for a mix of the six operations; a create always pays one
+writeback_status read for ``created_id``, so an all-create burst needs about 26 pending to
+stay ≤ 1.5 (20 all-creates cost ≈ 1.65). Young writebacks force a round every 2 s, so a slow
+trickle (few completions per round) costs more per confirmation; the bound wins over the cost.
 
 Deferral backoffs (a submission answered before Sikka accepted anything):
 
