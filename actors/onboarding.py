@@ -2,29 +2,30 @@
 
 Sikka lists one item per (office, practice_id); an office with several practice ids appears
 several times with the same ``office_id`` and ``secret_key``. Items are grouped by ``office_id``
-and matched exactly against known practices (never "the first item"):
+and matched exactly against known practices (never "the first item"). Each office then gets the
+core's command, ``PracticeListed`` or ``PracticeUnlisted``, and the core decides the events
+(``actors.core.decide``: registration, update, re-authorization, de-authorization). The action
+reported by ``POST /onboard`` is read off those events:
 
-| known practice                       | listed | action         | events                          |
-|--------------------------------------|--------|----------------|---------------------------------|
-| none                                 | yes    | ``registered`` | PracticeRegistered              |
-| authorized, same details             | yes    | ``unchanged``  | —                               |
-| authorized, details changed          | yes    | ``updated``    | PracticeUpdated                 |
-| de-authorized                        | yes    | ``updated``    | PracticeReauthorized (+Updated) |
-| authorized                           | no     | ``deauthorized``| PracticeDeauthorized           |
-| de-authorized or offboarded          | no     | ``unchanged``  | —                               |
+| events decided                        | action         |
+|---------------------------------------|----------------|
+| PracticeRegistered                    | ``registered`` |
+| PracticeDeauthorized                  | ``deauthorized``|
+| PracticeUpdated / PracticeReauthorized| ``updated``    |
+| none                                  | ``unchanged``  |
 
-The secret key of every listed office is returned with the plan so that the shell stores it
-(encrypted) when it is new or changed; it never enters an event.
+The secret key of every listed office travels with its step so that the shell stores it
+(encrypted); it never enters an event.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime
 
 import msgspec
 
 from actors import events as ev
+from actors.core import PracticeListed, PracticeUnlisted
 from actors.outcomes import AuthorizedPractice
 from actors.state import Practice
 
@@ -32,8 +33,7 @@ from actors.state import Practice
 class OnboardStep(msgspec.Struct, frozen=True):
     office_id: str
     practice_name: str
-    action: str  # "registered" | "updated" | "unchanged" | "deauthorized"
-    events: tuple[ev.Event, ...] = ()
+    command: PracticeListed | PracticeUnlisted
     secret_key: str | None = None  # the listed secret (to store encrypted), None when not listed
 
 
@@ -68,38 +68,27 @@ def group_by_office(items: Iterable[AuthorizedPractice]) -> dict[str, _Office]:
     return offices
 
 
-def plan(known: Mapping[str, Practice], listed: Iterable[AuthorizedPractice], now: datetime) -> list[OnboardStep]:
+def steps(known: Mapping[str, Practice], listed: Iterable[AuthorizedPractice]) -> list[OnboardStep]:
     """One step per office that is known or listed, in office-id order."""
     offices = group_by_office(listed)
-    steps: list[OnboardStep] = []
+    out: list[OnboardStep] = []
     for office_id in sorted(set(known) | set(offices)):
-        practice = known.get(office_id)
         office = offices.get(office_id)
         if office is None:
-            assert practice is not None
-            if practice.authorized and not practice.offboarded and practice.registered:
-                deauthorized = ev.PracticeDeauthorized(
-                    at=now, reason="the practice no longer lists the application in authorized_practices"
-                )
-                steps.append(OnboardStep(office_id, practice.practice_name, "deauthorized", (deauthorized,)))
-            else:
-                steps.append(OnboardStep(office_id, practice.practice_name, "unchanged"))
+            reason = "the practice no longer lists the application in authorized_practices"
+            out.append(OnboardStep(office_id, known[office_id].practice_name, PracticeUnlisted(reason=reason)))
             continue
-        details = dict(practice_name=office.practice_name, practice_ids=office.practice_ids, time_zone=office.time_zone)
-        if practice is None or not practice.registered:
-            registered = ev.PracticeRegistered(at=now, office_id=office_id, **details)
-            steps.append(OnboardStep(office_id, office.practice_name, "registered", (registered,), office.secret_key))
-            continue
-        events: list[ev.Event] = []
-        if not practice.authorized and not practice.offboarded:
-            events.append(ev.PracticeReauthorized(at=now))
-        same = (practice.practice_name, practice.practice_ids, practice.time_zone) == (
-            office.practice_name,
-            office.practice_ids,
-            office.time_zone,
+        listed_command = PracticeListed(
+            practice_name=office.practice_name, practice_ids=office.practice_ids, time_zone=office.time_zone
         )
-        if not same and not practice.offboarded:
-            events.append(ev.PracticeUpdated(at=now, **details))
-        action = "updated" if events else "unchanged"
-        steps.append(OnboardStep(office_id, office.practice_name, action, tuple(events), office.secret_key))
-    return steps
+        out.append(OnboardStep(office_id, office.practice_name, listed_command, office.secret_key))
+    return out
+
+
+def action(events: Iterable[ev.Event]) -> str:
+    kinds = {type(e) for e in events}
+    if ev.PracticeRegistered in kinds:
+        return "registered"
+    if ev.PracticeDeauthorized in kinds:
+        return "deauthorized"
+    return "updated" if kinds else "unchanged"
