@@ -291,6 +291,26 @@ class PgEventStore:
 
         return await self.db.run(read)
 
+    async def writeback_ids(self, office_id: str) -> list[str]:
+        """Every writeback id of the practice (for shredding payloads at offboarding)."""
+        return await self.db.run(
+            lambda conn: [
+                r[0] for r in conn.execute("SELECT writeback_id FROM writebacks WHERE office_id = %s", (office_id,))
+            ]
+        )
+
+    async def sikka_ids(self, office_id: str) -> set[str]:
+        """The Sikka writeback ids our writebacks of this practice hold (claimed items)."""
+        return await self.db.run(
+            lambda conn: {
+                r[0]
+                for r in conn.execute(
+                    "SELECT sikka_writeback_id FROM writebacks WHERE office_id = %s AND sikka_writeback_id IS NOT NULL",
+                    (office_id,),
+                )
+            }
+        )
+
     async def open_writebacks(self) -> list[Writeback]:
         """Every writeback not in a final state, across practices (for app-level work)."""
 
@@ -425,6 +445,14 @@ class MemoryEventStore:
     ) -> list[Writeback]:
         await trio.lowlevel.checkpoint()
         return _page([w for w in self._writebacks.values() if w.office_id == office_id], states, limit, before)
+
+    async def writeback_ids(self, office_id: str) -> list[str]:
+        await trio.lowlevel.checkpoint()
+        return [w.writeback_id for w in self._writebacks.values() if w.office_id == office_id]
+
+    async def sikka_ids(self, office_id: str) -> set[str]:
+        await trio.lowlevel.checkpoint()
+        return {w.sikka_writeback_id for w in self._writebacks.values() if w.office_id == office_id and w.sikka_writeback_id}
 
     async def open_writebacks(self) -> list[Writeback]:
         await trio.lowlevel.checkpoint()

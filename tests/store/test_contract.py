@@ -201,3 +201,13 @@ async def test_snapshots_newer_wins_and_schema_must_match(store):
     assert await store.load_snapshot("practice-A", 2) is None
     await store.save_snapshot("practice-A", 12, 2, b'{"v":12}')
     assert (await store.load_snapshot("practice-A", 2)).version == 12
+
+
+async def test_writeback_ids_and_claimed_sikka_ids(store):
+    stream, events = next(practice_streams(seed=8, practices=1, writebacks_per_practice=5))
+    await store.append(stream, 0, events)
+    requested = {e.writeback_id for e in events if isinstance(e, ev.WritebackRequested)}
+    assert set(await store.writeback_ids("D1000")) == requested
+    acked = {e.sikka_writeback_id for e in events if isinstance(e, (ev.WritebackSubmitted, ev.WritebackReconciled))}
+    assert await store.sikka_ids("D1000") == acked
+    assert await store.writeback_ids("D9") == [] and await store.sikka_ids("D9") == set()

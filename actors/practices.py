@@ -1,0 +1,128 @@
+"""The practice supervisor: one supervised actor per practice, started and stopped one by one.
+
+``PracticeSupervisor.run`` owns the nursery of practice actors (the only nursery kept on an
+object: the supervisor's own). ``start(office_id)`` runs ``Supervised(...).run(actor)`` for a
+practice (one-for-one restarts, parking after too many crashes: ``actors.supervision``);
+``stop(office_id)`` lets that actor finish its step and return; ``drain(grace)`` does that for
+every actor and cancels whatever has not finished after ``grace`` seconds.
+
+While a practice is parked its state shows ``parked`` (``PracticeParked``/``PracticeUnparked``
+events, appended directly since no actor runs).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import structlog
+import trio
+
+from actors import events as ev
+from actors.actor import Deps, PracticeActor, load_practice
+from actors.supervision import RestartPolicy, Supervised
+from store.eventlog import ConcurrencyError
+
+log = structlog.get_logger("supervisor")
+
+
+class PracticeSupervisor:
+    def __init__(self, deps: Deps, policy: RestartPolicy = RestartPolicy()):
+        self.deps = deps
+        self.policy = policy
+        self.actors: dict[str, PracticeActor] = {}
+        self.supervised: dict[str, Supervised] = {}
+        self._scopes: dict[str, trio.CancelScope] = {}
+        self._nursery: trio.Nursery | None = None
+        self._started: dict[str, trio.Event] = {}
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            await trio.sleep_forever()
+
+    def running(self) -> list[str]:
+        return sorted(self._scopes)
+
+    def start(self, office_id: str) -> bool:
+        """Start the practice's supervised actor unless it runs already."""
+        if office_id in self._scopes or self._nursery is None:
+            return False
+        scope = trio.CancelScope()
+        self._scopes[office_id] = scope
+        self._started[office_id] = trio.Event()
+        self._nursery.start_soon(self._supervise, office_id, scope)
+        return True
+
+    async def wait_started(self, office_id: str) -> None:
+        event = self._started.get(office_id)
+        if event is not None:
+            await event.wait()
+
+    def stop(self, office_id: str) -> None:
+        """Let the practice's actor finish its current step and return (no restart)."""
+        scope = self._scopes.get(office_id)
+        actor = self.actors.get(office_id)
+        if actor is not None:
+            actor.stop()
+        elif scope is not None:
+            scope.cancel()  # not running an actor right now (backing off or parked)
+
+    async def drain(self, grace: float) -> None:
+        """Stop every actor; cancel what has not finished after ``grace`` seconds."""
+        for office_id in list(self._scopes):
+            self.stop(office_id)
+        with trio.move_on_after(grace):
+            while self._scopes:
+                await trio.sleep(0.05)
+        for scope in list(self._scopes.values()):
+            scope.cancel()
+
+    async def _supervise(self, office_id: str, scope: trio.CancelScope) -> None:
+        supervised = self.supervised.setdefault(office_id, Supervised(office_id, self.policy))
+        stopped = False
+
+        async def child() -> None:
+            nonlocal stopped
+            actor = PracticeActor(office_id, self.deps)
+            self.actors[office_id] = actor
+            try:
+                await actor.run(task_status=_Started(self._started[office_id]))
+                stopped = True
+            finally:
+                if self.actors.get(office_id) is actor:
+                    del self.actors[office_id]
+
+        async def on_park(seconds: float, error: str) -> None:
+            until = self.deps.clock() + timedelta(seconds=seconds)
+            await self._append_directly(office_id, ev.PracticeParked(at=self.deps.clock(), until=until, error=error))
+
+        async def on_unpark() -> None:
+            await self._append_directly(office_id, ev.PracticeUnparked(at=self.deps.clock()))
+
+        try:
+            with scope:
+                await supervised.run(child, on_park=on_park, on_unpark=on_unpark)
+        finally:
+            self._scopes.pop(office_id, None)
+            self._started.pop(office_id, None)
+            log.info("actor.stopped", office_id=office_id, clean=stopped)
+
+    async def _append_directly(self, office_id: str, event: ev.Event) -> None:
+        for _ in range(5):
+            _, version, _ = await load_practice(self.deps.store, office_id)
+            try:
+                await self.deps.store.append(ev.stream_id(office_id), version, [event])
+                return
+            except ConcurrencyError:
+                continue
+
+
+class _Started:
+    """A ``task_status`` that also sets an event when the actor has recovered."""
+
+    def __init__(self, event: trio.Event):
+        self.event = event
+
+    def started(self, value=None) -> None:
+        self.event.set()
