@@ -880,13 +880,19 @@ def _list_outcome(p: Practice, msg: ListOutcome, now: datetime, settings: CoreSe
 
 def _assign_unresolved(p: Practice, msg: ListOutcome, claimed: set[str]) -> dict[str, str | None]:
     """Candidates of every unresolved writeback (unknown, or failed outcome_unknown and still
-    watched) that this list covers and whose body we have, assigned jointly (``rc.assign``)."""
+    watched) that this list covers and whose body we have, assigned jointly (``rc.assign``):
+    identical ones are paired with Sikka's items in send order (attempt start, then request
+    order; a late watch no longer knows its request order), items in ``command_time`` order."""
     claims: dict[str, frozenset[str]] = {}
-    unresolved = [(wb.writeback_id, wb.operation, _anchor(wb)) for wb in _ordered(p) if wb.state == "unknown"]
+    sent: dict[str, tuple[datetime, int | None]] = {}
+    unresolved = [(wb.writeback_id, wb.operation, _anchor(wb), wb.seq) for wb in _ordered(p) if wb.state == "unknown"]
     unresolved += [
-        (w.writeback_id, w.operation, w.attempted_at) for w in p.late_watch.values() if w.writeback_id in p.payloads
+        (w.writeback_id, w.operation, w.attempted_at, None)
+        for w in p.late_watch.values()
+        if w.writeback_id in p.payloads
     ]
-    for wid, operation, attempted in unresolved:
+    for wid, operation, attempted, seq in unresolved:
+        sent[wid] = (attempted, seq)
         body = msg.bodies.get(wid)
         if body is None or not policy.covers(msg.ranges, attempted):
             continue
@@ -900,7 +906,8 @@ def _assign_unresolved(p: Practice, msg: ListOutcome, claimed: set[str]) -> dict
         )
         if found is not None:
             claims[wid] = frozenset(item.id for item in found)
-    return rc.assign(claims)
+    written = {item.id: rc.command_datetime(item) for item in msg.items}
+    return rc.assign(claims, sent=sent, written=written)
 
 
 def _reconcile_unknown(

@@ -25,7 +25,7 @@ we sent with the same value, plus the path id as ``id``. Then:
     one candidate that no other unresolved writeback of
       ours could also own                                 → found (reconciled with its id)
     several, or one that another unknown could own        → ambiguous (stays unknown, alert)
-      (identical requests with as many writes as requests are paired in order: ``assign``)
+      (identical requests with as many writes as requests are paired in send order: ``assign``)
     none, list complete for the ±1 day span, and fetched
       at or after attempt + HTTP timeout + lease TTL + 30 s → absent (proven: may be re-sent)
     none otherwise                                        → not_found (check again later)
@@ -127,17 +127,27 @@ def expected_fields(operation: str, payload: Mapping[str, object]) -> dict[str, 
     return fields
 
 
-def command_date(item) -> date | None:
+def command_datetime(item) -> datetime | None:
+    """Sikka's ``command_time`` to the second, naive (as Sikka writes it; comparable only with
+    other items of the same list). ``None`` when missing or unparseable."""
     text = (item.command_time or "").strip()
     if not text:
         return None
     try:
-        return datetime.fromisoformat(text.replace(" ", "T").rstrip("Z")[:19]).date()
+        return datetime.fromisoformat(text.replace(" ", "T").rstrip("Z")[:19]).replace(tzinfo=None)
     except ValueError:
-        try:
-            return date.fromisoformat(text[:10])
-        except ValueError:
-            return None
+        return None
+
+
+def command_date(item) -> date | None:
+    when = command_datetime(item)
+    if when is not None:
+        return when.date()
+    text = (item.command_time or "").strip()
+    try:
+        return date.fromisoformat(text[:10]) if text else None
+    except ValueError:
+        return None
 
 
 def _norm(value: object) -> str:
@@ -194,18 +204,73 @@ def _id_order(sikka_id: str):
     return (0, int(sikka_id), "") if sikka_id.isdigit() else (1, 0, sikka_id)
 
 
-def assign(claims: Mapping[str, frozenset[str]]) -> dict[str, str | None]:
-    """Jointly decide which unresolved writeback (keys, in request order) owns which item.
+SendOrder = tuple  # (attempted_at, seq or None): when the attempt began, request order if known
+
+
+def _send_key(order: SendOrder):
+    at, seq = order
+    return (at, -1 if seq is None else seq)
+
+
+def _same_send(a: SendOrder, b: SendOrder) -> bool:
+    """Two attempts whose order we cannot tell: the same start and no distinct request order."""
+    return a[0] == b[0] and (a[1] is None or b[1] is None or a[1] == b[1])
+
+
+def _pair(
+    group: list[str],
+    items: frozenset[str],
+    sent: Mapping[str, SendOrder],
+    written: Mapping[str, datetime | None],
+) -> dict[str, str] | None:
+    """Pair identical unresolved writebacks with as many identical Sikka items, in send order.
+
+    Our sends are serialized (one ``submitting`` at a time per practice), so the k-th attempt to
+    begin is normally the k-th of these writes Sikka accepted: writebacks by ``sent`` (attempt start,
+    then request order), items by ``command_time`` then id when every item has a time (id order
+    alone otherwise). ``None`` when two attempts cannot be told apart in time (no faithful
+    pairing exists).
+    """
+    by_send = sorted(group, key=lambda k: _send_key(sent[k]))
+    if any(_same_send(sent[a], sent[b]) for a, b in zip(by_send, by_send[1:])):
+        return None
+    times = [written.get(i) for i in items]
+    if all(t is not None for t in times):
+        by_write = sorted(items, key=lambda i: (written[i], _id_order(i)))
+    else:
+        by_write = sorted(items, key=_id_order)
+    return dict(zip(by_send, by_write))
+
+
+def assign(
+    claims: Mapping[str, frozenset[str]],
+    *,
+    sent: Mapping[str, SendOrder] | None = None,
+    written: Mapping[str, datetime | None] | None = None,
+) -> dict[str, str | None]:
+    """Jointly decide which unresolved writeback owns which item.
+
+    ``claims``: each unresolved writeback's candidate item ids. ``sent``: each writeback's
+    ``(attempted_at, seq)`` (``seq`` ``None`` when its request order is no longer known, as for
+    a late watch); without it, the order of ``claims`` is the send order. ``written``: each
+    item's ``command_time`` (``command_datetime``); without it, id order is Sikka's order.
 
     A writeback gets an item only when nobody else could own it: its only candidate is a
     candidate of no other unresolved writeback. Several unresolved writebacks with exactly the
-    same candidates (identical requests) get them paired in order when there are as many items
-    as writebacks (identical requests, so the pairing cannot matter); any other overlap is
-    ``AMBIGUOUS``. ``None``: no candidate at all.
+    same candidates (identical requests) and exactly as many items as writebacks are paired in
+    send order (``_pair``): right whenever Sikka accepted them in the order we sent them, the
+    normal case with serialized sends (a timed-out request that Sikka took in only after our
+    next send would be paired crosswise; the two writes are identical either way). Any other
+    overlap, or attempts we cannot order, is ``AMBIGUOUS``. ``None``: no candidate at all.
     """
     keys = list(claims)
+    if sent is None:
+        sent = {k: (i, i) for i, k in enumerate(keys)}
+    written = written or {}
     out: dict[str, str | None] = {}
     for k in keys:
+        if k in out:
+            continue
         mine = claims[k]
         if not mine:
             out[k] = None
@@ -213,12 +278,17 @@ def assign(claims: Mapping[str, frozenset[str]]) -> dict[str, str | None]:
         rivals = [r for r in keys if r != k and claims[r] & mine]
         if not rivals and len(mine) == 1:
             out[k] = next(iter(mine))
-        elif all(claims[r] == mine for r in rivals) and len(rivals) + 1 == len(mine):
+            continue
+        if all(claims[r] == mine for r in rivals) and len(rivals) + 1 == len(mine):
             group = [r for r in keys if r == k or r in rivals]
-            out[k] = sorted(mine, key=_id_order)[group.index(k)]
-        else:
-            out[k] = AMBIGUOUS
-    return out
+            pairs = _pair(group, mine, sent, written)
+            if pairs is not None:
+                out.update(pairs)
+                continue
+            out.update({g: AMBIGUOUS for g in group})
+            continue
+        out[k] = AMBIGUOUS
+    return {k: out[k] for k in keys}
 
 
 class Match(msgspec.Struct, frozen=True, kw_only=True):

@@ -116,3 +116,27 @@ def test_assign_jointly():
     assert rc.assign({"a": frozenset({"10", "9"}), "b": frozenset({"9", "10"})}) == {"a": "9", "b": "10"}
     assert rc.assign({"a": frozenset({"1", "2"}), "b": frozenset({"2"})}) == {"a": A, "b": A}
     assert rc.assign({"a": frozenset({"1"}), "b": frozenset({"2"}), "c": frozenset()}) == {"a": "1", "b": "2", "c": None}
+
+
+def test_assign_pairs_identical_requests_in_send_order():
+    from datetime import datetime
+
+    A = rc.AMBIGUOUS
+    both = frozenset({"1000", "1001"})
+    t0, t1 = at(1), at(300)
+    early, late = datetime(2026, 3, 2, 15, 0, 1), datetime(2026, 3, 2, 15, 5, 1)
+    # send order, not the order of claims: the late watch w1 (no seq) was sent before w2
+    got = rc.assign({"w2": both, "w1": both}, sent={"w2": (t1, 2), "w1": (t0, None)}, written={"1000": early, "1001": late})
+    assert got == {"w2": "1001", "w1": "1000"}
+    # items in command_time order, then id
+    got = rc.assign({"a": both, "b": both}, sent={"a": (t0, 1), "b": (t1, 2)}, written={"1000": late, "1001": early})
+    assert got == {"a": "1001", "b": "1000"}
+    got = rc.assign({"a": both, "b": both}, sent={"a": (t0, 1), "b": (t1, 2)}, written={"1000": early, "1001": early})
+    assert got == {"a": "1000", "b": "1001"}
+    # an item without a time: id order for the group
+    got = rc.assign({"a": both, "b": both}, sent={"a": (t0, 1), "b": (t1, 2)}, written={"1000": None, "1001": early})
+    assert got == {"a": "1000", "b": "1001"}
+    # same attempt start: request order decides when both know it; otherwise no faithful pairing
+    assert rc.assign({"b": both, "a": both}, sent={"a": (t0, 1), "b": (t0, 2)}) == {"b": "1001", "a": "1000"}
+    assert rc.assign({"a": both, "b": both}, sent={"a": (t0, None), "b": (t0, 2)}) == {"a": A, "b": A}
+    assert rc.assign({"a": both, "b": both}, sent={"a": (t0, None), "b": (t0, None)}) == {"a": A, "b": A}

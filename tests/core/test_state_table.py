@@ -329,7 +329,7 @@ def test_item_claimed_by_another_writeback_is_not_matched_twice():
         ("StatusChecked", "wbC", "ambiguous"),
         ("StatusChecked", "wbD", "ambiguous"),
     ]
-    # two items for two identical requests: paired in order (the pairing cannot matter)
+    # two items for two identical requests: paired in send order (see the table below)
     _, d = step(p, listing(list_item("901"), list_item("900"), t=200, bodies=bodies), 200)
     assert [(type(e).__name__, e.writeback_id, e.sikka_writeback_id) for e in d] == [
         ("WritebackReconciled", "wbC", "900"),
@@ -341,6 +341,90 @@ def test_item_claimed_by_another_writeback_is_not_matched_twice():
     bodies = {"wbE": PAYLOADS["book_appointment"], "wbF": PAYLOADS["book_appointment"]}
     _, d = step(p, listing(list_item("902"), t=200, bodies=bodies), 200)
     assert {(type(e).__name__, e.result) for e in d} == {("StatusChecked", "ambiguous")}
+
+
+def _late(wid: str, t: float) -> list[ev.Event]:
+    """Unknown (attempt at t + 1), then failed outcome_unknown at t + 100: a late watch."""
+    return unknown(wid, t=t, deadline_s=100) + [
+        ev.WritebackFailed(at=at(t + 100), writeback_id=wid, code="outcome_unknown", retryable=False)
+    ]
+
+
+def _deferred_then_unknown(wid: str, t: float, resend: float) -> list[ev.Event]:
+    """Requested at t, deferred by a 412, sent again at ``resend`` and cut: its attempt is late."""
+    return [
+        requested(wid, t=t),
+        ev.SubmitAttempted(at=at(t + 1), writeback_id=wid, attempt=1),
+        ev.WritebackDeferred(at=at(t + 2), writeback_id=wid, reason="spu_offline", retry_at=at(resend - 1)),
+        ev.RetryScheduled(at=at(resend - 1), writeback_id=wid),
+        ev.SubmitAttempted(at=at(resend), writeback_id=wid, attempt=2),
+        ev.OutcomeUnknown(at=at(resend + 30), writeback_id=wid, reason="timeout"),
+    ]
+
+
+def _cut(wid: str, t: float) -> list[ev.Event]:
+    """Requested at t, sent at t + 0.1, connection cut at t + 0.2 (after Sikka accepted)."""
+    return [
+        requested(wid, t=t),
+        ev.SubmitAttempted(at=at(t + 0.1), writeback_id=wid, attempt=1),
+        ev.OutcomeUnknown(at=at(t + 0.2), writeback_id=wid, reason="connection cut"),
+    ]
+
+
+def _write(sikka_id: str, t: float | None):
+    """One of the identical book_appointment writes, as Sikka lists it (accepted at t; None:
+    no command_time)."""
+    item = list_item(sikka_id)
+    when = "" if t is None else at(t).strftime("%Y-%m-%dT%H:%M:%S")
+    return oc.WritebackListItem(**{**{f: getattr(item, f) for f in item.__struct_fields__}, "command_time": when})
+
+
+# (case, given events (interleaved in time), Sikka's items (listed in this order), what each gets)
+IDENTICAL_UNKNOWNS = [
+    # the property-test failure: w1 cut after Sikka accepted, failed outcome_unknown (late
+    # watch); w2, identical, cut after Sikka accepted; one list holds both writes. Request
+    # order (unknowns first, then late watches) used to pair w2 with w1's write.
+    ("late watch and unknown", _late("w1", 0) + unknown("w2", t=300),
+     [_write("1000", 1.1), _write("1001", 301.1)], {"w1": "1000", "w2": "1001"}),
+    # both unknown, requested w1 then w2 but w1 was deferred and sent after w2: attempt order
+    ("sent out of request order", _deferred_then_unknown("w1", 0, 100) + unknown("w2", t=5),
+     [_write("900", 6), _write("901", 100.5)], {"w1": "901", "w2": "900"}),
+    # Sikka's command_time, not its id, says which it accepted first
+    ("command_time over id", unknown("w1", t=0) + unknown("w2", t=50),
+     [_write("1000", 51), _write("1001", 1)], {"w1": "1001", "w2": "1000"}),
+    # accepted within the same second: id order breaks the tie
+    ("same second", _cut("w1", 0) + _cut("w2", 0.3),
+     [_write("901", 0.4), _write("900", 0.15)], {"w1": "900", "w2": "901"}),
+    # no command_time at all (or on one of them): id order
+    ("no command_time", unknown("w1", t=0) + unknown("w2", t=50),
+     [_write("901", None), _write("900", None)], {"w1": "900", "w2": "901"}),
+    ("one without command_time", unknown("w1", t=0) + unknown("w2", t=50),
+     [_write("901", 51), _write("900", None)], {"w1": "900", "w2": "901"}),
+    # two late watches whose attempts began at the same instant (their request order is gone):
+    # no faithful pairing, so neither is taken (both stay watched, nothing is proven absent)
+    ("attempts indistinguishable", _late("w1", 0) + _late("w2", 0),
+     [_write("900", 1), _write("901", 2)], {"w1": "ambiguous", "w2": "ambiguous"}),
+    # one write visible for two identical attempts: could be either's
+    ("one write for two", unknown("w1", t=0) + unknown("w2", t=50),
+     [_write("900", 1)], {"w1": "ambiguous", "w2": "ambiguous"}),
+]
+
+
+@pytest.mark.parametrize("case,given_events,items,owns", IDENTICAL_UNKNOWNS, ids=[c[0] for c in IDENTICAL_UNKNOWNS])
+def test_identical_unknowns_pair_in_send_order(case, given_events, items, owns):
+    """unknown | reconciliation finds it in GET /writebacks | pending (with *its own* Sikka id)"""
+    p = given(*sorted(given_events, key=lambda e: e.at))
+    bodies = {w: PAYLOADS["book_appointment"] for w in owns}
+    _, d = step(p, listing(*items, t=1000, bodies=bodies), 1000)
+    got = {}
+    for e in d:
+        if isinstance(e, (ev.WritebackReconciled, ev.LateOutcomeFound)):
+            got[e.writeback_id] = e.sikka_writeback_id
+        elif isinstance(e, ev.StatusChecked):
+            got[e.writeback_id] = e.result
+        else:
+            assert not isinstance(e, (ev.ProvenAbsent, ev.LateWatchEnded)), e
+    assert got == owns
 
 
 def test_claimed_ids_from_final_writebacks_are_remembered():
