@@ -28,6 +28,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--api-url", help="Sikka base URL, /v4 included")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    commands.add_parser("run", help="the supervisor (systemd ExecStart)")
     commands.add_parser("migrate", help="apply the database schema (idempotent)")
 
     replay = commands.add_parser("replay", help="every event with the state after it")
@@ -45,6 +46,29 @@ def _settings(args: argparse.Namespace) -> config.Settings:
     return config.load(
         database_url=args.database_url, data_dir=args.data_dir, admin_socket=args.admin_socket, api_url=args.api_url
     )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import supervisor
+    from actors import logs
+    from store.connect import close_database, open_database
+
+    settings = _settings(args)
+    settings.require_app_credentials()
+    logs.configure(settings.log_format)
+    db = open_database(settings, max_size=10)
+    try:
+        try:
+            lock = supervisor.hold_run_lock(db.conninfo)
+        except supervisor.AlreadyRunning as exc:
+            raise UsageError(str(exc)) from None
+        try:
+            trio.run(supervisor.serve, settings, db)
+        finally:
+            lock.close()
+    finally:
+        close_database(db)
+    return EXIT_OK
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -98,7 +122,7 @@ async def _open_payloads(settings: config.Settings, db, office_id: str | None) -
     return {wid: (plain.decode() if plain is not None else PURGED) for wid, plain in opened.items()}
 
 
-COMMANDS = {"migrate": cmd_migrate, "replay": cmd_replay}
+COMMANDS = {"run": cmd_run, "migrate": cmd_migrate, "replay": cmd_replay}
 
 
 def run_cli(argv: list[str]) -> int:

@@ -342,7 +342,7 @@ def key_usable(p: Practice, now: datetime) -> bool:
         and not p.token_stale
         and not p.setup_required
         and p.authorized
-        and now < p.token_expires_at - seconds(policy.KEY_SAFETY_S)
+        and now < p.token_expires_at - policy.key_safety(p.token_issued_at, p.token_expires_at)
     )
 
 

@@ -82,7 +82,14 @@ LATE_WATCH_CHECK_S = 900.0
 LIST_MAX_DAYS = 7
 LIST_MIN_INTERVAL_S = 1.0  # between two app-level list rounds
 LIST_FALLBACK_GRACE_S = 60.0  # a list-driven check this late means no app-level task serves us
-KEY_SAFETY_S = 60.0  # a key this close to its expiry is not used for new calls
+KEY_SAFETY_S = 60.0  # a key this close to its expiry is not used for new calls …
+
+
+def key_safety(issued_at: datetime | None, expires_at: datetime) -> timedelta:
+    """… or TTL/48 when that is shorter, so a short-lived key (``--token-ttl 60``) stays usable
+    until just after its refresh time (TTL × 23/24) instead of never."""
+    ttl = (expires_at - issued_at).total_seconds() if issued_at is not None else 86400.0
+    return seconds(min(KEY_SAFETY_S, max(ttl, 0.0) / 48.0))
 
 
 class CoreSettings(msgspec.Struct, frozen=True, kw_only=True):

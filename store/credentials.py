@@ -16,6 +16,8 @@ Nothing here is ever logged; plaintexts only leave through the return values.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import sys
 from collections.abc import Iterable
@@ -28,6 +30,7 @@ from store.db import Database
 
 SECRET_KINDS = ("secret_key", "request_key", "refresh_key")
 PAYLOAD_KEY = "payload_key"
+DIGEST_KEY = ("digest_key", "*")  # one per installation: keys the payload digests
 PURGED = "[purged]"
 
 
@@ -182,6 +185,7 @@ class Credentials:
     def __init__(self, vault: Vault, rows: PgCredentialRows | MemoryCredentialRows):
         self.vault = vault
         self.rows = rows
+        self._digest_key: bytes | None = None
 
     async def verify(self) -> None:
         """Raise ``SecretsKeyError`` now, at start, if the key cannot read what is stored."""
@@ -231,6 +235,22 @@ class Credentials:
 
     async def purge_payloads(self, writeback_ids: list[str]) -> int:
         return await self.rows.delete([PAYLOAD_KEY], writeback_ids)
+
+    # payload digests (idempotency comparisons without keeping plaintext)
+
+    async def digest(self, data: bytes) -> str:
+        """HMAC-SHA256 of ``data`` under the installation's digest key (created on first use),
+        so a digest in the log cannot be brute-forced from guessable patient data."""
+        if self._digest_key is None:
+            kind, owner = DIGEST_KEY
+            found = await self.rows.get(kind, [owner])
+            if owner in found:
+                self._digest_key = bytes.fromhex(self.vault.decrypt(found[owner]))
+            else:
+                key = os.urandom(32)
+                await self.rows.put(kind, owner, self.vault.encrypt(key.hex()))
+                self._digest_key = key
+        return hmac.new(self._digest_key, data, hashlib.sha256).hexdigest()
 
     # rotation
 

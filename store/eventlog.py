@@ -291,6 +291,16 @@ class PgEventStore:
 
         return await self.db.run(read)
 
+    async def writeback_counts(self, office_id: str) -> dict[str, int]:
+        """The practice's writebacks by state."""
+        return await self.db.run(
+            lambda conn: dict(
+                conn.execute(
+                    "SELECT state, count(*) FROM writebacks WHERE office_id = %s GROUP BY state", (office_id,)
+                ).fetchall()
+            )
+        )
+
     async def writeback_ids(self, office_id: str) -> list[str]:
         """Every writeback id of the practice (for shredding payloads at offboarding)."""
         return await self.db.run(
@@ -445,6 +455,14 @@ class MemoryEventStore:
     ) -> list[Writeback]:
         await trio.lowlevel.checkpoint()
         return _page([w for w in self._writebacks.values() if w.office_id == office_id], states, limit, before)
+
+    async def writeback_counts(self, office_id: str) -> dict[str, int]:
+        await trio.lowlevel.checkpoint()
+        counts: dict[str, int] = {}
+        for w in self._writebacks.values():
+            if w.office_id == office_id:
+                counts[w.state] = counts.get(w.state, 0) + 1
+        return counts
 
     async def writeback_ids(self, office_id: str) -> list[str]:
         await trio.lowlevel.checkpoint()

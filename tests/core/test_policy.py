@@ -356,3 +356,20 @@ def test_daily_quota_deferral_uses_the_practices_zone_from_onboarding():
     custom = policy.CoreSettings(quiet_hours=("02:00", "04:00"))
     d = core.decide(p, core.SubmitOutcome(writeback_id="w", result=oc.Result(oc.DailyQuota())), at(2), custom)
     assert d[0].retry_at == utc(2026, 3, 3, 10)
+
+
+def test_short_lived_keys_stay_usable_until_their_refresh():
+    """Regression: a fixed 60 s safety margin made a 60 s key (sikka-sim --token-ttl 60) never
+    usable, so writebacks sat queued until the first refresh."""
+    from actors import core
+    from actors import events as ev
+    from actors.state import empty, fold
+
+    issued = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    for ttl in (60, 3600, 86400):
+        expires = issued + timedelta(seconds=ttl)
+        p = fold(empty("D1"), [ev.TokenRefreshed(at=issued, expires_at=expires, grant="request_key")])
+        refresh_at = policy.token_refresh_at(issued, expires)
+        assert core.key_usable(p, issued + timedelta(seconds=1))
+        assert core.key_usable(p, refresh_at - timedelta(seconds=0.01))
+        assert not core.key_usable(p, expires - timedelta(seconds=0.01))

@@ -211,3 +211,5 @@ async def test_writeback_ids_and_claimed_sikka_ids(store):
     acked = {e.sikka_writeback_id for e in events if isinstance(e, (ev.WritebackSubmitted, ev.WritebackReconciled))}
     assert await store.sikka_ids("D1000") == acked
     assert await store.writeback_ids("D9") == [] and await store.sikka_ids("D9") == set()
+    counts = await store.writeback_counts("D1000")
+    assert sum(counts.values()) == len(requested) and set(counts) <= {"completed", "failed", "cancelled"}

@@ -89,3 +89,14 @@ async def test_stored_rows_hold_no_plaintext(rows):
     stored = await rows.get("request_key", ["D1"])
     stored.update(await rows.get("payload_key", ["w1"]))
     assert stored and all(CANARY not in ct for ct in stored.values())
+
+
+async def test_digest_is_keyed_stable_and_survives_a_restart(rows):
+    key = Fernet.generate_key()
+    first = Credentials(vault(key), rows)
+    d1 = await first.digest(b'{"patient_id":"1"}')
+    assert d1 == await first.digest(b'{"patient_id":"1"}') != await first.digest(b'{"patient_id":"2"}')
+    import hashlib
+
+    assert d1 != hashlib.sha256(b'{"patient_id":"1"}').hexdigest()  # keyed, not a plain hash
+    assert await Credentials(vault(key), rows).digest(b'{"patient_id":"1"}') == d1
