@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import msgspec
 import structlog
 import trio
 
@@ -21,7 +22,7 @@ from actors import core, onboarding, policy
 from actors import outcomes as oc
 from actors.actor import Deps, decide_and_append, fetch_writeback_lists, observe, take_budget
 from actors.practices import PracticeSupervisor
-from actors.ratelimit import Lane
+from actors.ratelimit import BudgetStats, Lane
 
 log = structlog.get_logger("applevel")
 
@@ -36,6 +37,12 @@ class OnboardFailed(Exception):
         self.outcome = outcome
 
 
+class AppLevelStatistics(msgspec.Struct, frozen=True):
+    list_calls: int  # GET /writebacks calls (one per date range)
+    onboardings: int
+    budget: BudgetStats
+
+
 class AppLevel:
     def __init__(self, deps: Deps, practices: PracticeSupervisor):
         self.deps = deps
@@ -44,7 +51,12 @@ class AppLevel:
         self._onboard_lock = trio.Lock()
         self._onboard_requested = trio.Event()
         self.list_calls = 0
+        self.onboardings = 0
         self.last_onboard: list[dict] = []
+
+    def statistics(self) -> AppLevelStatistics:
+        budget = self.deps.app_budget.statistics(self.deps.clock().timestamp())
+        return AppLevelStatistics(self.list_calls, self.onboardings, budget)
 
     def targets_changed(self) -> None:
         self._targets_changed.set()
@@ -122,4 +134,5 @@ class AppLevel:
                 if action != "unchanged":
                     log.info("onboarding.practice", office_id=step.office_id, action=action)
             self.last_onboard = report
+            self.onboardings += 1
             return report

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import msgspec
 import structlog
 import trio
 
@@ -23,6 +24,13 @@ from actors.supervision import RestartPolicy, Supervised
 from store.eventlog import ConcurrencyError
 
 log = structlog.get_logger("supervisor")
+
+
+class PracticeSupervisorStatistics(msgspec.Struct, frozen=True):
+    supervised: int  # practices with a supervision loop (running, backing off or parked)
+    running: int  # actors running now
+    parked: int
+    restarts: int  # total restarts across practices
 
 
 class PracticeSupervisor:
@@ -40,6 +48,15 @@ class PracticeSupervisor:
             self._nursery = nursery
             task_status.started()
             await trio.sleep_forever()
+
+    def statistics(self) -> PracticeSupervisorStatistics:
+        records = list(self.supervised.values())
+        return PracticeSupervisorStatistics(
+            supervised=len(self._scopes),
+            running=len(self.actors),
+            parked=sum(r.parked for r in records),
+            restarts=sum(r.restarts for r in records),
+        )
 
     def running(self) -> list[str]:
         return sorted(self._scopes)
