@@ -170,17 +170,21 @@ class PracticeActor:
         )
 
     async def ask(self, message) -> core.Decision:
-        """Deliver a command and wait for its decision (events: committed)."""
+        """Deliver a command and wait for its decision (events: committed). ``Unavailable``
+        when the actor stops or crashes before answering (the command may not be recorded)."""
         reply_send, reply = trio.open_memory_channel(1)
-        await self.inbox_send.send(Envelope(message, reply_send))
-        async with reply:
-            return await reply.receive()
+        try:
+            await self.inbox_send.send(Envelope(message, reply_send))
+            async with reply:
+                return await reply.receive()
+        except (trio.EndOfChannel, trio.BrokenResourceError, trio.ClosedResourceError):
+            raise Unavailable("practice_unavailable", "the practice's actor stopped before answering") from None
 
     def tell(self, message) -> None:
         """Deliver a message without waiting (dropped if the inbox is full: senders re-send)."""
         try:
             self.inbox_send.send_nowait(Envelope(message))
-        except trio.WouldBlock:
+        except (trio.WouldBlock, trio.BrokenResourceError):
             pass
 
     def stop(self) -> None:
@@ -211,18 +215,33 @@ class PracticeActor:
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         structlog.contextvars.bind_contextvars(office_id=self.office_id)
-        await self._recover()
-        task_status.started()
-        while not self._stopping and not self.state.offboarded:
-            await self._step(
-                core.next_step(
-                    self.state,
-                    self.deps.clock(),
-                    self.budget,
-                    self.deps.core_settings,
-                    last_keyed_call_at=self._last_keyed_call_at,
+        try:
+            await self._recover()
+            task_status.started()
+            while not self._stopping and not self.state.offboarded:
+                await self._step(
+                    core.next_step(
+                        self.state,
+                        self.deps.clock(),
+                        self.budget,
+                        self.deps.core_settings,
+                        last_keyed_call_at=self._last_keyed_call_at,
+                    )
                 )
-            )
+        finally:
+            self._close_inbox()
+
+    def _close_inbox(self) -> None:
+        """A returning or crashed actor answers nobody: fail the askers still waiting (their
+        replies would otherwise never come; a restarted actor has an inbox of its own)."""
+        while True:
+            try:
+                envelope = self._inbox.receive_nowait()
+            except (trio.WouldBlock, trio.ClosedResourceError, trio.EndOfChannel):
+                break
+            if envelope.reply is not None:
+                envelope.reply.close()
+        self._inbox.close()
 
     async def _recover(self) -> None:
         self.state, self.version, self._snapshot_version = await load_practice(self.deps.store, self.office_id)
@@ -291,9 +310,15 @@ class PracticeActor:
             return
         if isinstance(message, core.ListOutcome):
             message = await self._with_bodies(message)
-        decision = core.decide(self.state, message, self.deps.clock(), self.deps.core_settings)
-        if isinstance(decision, list) and decision:
-            await self._persist(decision)
+        try:
+            decision = core.decide(self.state, message, self.deps.clock(), self.deps.core_settings)
+            if isinstance(decision, list) and decision:
+                decision = await self._reseal_retries(decision)
+                await self._persist(decision)
+        except BaseException:
+            if envelope.reply is not None:
+                envelope.reply.close()  # the asker gets Unavailable, not an endless wait
+            raise
         if envelope.reply is not None:
             envelope.reply.send_nowait(decision)
 
@@ -314,6 +339,19 @@ class PracticeActor:
                 self.stream_id, self.version, SNAPSHOT_SCHEMA, msgspec.json.encode(self.state)
             )
             self._snapshot_version = self.version
+
+    async def _reseal_retries(self, events: list[ev.Event]) -> list[ev.Event]:
+        """A retry (``retry_of``) gets the failed writeback's payload sealed under a data key of
+        its own: payload keys belong to one writeback id, so the old ciphertext could never be
+        opened under the new id (the retry would fail as ``payload_purged``)."""
+        out = []
+        for e in events:
+            if isinstance(e, ev.WritebackRequested) and e.retry_of is not None:
+                plain = await self.deps.credentials.open_payload(e.retry_of, e.payload)
+                if plain is not None:
+                    e = replace(e, payload=await self.deps.credentials.seal_payload(e.writeback_id, plain))
+            out.append(e)
+        return out
 
     async def _catch_up(self) -> None:
         """Fold events another writer appended (e.g. a writeback stored by a peer supervisor)."""

@@ -40,8 +40,9 @@ Writeback lifecycle (interface section 4; each arrow names the input that drives
       queued/deferred ── CancelWriteback ─► cancelled;  ── Tick: deadline ─► failed
       deadline_exceeded (retryable);  RetryFailed ─► a new writeback with retry_of, once.
 
-Practice: ``PracticeListed``/``PracticeUnlisted`` (onboarding), ``RefreshOutcome`` (grants:
-Unauthorized or a refused request_key grant ─► setup_required), ``Pause``/``Resume`` (paused:
+Practice: ``PracticeListed``/``PracticeUnlisted`` (onboarding), ``RefreshOutcome`` (grants: a
+refused refresh key falls back to the secret key; API2007 or a refused request_key grant ─►
+setup_required), ``Pause``/``Resume`` (paused:
 nothing new is sent; pending writebacks are still checked and deadlines still run),
 ``OffboardPractice`` (refused while any writeback is submitting or unknown; cancels
 queued/deferred, cancels pending at Sikka, then the ``Offboard`` step).
@@ -964,11 +965,13 @@ def _refresh_outcome(p: Practice, msg: RefreshOutcome, now: datetime) -> list[ev
             return [ev.TokenRefreshed(at=now, expires_at=grant.expires_at, grant=msg.grant)]
         case oc.Ok() if msg.result.key_expires_at is not None:
             return [ev.TokenRefreshed(at=now, expires_at=msg.result.key_expires_at, grant=msg.grant)]
-        case oc.Unauthorized():
+        case oc.Unauthorized() if msg.grant != "refresh_key" or outcome.code == "API2007":
+            # the secret key refused, or the practice de-authorized the app (API2007)
             return [ev.SetupRequired(at=now, code=outcome.code, message=outcome.message)]
-        case oc.ExpiredKey() | oc.InvalidKey() | oc.Rejected():
+        case oc.Unauthorized() | oc.ExpiredKey() | oc.InvalidKey() | oc.Rejected():
             code = _code(outcome, "rejected")
-            if msg.grant == "refresh_key":  # the refresh key itself was refused: try the secret key
+            # a refresh key refused (401 API2003 "Refresh key is invalid or deleted", 4xx): try the secret key
+            if msg.grant == "refresh_key":
                 return [
                     ev.TokenRefreshFailed(
                         at=now, code=code, message=outcome.message, retry_at=now, next_grant="request_key"

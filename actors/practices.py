@@ -126,13 +126,18 @@ class PracticeSupervisor:
             log.info("actor.stopped", office_id=office_id, clean=stopped)
 
     async def _append_directly(self, office_id: str, event: ev.Event) -> None:
-        for _ in range(5):
-            _, version, _ = await load_practice(self.deps.store, office_id)
-            try:
-                await self.deps.store.append(ev.stream_id(office_id), version, [event])
-                return
-            except ConcurrencyError:
-                continue
+        """Record parking; best effort: the practice whose appends keep failing is the one being
+        parked, and a failure here must not escape into the nursery every practice shares."""
+        try:
+            for _ in range(5):
+                _, version, _ = await load_practice(self.deps.store, office_id)
+                try:
+                    await self.deps.store.append(ev.stream_id(office_id), version, [event])
+                    return
+                except ConcurrencyError:
+                    continue
+        except Exception as exc:
+            log.error("supervisor.record_failed", office_id=office_id, event_type=ev.type_name(event), error=repr(exc))
 
 
 class _Started:

@@ -52,13 +52,13 @@ class System:
         assert isinstance(decision, list), decision
         return writeback_id
 
-    async def wait_final(self, writeback_ids, timeout: float = 3600) -> dict:
+    async def wait_final(self, writeback_ids, timeout: float = 3600, step: float = 1) -> dict:
         with trio.fail_after(timeout):
             while True:
                 rows = {w: await self.store.writeback(w) for w in writeback_ids}
                 if all(r is not None and r.state in ("completed", "failed", "cancelled") for r in rows.values()):
                     return rows
-                await trio.sleep(1)
+                await trio.sleep(step)
 
 
 def booking(sim: Simulator, office_id: str, n: int) -> dict:
@@ -111,3 +111,45 @@ async def start_system(nursery: trio.Nursery, *, sim_config: SimConfig | None = 
         for office in system.offices():
             await practices.wait_started(office)
     return system
+
+
+# --- ground truth and stream helpers (scenario tests) -----------------------------------------
+
+
+async def sim_get(system: System, path: str):
+    """A simulator control endpoint (``/_sim/...``), decoded."""
+    import msgspec
+
+    resp = await system.sim.app("GET", path, [], b"")
+    assert resp.status == 200, (path, resp.status)
+    return msgspec.json.decode(resp.body)
+
+
+async def sim_stats(system: System, office_id: str) -> dict:
+    return (await sim_get(system, "/_sim/stats"))["practices"][office_id]
+
+
+async def sim_requests(system: System, office_id: str) -> list[dict]:
+    """The practice's request timeline at the simulator, in arrival order."""
+    return (await sim_get(system, f"/_sim/practices/{office_id}/requests"))["items"]
+
+
+async def sim_created(system: System, office_id: str) -> list[dict]:
+    """Appointments the simulator created from writebacks (ground truth)."""
+    items = (await sim_get(system, f"/_sim/practices/{office_id}/appointments"))["items"]
+    return [row for row in items if row["source"] == "writeback"]
+
+
+async def stream(system: System, office_id: str) -> list:
+    """The practice's recorded events (``RecordedEvent``: ``.type``, ``.event``, ``.version``)."""
+    return await system.store.read_stream(f"practice-{office_id}")
+
+
+async def wait_until(predicate, timeout: float, step: float = 0.5):
+    """Poll the async ``predicate`` on the (mock) clock until it returns a truthy value."""
+    with trio.fail_after(timeout):
+        while True:
+            value = await predicate()
+            if value:
+                return value
+            await trio.sleep(step)
