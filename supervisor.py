@@ -83,10 +83,36 @@ async def watchdog(interval: float) -> None:
         await trio.sleep(interval)
 
 
-async def serve(settings: Settings, db: Database, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+async def _wait_for_stop(stop: trio.Event | None) -> None:
+    """Return on SIGTERM/SIGINT, or when ``stop`` is set."""
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio.open_nursery() as waiter:
+            if stop is not None:
+
+                async def on_stop() -> None:
+                    await stop.wait()
+                    log.info("supervisor.stopping", signal=None)
+                    waiter.cancel_scope.cancel()
+
+                waiter.start_soon(on_stop)
+            async for signum in signals:
+                log.info("supervisor.stopping", signal=signal.Signals(signum).name)
+                break
+            waiter.cancel_scope.cancel()
+
+
+async def serve(
+    settings: Settings, db: Database, *, stop: trio.Event | None = None, task_status=trio.TASK_STATUS_IGNORED
+) -> None:
+    """Run the supervisor until SIGTERM/SIGINT (or until ``stop`` is set: for tests), then shut
+    down as on SIGTERM."""
     store = PgEventStore(db)
     credentials = Credentials(Vault(load_master_key(settings.secrets_key, settings.data_dir)), PgCredentialRows(db))
     await credentials.verify()
+    # Create the installation's digest key now, before any request: created lazily, concurrent
+    # first submissions each made (and stored) a key of their own, so their digests differed and
+    # same-key replays got 409 idempotency_conflict.
+    await credentials.digest(b"")
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
     async with httpx.AsyncClient(timeout=settings.http_timeout, limits=limits) as http:
         client = SikkaClient(http, settings.api_url, settings.app_id, settings.app_key, settings.node_id)
@@ -122,10 +148,7 @@ async def serve(settings: Settings, db: Database, *, task_status=trio.TASK_STATU
                 systemd.notify("READY=1")
                 log.info("supervisor.ready", node=settings.node_id, socket=str(settings.admin_socket))
                 task_status.started(deps)
-                with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-                    async for signum in signals:
-                        log.info("supervisor.stopping", signal=signal.Signals(signum).name)
-                        break
+                await _wait_for_stop(stop)
                 systemd.notify("STOPPING=1")
                 intake.cancel_scope.cancel()
             await practices.drain(DRAIN_S)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import math
 import re
 import uuid
 from collections.abc import Awaitable, Callable
@@ -47,6 +48,7 @@ except importlib.metadata.PackageNotFoundError:  # running from a source tree
     VERSION = "0"
 
 WAIT_MAX_S = 60.0
+DEADLINE_MAX_S = 10 * 366 * 86400.0  # ten years; far larger values overflow the datetime arithmetic
 OFFICE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
@@ -244,6 +246,17 @@ class Admin:
             raise ApiError(400, exc.code, exc.detail, exc.field) from None
         if body.idempotency_key is not None and not 0 < len(body.idempotency_key) <= 200:
             raise ApiError(400, "invalid_field", "idempotency_key must be 1 to 200 characters", "idempotency_key")
+        if body.idempotency_key is not None and "\x00" in body.idempotency_key:  # PostgreSQL text cannot hold NUL
+            raise ApiError(400, "invalid_field", "idempotency_key must not contain NUL characters", "idempotency_key")
+        if body.deadline_s is not None and not (
+            math.isfinite(body.deadline_s) and 0 < body.deadline_s <= DEADLINE_MAX_S
+        ):
+            raise ApiError(
+                400,
+                "invalid_field",
+                f"deadline_s must be a number of seconds above 0 and at most {DEADLINE_MAX_S:.0f}",
+                "deadline_s",
+            )
         await self._practice(office_id)
         digest = await self.deps.credentials.digest(canonical(payload))
         if body.idempotency_key is not None:
