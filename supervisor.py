@@ -109,10 +109,6 @@ async def serve(
     store = PgEventStore(db)
     credentials = Credentials(Vault(load_master_key(settings.secrets_key, settings.data_dir)), PgCredentialRows(db))
     await credentials.verify()
-    # Create the installation's digest key now, before any request: created lazily, concurrent
-    # first submissions each made (and stored) a key of their own, so their digests differed and
-    # same-key replays got 409 idempotency_conflict.
-    await credentials.digest(b"")
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
     async with httpx.AsyncClient(timeout=settings.http_timeout, limits=limits) as http:
         client = SikkaClient(http, settings.api_url, settings.app_id, settings.app_key, settings.node_id)

@@ -119,6 +119,20 @@ class PgCredentialRows:
             )
         )
 
+    async def put_if_absent(self, kind: str, owner: str, ciphertext: str) -> str:
+        """Store ``ciphertext`` unless a row exists; return the row that won (first writer wins)."""
+
+        def put(conn):
+            conn.execute(
+                "INSERT INTO credentials (kind, owner, ciphertext) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                (kind, owner, ciphertext),
+            )
+            return conn.execute(
+                "SELECT ciphertext FROM credentials WHERE kind = %s AND owner = %s", (kind, owner)
+            ).fetchone()[0]
+
+        return await self.db.run(put)
+
     async def delete(self, kinds: Iterable[str], owners: list[str]) -> int:
         kinds = list(kinds)
         return await self.db.run(
@@ -160,6 +174,10 @@ class MemoryCredentialRows:
     async def put(self, kind: str, owner: str, ciphertext: str) -> None:
         await trio.lowlevel.checkpoint()
         self.rows[(kind, owner)] = ciphertext
+
+    async def put_if_absent(self, kind: str, owner: str, ciphertext: str) -> str:
+        await trio.lowlevel.checkpoint()
+        return self.rows.setdefault((kind, owner), ciphertext)
 
     async def delete(self, kinds: Iterable[str], owners: list[str]) -> int:
         await trio.lowlevel.checkpoint()
@@ -244,12 +262,10 @@ class Credentials:
         if self._digest_key is None:
             kind, owner = DIGEST_KEY
             found = await self.rows.get(kind, [owner])
-            if owner in found:
-                self._digest_key = bytes.fromhex(self.vault.decrypt(found[owner]))
-            else:
-                key = os.urandom(32)
-                await self.rows.put(kind, owner, self.vault.encrypt(key.hex()))
-                self._digest_key = key
+            stored = found.get(owner) or await self.rows.put_if_absent(
+                kind, owner, self.vault.encrypt(os.urandom(32).hex())
+            )
+            self._digest_key = bytes.fromhex(self.vault.decrypt(stored))
         return hmac.new(self._digest_key, data, hashlib.sha256).hexdigest()
 
     # rotation

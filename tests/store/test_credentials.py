@@ -100,3 +100,22 @@ async def test_digest_is_keyed_stable_and_survives_a_restart(rows):
 
     assert d1 != hashlib.sha256(b'{"patient_id":"1"}').hexdigest()  # keyed, not a plain hash
     assert await Credentials(vault(key), rows).digest(b'{"patient_id":"1"}') == d1
+
+
+async def test_concurrent_first_digests_agree_on_one_key(rows):
+    """Regression: two supervisors digesting at once on a fresh database each stored a key of
+    their own (last writer won), so replays of the same payload were refused as conflicts."""
+    import trio
+
+    key = Fernet.generate_key()
+    instances = [Credentials(vault(key), rows) for _ in range(4)]
+    digests = []
+
+    async def first_digest(creds):
+        digests.append(await creds.digest(b"same payload"))
+
+    async with trio.open_nursery() as nursery:
+        for creds in instances:
+            nursery.start_soon(first_digest, creds)
+    assert len(set(digests)) == 1
+    assert await Credentials(vault(key), rows).digest(b"same payload") == digests[0]
