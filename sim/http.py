@@ -11,6 +11,7 @@ created) the server closes the TCP stream without writing a byte and the transpo
 
 from __future__ import annotations
 
+import gzip
 import http
 from functools import partial
 
@@ -48,10 +49,11 @@ async def _connection(simulator: Simulator, stream: trio.SocketStream) -> None:
                                        request.headers, body)
             if resp.cut:
                 return  # no answer at all: the finally clause closes the socket
-            headers = [*resp.headers, ("Content-Length", str(len(resp.body)))]
+            payload, encoding = _encoded(resp.body, request.headers)
+            headers = [*resp.headers, *encoding, ("Content-Length", str(len(payload)))]
             reason = http.HTTPStatus(resp.status).phrase.encode() if resp.status in http.HTTPStatus._value2member_map_ else b""
             await stream.send_all(conn.send(h11.Response(status_code=resp.status, headers=headers, reason=reason)))
-            await stream.send_all(conn.send(h11.Data(data=resp.body)))
+            await stream.send_all(conn.send(h11.Data(data=payload)))
             await stream.send_all(conn.send(h11.EndOfMessage()))
             if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
                 return
@@ -68,6 +70,18 @@ async def _connection(simulator: Simulator, stream: trio.SocketStream) -> None:
         pass
     finally:
         await stream.aclose()
+
+
+GZIP_MIN_BYTES = 256  # smaller bodies go as they are, as Sikka's small answers do
+
+
+def _encoded(body: bytes, request_headers) -> tuple[bytes, list[tuple[str, str]]]:
+    """The body gzip-compressed when the client accepts gzip (Sikka answers ``Content-Encoding:
+    gzip``), else as it is."""
+    accept = b",".join(v for k, v in request_headers if k.lower() == b"accept-encoding").lower()
+    if b"gzip" in accept and len(body) >= GZIP_MIN_BYTES:
+        return gzip.compress(body, compresslevel=5), [("Content-Encoding", "gzip")]
+    return body, []
 
 
 async def _read_request(conn: h11.Connection, stream) -> tuple[h11.Request, bytes] | None:

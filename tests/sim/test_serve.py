@@ -35,6 +35,9 @@ async def test_serve_in_process():
             key = {"request-KEY": r.json()["request_key"]}
             r = await client.get("/patients", headers=key, params={"limit": "5"})
             assert r.status_code == 200 and len(r.json()["items"]) == 5
+            assert r.headers["content-encoding"] == "gzip"  # httpx asks for gzip and decodes it
+            plain = await client.get("/patients", headers={**key, "Accept-Encoding": "identity"}, params={"limit": "5"})
+            assert "content-encoding" not in plain.headers and plain.json()["items"] == r.json()["items"]
             assert r.json()["pagination"]["next"] == f"http://127.0.0.1:{port}/v4/patients?offset=1&limit=5"
             assert r.headers["x-rate-limit-remaining"] == "248" and "request-key-expires" in r.headers
             body = {"patient_id": "10001", "date": "2026-02-03", "time": "10:00", "length": "30",
