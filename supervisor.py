@@ -10,7 +10,7 @@ The process (one per database until practice leases exist)::
      │   ├─ app-level list poller (batched GET /writebacks, fanned out to actors)
      │   ├─ onboarding (at start, every SIKKA_ONBOARD_INTERVAL, on request)
      │   ├─ practice watcher (new practices get an actor within 5 s; foreign writes wake actors)
-     │   └─ admin API on the Unix socket
+     │   └─ admin API on the Unix socket (and on SIKKA_HTTP_LISTEN with a bearer token)
      └─ systemd watchdog pings
 
 SIGTERM/SIGINT: STOPPING=1; the intake stops (no new work); every actor finishes its step (an
@@ -20,6 +20,7 @@ cancelled (a submit cut short is reconciled at the next start); exit 0 within 30
 
 from __future__ import annotations
 
+import hmac
 import signal
 import sys
 from functools import partial
@@ -34,7 +35,7 @@ from actors.actor import Deps, Wake, utc_now
 from actors.admin import Admin
 from actors.applevel import AppLevel
 from actors.config import Settings
-from actors.http11 import bind_unix_listener, serve_connection
+from actors.http11 import Request, Response, bind_unix_listener, json_response, serve_connection
 from actors.practices import PracticeSupervisor
 from actors.ratelimit import Budget
 from actors.sikka import SikkaClient
@@ -75,6 +76,21 @@ async def watch_practices(store: PgEventStore, practices: PracticeSupervisor) ->
             elif row.version > actor.version:
                 actor.tell(Wake())
         await trio.sleep(WATCH_S)
+
+
+def bearer_guard(token: str, handle):
+    """The TCP listener's handler: every request but the webhook (which has its callback-key)
+    needs ``Authorization: Bearer <SIKKA_API_TOKEN>``, compared in constant time."""
+    expected = f"Bearer {token}".encode()
+
+    async def guarded(request: Request) -> Response:
+        given = request.headers.get("authorization", "").encode()
+        if request.path != "/webhooks/sikka" and not hmac.compare_digest(given, expected):
+            error = {"error": "unauthorized", "detail": "a valid bearer token is required", "field": None}
+            return json_response(401, error)
+        return await handle(request)
+
+    return guarded
 
 
 async def watchdog(interval: float) -> None:
@@ -138,6 +154,11 @@ async def serve(
                 intake.start_soon(app.run_onboarding)
                 intake.start_soon(watch_practices, store, practices)
                 intake.start_soon(partial(trio.serve_listeners, partial(serve_connection, handler=admin.handle), [listener]))
+                if settings.http_listen:
+                    host, port = settings.http_listen
+                    tcp = await trio.open_tcp_listeners(port, host=host)
+                    handler = partial(serve_connection, handler=bearer_guard(settings.api_token, admin.handle))
+                    intake.start_soon(partial(trio.serve_listeners, handler, tcp))
                 interval = systemd.watchdog_interval()
                 if interval:
                     root.start_soon(watchdog, interval)

@@ -17,11 +17,13 @@ Writeback submission::
 
 from __future__ import annotations
 
+import hmac
 import importlib.metadata
 import json
 import math
 import re
 import uuid
+from datetime import UTC, date, datetime, timedelta
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -29,12 +31,13 @@ import msgspec
 import structlog
 import trio
 
-from actors import core
+from actors import core, slotting
+from actors import events as ev
 from actors import outcomes as oc
-from actors.actor import Deps, decide_and_append
+from actors.actor import Deps, Unavailable, decide_and_append
 from actors.applevel import AppLevel, OnboardFailed
 from actors.http11 import Request, Response, json_response
-from actors.operations import PayloadError, validate
+from actors.operations import FORBIDDEN_PATH_CHARS, PayloadError, validate
 from actors.practices import PracticeSupervisor
 from actors.state import FINAL_STATES, WRITEBACK_STATES, Practice, Writeback, writeback_counts
 from store.db import DatabaseUnavailable
@@ -48,6 +51,11 @@ except importlib.metadata.PackageNotFoundError:  # running from a source tree
     VERSION = "0"
 
 WAIT_MAX_S = 60.0
+CANCEL_WAIT_S = 15.0  # a cancel of a pending writeback answers once Sikka's DELETE settled it, or after this
+REFRESH_WAIT_S = 20.0
+OFFBOARD_WAIT_S = 20.0
+WEBHOOK_ONBOARD_S = 60.0  # a webhook triggers an onboarding check at most this often
+STATS_MAX_ROWS = 100_000
 DEADLINE_MAX_S = 10 * 366 * 86400.0  # ten years; far larger values overflow the datetime arithmetic
 OFFICE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -130,7 +138,18 @@ def canonical(payload: dict[str, str]) -> bytes:
     return json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
 
 
-Route = tuple[str, re.Pattern, Callable[..., Awaitable[Response]]]
+class Route(msgspec.Struct, frozen=True):
+    """One endpoint: ``path`` is an OpenAPI template (``/practices/{office_id}``) that is both
+    matched against requests and published in ``/openapi.json``."""
+
+    method: str
+    path: str
+    handler: Callable[..., Awaitable[Response]]
+    summary: str
+
+    @property
+    def pattern(self) -> re.Pattern:
+        return re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", self.path) + "$")
 
 
 class Admin:
@@ -138,26 +157,49 @@ class Admin:
         self.deps = deps
         self.practices = practices
         self.app = app
+        self._last_webhook_onboarding: float | None = None
+        self.webhooks_received = 0
+        P = "/practices/{office_id}"
         self.routes: list[Route] = [
-            ("GET", re.compile(r"^/health$"), self.health),
-            ("GET", re.compile(r"^/practices$"), self.list_practices),
-            ("GET", re.compile(r"^/practices/(?P<office_id>[^/]+)$"), self.get_practice),
-            ("POST", re.compile(r"^/practices/(?P<office_id>[^/]+)/writebacks$"), self.submit),
-            ("GET", re.compile(r"^/writebacks/(?P<writeback_id>[^/]+)$"), self.get_writeback),
-            ("POST", re.compile(r"^/onboard$"), self.onboard),
+            Route("GET", "/health", self.health, "liveness and the database"),
+            Route("GET", "/openapi.json", self.openapi, "this description"),
+            Route("GET", "/practices", self.list_practices, "every practice's status"),
+            Route("GET", P, self.get_practice, "one practice's status"),
+            Route("POST", P + "/writebacks", self.submit, "queue a writeback"),
+            Route("GET", P + "/writebacks", self.list_writebacks, "a practice's writebacks, newest first"),
+            Route("GET", "/writebacks/{writeback_id}", self.get_writeback, "one writeback (long-poll with wait)"),
+            Route("POST", "/writebacks/{writeback_id}/cancel", self.cancel, "cancel a writeback"),
+            Route("GET", P + "/stats", self.stats, "counts, success rate, confirmation latency"),
+            Route("POST", P + "/refresh-token", self.refresh_token, "refresh the request key now"),
+            Route("POST", P + "/retry-failed", self.retry_failed, "re-queue retryable failures once"),
+            Route("POST", P + "/pause", self.pause, "send nothing new to Sikka"),
+            Route("POST", P + "/resume", self.resume, "resume sending"),
+            Route("POST", P + "/offboard", self.offboard, "delete keys at Sikka, shred credentials and payloads"),
+            Route("GET", P + "/appointments", self.appointments, "appointments in a date range"),
+            Route("GET", P + "/appointments/{appointment_sr_no}", self.appointment, "one appointment"),
+            Route("GET", P + "/available-slots", self.available_slots, "open slots on a date"),
+            Route("GET", P + "/patients", self.patients, "patients by name or phone"),
+            Route("GET", P + "/patients/{patient_id}", self.patient, "one patient"),
+            Route("GET", P + "/providers", self.providers, "providers"),
+            Route("GET", P + "/operatories", self.operatories, "operatories"),
+            Route("GET", P + "/appointment-statuses", self.appointment_statuses, "appointment status values"),
+            Route("GET", "/usage", self.usage, "rate usage per practice"),
+            Route("POST", "/onboard", self.onboard, "run the authorization flow now"),
+            Route("POST", "/webhooks/sikka", self.webhook, "Sikka's webhook (callback-key)"),
         ]
+        self._compiled = [(r, r.pattern) for r in self.routes]
 
     async def handle(self, request: Request) -> Response:
         matched_path = False
-        for method, pattern, handler in self.routes:
+        for route, pattern in self._compiled:
             m = pattern.match(request.path)
             if m is None:
                 continue
             matched_path = True
-            if method != request.method:
+            if route.method != request.method:
                 continue
             try:
-                return await handler(request, **m.groupdict())
+                return await route.handler(request, **m.groupdict())
             except ApiError as exc:
                 return exc.response()
             except DatabaseUnavailable as exc:
@@ -327,6 +369,231 @@ class Admin:
             raise ApiError(400, "bad_parameter", f"wait must be a number of seconds from 0 to {WAIT_MAX_S:g}", "wait")
         return wait
 
+
+    # --- writebacks: listing, cancel, stats -----------------------------------------------------
+
+    async def list_writebacks(self, request: Request, office_id: str) -> Response:
+        await self._practice(office_id)
+        states = request.query.get("state", [])
+        unknown = [s for s in states if s not in WRITEBACK_STATES]
+        if unknown:
+            raise ApiError(400, "bad_parameter", f"unknown state {unknown[0]!r}", "state")
+        limit = _int_parameter(request, "limit", 50, 1, 500)
+        before = _last(request, "before")
+        rows = await self.deps.store.writebacks(office_id, states or None, limit, before)
+        return json_response(200, {"writebacks": [writeback_view(w) for w in rows]})
+
+    async def cancel(self, request: Request, writeback_id: str) -> Response:
+        wb = await self.deps.store.writeback(writeback_id)
+        if wb is None:
+            raise ApiError(404, "unknown_writeback", f"no writeback {writeback_id!r}")
+        if wb.state in FINAL_STATES:  # the actor no longer holds it; the projection knows
+            raise ApiError(409, "not_cancellable", f"the writeback is already {wb.state}")
+        decision = await self._ask(wb.office_id, core.CancelWriteback(writeback_id=writeback_id))
+        if isinstance(decision, core.Refused):
+            raise refused(decision)
+        self.audit(request, "cancel_writeback", wb.office_id, writeback_id=writeback_id)
+        if wb.state == "pending":  # the DELETE at Sikka and the status read that decides follow
+            with trio.move_on_after(CANCEL_WAIT_S):
+                wb = await self._wait_final(writeback_id)
+        return json_response(200, writeback_view(await self.deps.store.writeback(writeback_id)))
+
+    async def _wait_final(self, writeback_id: str) -> Writeback:
+        while True:
+            position = await self.deps.store.last_position()
+            wb = await self.deps.store.writeback(writeback_id)
+            if wb.state in FINAL_STATES:
+                return wb
+            await self.deps.store.wait_for_append(position)
+
+    async def stats(self, request: Request, office_id: str) -> Response:
+        await self._practice(office_id)
+        since = _datetime_parameter(request, "since")
+        rows = [
+            w
+            for w in await self.deps.store.writebacks(office_id, None, STATS_MAX_ROWS)
+            if since is None or w.requested_at >= since
+        ]
+        by_state = {s: sum(1 for w in rows if w.state == s) for s in ("completed", "failed", "cancelled")}
+        decided = by_state["completed"] + by_state["failed"]
+        latencies = sorted(
+            (w.completed_at - w.requested_at).total_seconds() for w in rows if w.state == "completed" and w.completed_at
+        )
+        return json_response(
+            200,
+            {
+                "requested": len(rows),
+                **by_state,
+                "success_rate": round(by_state["completed"] / decided, 4) if decided else None,
+                "confirmation_p50_s": _percentile(latencies, 0.50),
+                "confirmation_p95_s": _percentile(latencies, 0.95),
+            },
+        )
+
+    # --- operator actions ---------------------------------------------------------------------
+
+    async def _operator(self, request: Request, office_id: str, what: str, message) -> core.Decision:
+        await self._practice(office_id)
+        decision = await self._ask(office_id, message)
+        if isinstance(decision, core.Refused):
+            raise refused(decision)
+        self.audit(request, what, office_id)
+        return decision
+
+    async def pause(self, request: Request, office_id: str) -> Response:
+        await self._operator(request, office_id, "pause", core.Pause())
+        return json_response(200, await self.practice_status(office_id))
+
+    async def resume(self, request: Request, office_id: str) -> Response:
+        await self._operator(request, office_id, "resume", core.Resume())
+        return json_response(200, await self.practice_status(office_id))
+
+    async def refresh_token(self, request: Request, office_id: str) -> Response:
+        await self._operator(request, office_id, "refresh_token", core.RefreshToken())
+        actor = self.practices.actors.get(office_id)
+        if actor is not None:  # answer once the refresh happened (or failed), within a bound
+            with trio.move_on_after(REFRESH_WAIT_S):
+                while actor.state.refresh_requested:
+                    await actor.wait_state_changed()
+        return json_response(200, await self.practice_status(office_id))
+
+    async def retry_failed(self, request: Request, office_id: str) -> Response:
+        decision = await self._operator(request, office_id, "retry_failed", core.RetryFailed())
+        retried = [e.writeback_id for e in decision if isinstance(e, ev.WritebackRequested)]
+        return json_response(200, {"retried": len(retried), "writebacks": retried})
+
+    async def offboard(self, request: Request, office_id: str) -> Response:
+        await self._operator(request, office_id, "offboard", core.OffboardPractice())
+        actor = self.practices.actors.get(office_id)
+        if actor is not None:
+            with trio.move_on_after(OFFBOARD_WAIT_S):
+                while not actor.state.offboarded and office_id in self.practices.actors:
+                    await actor.wait_state_changed()
+        return json_response(200, await self.practice_status(office_id))
+
+    # --- reads through the practice's actor (interactive lane) --------------------------------
+
+    async def _read(self, office_id: str, call) -> Any:
+        await self._practice(office_id)
+        actor = self.practices.actors.get(office_id)
+        if actor is None:
+            raise ApiError(503, "practice_unavailable", f"practice {office_id} has no running actor")
+        try:
+            result = await actor.read(call)
+        except Unavailable as exc:
+            raise ApiError(503, exc.code, exc.detail) from None
+        if not isinstance(result.outcome, oc.Ok):
+            raise upstream_error(result.outcome)
+        return result.outcome.value
+
+    async def appointments(self, request: Request, office_id: str) -> Response:
+        start = _date_parameter(request, "startdate") or self.deps.clock().date()
+        end = _date_parameter(request, "enddate") or start + timedelta(days=7)
+        if end < start:
+            raise ApiError(400, "bad_parameter", "enddate is before startdate", "enddate")
+        limit = _int_parameter(request, "limit", 50, 1, 500)
+        items = await self._read(office_id, lambda key: self.deps.client.appointments(key, start, end, limit=limit))
+        return json_response(200, {"items": items, "total": len(items)})
+
+    async def appointment(self, request: Request, office_id: str, appointment_sr_no: str) -> Response:
+        _path_id(appointment_sr_no, "appointment_sr_no")
+        item = await self._read(office_id, lambda key: self.deps.client.appointment(key, appointment_sr_no))
+        if item is None:
+            raise ApiError(404, "not_found", f"no appointment {appointment_sr_no!r}", "appointment_sr_no")
+        return json_response(200, item)
+
+    async def available_slots(self, request: Request, office_id: str) -> Response:
+        day = _date_parameter(request, "date") or self.deps.clock().date()
+        provider = _last(request, "provider_id")
+        filters = {"provider_id": provider} if provider else {}
+        client = self.deps.client
+        items = await self._read(office_id, lambda key: client.available_slots(key, day, day, **filters))
+        if items:
+            return json_response(200, {"items": items, "source": "sikka"})
+        schedule = await self._read(office_id, lambda key: client.practice_schedule(key, fields="get_all"))
+        booked = await self._read(office_id, lambda key: client.appointments(key, day, day, limit=500, fields="operatory"))
+        providers = [provider] if provider else [
+            p["provider_id"] for p in await self._read(office_id, lambda key: client.providers(key, status="active"))
+        ]
+        slots = slotting.open_slots(day, providers, schedule, booked)
+        return json_response(200, {"items": slots, "source": "computed"})
+
+    async def patients(self, request: Request, office_id: str) -> Response:
+        query = (_last(request, "query") or "").strip()
+        if not query:
+            raise ApiError(400, "bad_parameter", "query is required (a name or phone digits)", "query")
+        limit = _int_parameter(request, "limit", 50, 1, 500)
+        items = await self._read(office_id, lambda key: self.deps.client.search_patients(key, query, limit=limit))
+        return json_response(200, {"items": items, "total": len(items)})
+
+    async def patient(self, request: Request, office_id: str, patient_id: str) -> Response:
+        _path_id(patient_id, "patient_id")
+        item = await self._read(office_id, lambda key: self.deps.client.patient(key, patient_id))
+        if item is None:
+            raise ApiError(404, "not_found", f"no patient {patient_id!r}", "patient_id")
+        return json_response(200, item)
+
+    async def providers(self, request: Request, office_id: str) -> Response:
+        items = await self._read(office_id, lambda key: self.deps.client.providers(key))
+        return json_response(200, {"items": items, "total": len(items)})
+
+    async def operatories(self, request: Request, office_id: str) -> Response:
+        client = self.deps.client
+        practices = await self._read(office_id, lambda key: client.practices(key))
+        cust_ids = sorted({p.get("cust_id", "") for p in practices if p.get("cust_id")}) or ["1"]
+        items = []
+        for cust_id in cust_ids:
+            items += await self._read(office_id, lambda key, c=cust_id: client.operatories(key, c, is_hidden="F"))
+        return json_response(200, {"items": items, "total": len(items)})
+
+    async def appointment_statuses(self, request: Request, office_id: str) -> Response:
+        client = self.deps.client
+        items = await self._read(
+            office_id, lambda key: client.practice_variables(key, service_name="Appointment Status")
+        )
+        return json_response(200, {"items": items, "total": len(items)})
+
+    # --- usage, webhook, description ----------------------------------------------------------
+
+    async def usage(self, request: Request) -> Response:
+        now = self.deps.clock()
+        out = []
+        for office_id, actor in sorted(self.practices.actors.items()):
+            b = actor.budget.statistics(now.timestamp())
+            out.append(
+                {
+                    "office_id": office_id,
+                    "practice_name": actor.state.practice_name,
+                    "limit": b.limit,
+                    "requests_used": b.used_last_60s,
+                    "requests_remaining": b.remaining,
+                    "percent_used": round(100 * b.used_last_60s / b.limit, 1) if b.limit else 100.0,
+                    "window_start": datetime.fromtimestamp(b.window_start, UTC) if b.window_start else None,
+                    "server_remaining": b.server_remaining,
+                    "server_reset_s": b.server_reset_s,
+                    "requests_today": b.requests_today,
+                }
+            )
+        return json_response(200, {"practices": out})
+
+    async def webhook(self, request: Request) -> Response:
+        expected = self.deps.settings.webhook_callback_key
+        if not expected:
+            return json_response(404, {"error": "not_found", "detail": "the webhook is not configured", "field": None})
+        given = request.headers.get("callback-key", "")
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            raise ApiError(401, "unauthorized", "wrong or missing callback-key")
+        self.webhooks_received += 1
+        self.app.targets_changed()  # an early status poll (coalesced by the list planner)
+        now = trio.current_time()
+        if self._last_webhook_onboarding is None or now - self._last_webhook_onboarding >= WEBHOOK_ONBOARD_S:
+            self._last_webhook_onboarding = now
+            self.app.request_onboarding()
+        return json_response(202, {"status": "accepted"})
+
+    async def openapi(self, request: Request) -> Response:
+        return json_response(200, openapi_document(self.routes))
+
     async def onboard(self, request: Request) -> Response:
         self.audit(request, "onboard")
         try:
@@ -334,6 +601,95 @@ class Admin:
         except OnboardFailed as exc:
             raise upstream_error(exc.outcome) from None
         return json_response(200, {"practices": report})
+
+
+def _last(request: Request, name: str) -> str | None:
+    values = request.query.get(name)
+    return values[-1] if values else None
+
+
+def _int_parameter(request: Request, name: str, default: int, low: int, high: int) -> int:
+    raw = _last(request, name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise ApiError(400, "bad_parameter", f"{name} must be a whole number from {low} to {high}", name)
+    return int(raw)
+
+
+def _date_parameter(request: Request, name: str) -> date | None:
+    raw = _last(request, name)
+    if raw is None or raw == "":
+        return None
+    try:
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", raw):
+            raise ValueError
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise ApiError(400, "bad_parameter", f"{name} must be a date yyyy-mm-dd", name) from None
+
+
+def _datetime_parameter(request: Request, name: str) -> datetime | None:
+    raw = _last(request, name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise ApiError(400, "bad_parameter", f"{name} must be an ISO-8601 time", name) from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _path_id(value: str, field: str) -> None:
+    if not value or any(c in FORBIDDEN_PATH_CHARS for c in value) or not value.isprintable():
+        raise ApiError(400, "invalid_field", f"{field} holds a character Sikka forbids in paths", field)
+
+
+def _percentile(sorted_values: list[float], q: float) -> float | None:
+    if not sorted_values:
+        return None
+    index = min(len(sorted_values) - 1, max(0, math.ceil(q * len(sorted_values)) - 1))
+    return round(sorted_values[index], 3)
+
+
+def openapi_document(routes: list[Route]) -> dict:
+    """The OpenAPI 3.1 description of ``routes`` (kept in step by construction and by a test)."""
+    error = {"$ref": "#/components/schemas/Error"}
+    paths: dict[str, dict] = {}
+    for route in routes:
+        params = [
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            for name in re.findall(r"\{(\w+)\}", route.path)
+        ]
+        operation = {
+            "summary": route.summary,
+            "operationId": route.handler.__name__,
+            "parameters": params,
+            "responses": {
+                "200": {"description": "ok", "content": {"application/json": {"schema": {"type": "object"}}}},
+                "4XX": {"description": "bad request", "content": {"application/json": {"schema": error}}},
+                "5XX": {"description": "unavailable", "content": {"application/json": {"schema": error}}},
+            },
+        }
+        if route.handler.__name__ == "submit":
+            operation["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SubmitBody"}}},
+            }
+            operation["responses"]["202"] = {"description": "queued", "content": {"application/json": {"schema": {"type": "object"}}}}
+        paths.setdefault(route.path, {})[route.method.lower()] = operation
+    (submit_schema,), components = msgspec.json.schema_components([SubmitBody], ref_template="#/components/schemas/{name}")
+    components["Error"] = {
+        "type": "object",
+        "properties": {"error": {"type": "string"}, "detail": {"type": "string"}, "field": {"type": ["string", "null"]}},
+        "required": ["error", "detail", "field"],
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Sikka Supervisor admin API", "version": VERSION},
+        "paths": paths,
+        "components": {"schemas": components},
+    }
 
 
 def upstream_error(outcome) -> ApiError:
