@@ -11,7 +11,7 @@ import sys
 
 import trio
 
-from actors import config
+from actors import cli_client, config
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_SOCKET, EXIT_WAIT = 0, 1, 2, 3, 4
 
@@ -39,6 +39,10 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument(
         "--rebuild-projections", action="store_true", help="rebuild the projections from the log and swap them in"
     )
+
+    commands.add_parser("onboard", help="the authorization flow for every authorized practice")
+    commands.add_parser("doctor", help="pre-flight checks, one line each")
+    cli_client.add_socket_commands(commands)
     return parser
 
 
@@ -122,7 +126,26 @@ async def _open_payloads(settings: config.Settings, db, office_id: str | None) -
     return {wid: (plain.decode() if plain is not None else PURGED) for wid, plain in opened.items()}
 
 
-COMMANDS = {"run": cmd_run, "migrate": cmd_migrate, "replay": cmd_replay}
+def cmd_onboard(args: argparse.Namespace) -> int:
+    return cli_client.cmd_onboard(args, _settings(args))
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    return cli_client.cmd_doctor(args, lambda: _settings(args))
+
+
+def cmd_socket(args: argparse.Namespace) -> int:
+    return cli_client.run_socket_command(args, _settings(args))
+
+
+COMMANDS = {
+    "run": cmd_run,
+    "migrate": cmd_migrate,
+    "replay": cmd_replay,
+    "onboard": cmd_onboard,
+    "doctor": cmd_doctor,
+    **{name: cmd_socket for name in cli_client.SOCKET_COMMANDS},
+}
 
 
 def run_cli(argv: list[str]) -> int:
@@ -132,8 +155,11 @@ def run_cli(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except (UsageError, config.ConfigError, DatabaseUnavailable, SecretsKeyError) as exc:
+    except (UsageError, cli_client.CliUsage, config.ConfigError, DatabaseUnavailable, SecretsKeyError) as exc:
         print(f"sikka-supervisor: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except cli_client.SocketUnreachable as exc:
+        print(f"sikka-supervisor: {exc}", file=sys.stderr)
+        return EXIT_SOCKET
     except BrokenPipeError:
         return EXIT_OK
