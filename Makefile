@@ -16,8 +16,7 @@ $(BIN)/.installed: pyproject.toml
 install: $(BIN)/.installed
 
 demo: install
-	$(BIN)/sikka-supervisor migrate
-	$(BIN)/sikka-supervisor replay
+	$(BIN)/sikka-supervisor demo
 
 test: install
 	$(BIN)/python -m pytest -q -m "not slow"

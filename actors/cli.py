@@ -40,6 +40,10 @@ def _parser() -> argparse.ArgumentParser:
         "--rebuild-projections", action="store_true", help="rebuild the projections from the log and swap them in"
     )
 
+    from actors import demo
+
+    demo.add_arguments(commands.add_parser("demo", help="the whole system against the in-process simulator"))
+
     commands.add_parser("onboard", help="the authorization flow for every authorized practice")
     commands.add_parser("doctor", help="pre-flight checks, one line each")
     cli_client.add_socket_commands(commands)
@@ -126,6 +130,12 @@ async def _open_payloads(settings: config.Settings, db, office_id: str | None) -
     return {wid: (plain.decode() if plain is not None else PURGED) for wid, plain in opened.items()}
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from actors import demo
+
+    return demo.cmd_demo(args)
+
+
 def cmd_onboard(args: argparse.Namespace) -> int:
     return cli_client.cmd_onboard(args, _settings(args))
 
@@ -142,6 +152,7 @@ COMMANDS = {
     "run": cmd_run,
     "migrate": cmd_migrate,
     "replay": cmd_replay,
+    "demo": cmd_demo,
     "onboard": cmd_onboard,
     "doctor": cmd_doctor,
     **{name: cmd_socket for name in cli_client.SOCKET_COMMANDS},
