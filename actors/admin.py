@@ -495,12 +495,16 @@ class Admin:
         items = await self._read(office_id, lambda key: self.deps.client.appointments(key, start, end, limit=limit))
         return json_response(200, {"items": items, "total": len(items)})
 
-    async def appointment(self, request: Request, office_id: str, appointment_sr_no: str) -> Response:
-        _path_id(appointment_sr_no, "appointment_sr_no")
-        item = await self._read(office_id, lambda key: self.deps.client.appointment(key, appointment_sr_no))
+    async def _read_one(self, office_id: str, field: str, value: str, call) -> Response:
+        """One item by a path id (checked against the characters Sikka forbids), or 404."""
+        _path_id(value, field)
+        item = await self._read(office_id, lambda key: call(key, value))
         if item is None:
-            raise ApiError(404, "not_found", f"no appointment {appointment_sr_no!r}", "appointment_sr_no")
+            raise ApiError(404, "not_found", f"no item with {field} {value!r}", field)
         return json_response(200, item)
+
+    async def appointment(self, request: Request, office_id: str, appointment_sr_no: str) -> Response:
+        return await self._read_one(office_id, "appointment_sr_no", appointment_sr_no, self.deps.client.appointment)
 
     async def available_slots(self, request: Request, office_id: str) -> Response:
         day = _date_parameter(request, "date") or self.deps.clock().date()
@@ -527,11 +531,7 @@ class Admin:
         return json_response(200, {"items": items, "total": len(items)})
 
     async def patient(self, request: Request, office_id: str, patient_id: str) -> Response:
-        _path_id(patient_id, "patient_id")
-        item = await self._read(office_id, lambda key: self.deps.client.patient(key, patient_id))
-        if item is None:
-            raise ApiError(404, "not_found", f"no patient {patient_id!r}", "patient_id")
-        return json_response(200, item)
+        return await self._read_one(office_id, "patient_id", patient_id, self.deps.client.patient)
 
     async def providers(self, request: Request, office_id: str) -> Response:
         items = await self._read(office_id, lambda key: self.deps.client.providers(key))

@@ -32,6 +32,7 @@ from actors import config
 from actors.cli import run_cli
 from sim import SimConfig, Simulator
 from sim import serve as sim_serve
+from tests.test_admin_api import booking
 from supervisor import serve
 
 OFFICES = ("D1000", "D1001")
@@ -123,18 +124,7 @@ class Env:
                 await trio.sleep(0.1)
 
     def booking(self, office_id: str = "D1000", n: int = 0, **override) -> str:
-        data = self.sim.data(self.sim.practice(office_id))
-        payload = {
-            "patient_id": sorted(data.patients)[n % len(data.patients)],
-            "date": "2026-03-10",
-            "time": f"{9 + n % 8:02d}:{(n * 10) % 60:02d}",
-            "length": 30,
-            "provider_id": data.providers[0].provider_id,
-            "operatory": data.operatories[n % len(data.operatories)],
-            "practice_id": 1,
-        }
-        payload.update(override)
-        return json.dumps({k: v for k, v in payload.items() if v is not None})
+        return json.dumps(booking(self.sim, office_id, n, **override))
 
     async def submit(self, office_id: str = "D1000", n: int = 0, *extra: str) -> dict:
         status, out, err = await self.cli("submit", office_id, "book_appointment", "--payload", self.booking(office_id, n), "--json", *extra)
