@@ -67,13 +67,12 @@ async def watch_practices(store: PgEventStore, practices: PracticeSupervisor) ->
     """Start actors for practices registered while we run; wake actors whose stream another
     writer extended."""
     while True:
-        for row in await store.practices():
-            office_id = row.practice.office_id
-            actor = practices.actors.get(office_id)
+        for head in await store.practice_heads():
+            actor = practices.actors.get(head.office_id)
             if actor is None:
-                if row.practice.registered and row.practice.state not in ("offboarded", "parked"):
-                    practices.start(office_id)
-            elif row.version > actor.version:
+                if head.registered and head.state not in ("offboarded", "parked"):
+                    practices.start(head.office_id)
+            elif head.version > actor.version:
                 actor.tell(Wake())
         await trio.sleep(WATCH_S)
 

@@ -313,7 +313,7 @@ class PracticeActor:
         try:
             decision = core.decide(self.state, message, self.deps.clock(), self.deps.core_settings)
             if isinstance(decision, list) and decision:
-                decision = await self._reseal_retries(decision)
+                decision = await reseal_retries(self.deps.credentials, decision)
                 await self._persist(decision)
         except BaseException:
             if envelope.reply is not None:
@@ -339,19 +339,6 @@ class PracticeActor:
                 self.stream_id, self.version, SNAPSHOT_SCHEMA, msgspec.json.encode(self.state)
             )
             self._snapshot_version = self.version
-
-    async def _reseal_retries(self, events: list[ev.Event]) -> list[ev.Event]:
-        """A retry (``retry_of``) gets the failed writeback's payload sealed under a data key of
-        its own: payload keys belong to one writeback id, so the old ciphertext could never be
-        opened under the new id (the retry would fail as ``payload_purged``)."""
-        out = []
-        for e in events:
-            if isinstance(e, ev.WritebackRequested) and e.retry_of is not None:
-                plain = await self.deps.credentials.open_payload(e.retry_of, e.payload)
-                if plain is not None:
-                    e = replace(e, payload=await self.deps.credentials.seal_payload(e.writeback_id, plain))
-            out.append(e)
-        return out
 
     async def _catch_up(self) -> None:
         """Fold events another writer appended (e.g. a writeback stored by a peer supervisor)."""
@@ -481,16 +468,32 @@ async def load_practice(store, office_id: str) -> tuple[Practice, int, int]:
     return state, version, snapshot_version
 
 
-async def decide_and_append(store, office_id: str, message, now: datetime, settings: CoreSettings) -> core.Decision:
+async def reseal_retries(credentials, events: list[ev.Event]) -> list[ev.Event]:
+    """A retry (``retry_of``) gets the failed writeback's payload sealed under a data key of its
+    own: payload keys belong to one writeback id, so the old ciphertext could never be opened
+    under the new id (the retry would fail as ``payload_purged``). Every path that appends a
+    decision goes through here."""
+    out = []
+    for e in events:
+        if isinstance(e, ev.WritebackRequested) and e.retry_of is not None:
+            plain = await credentials.open_payload(e.retry_of, e.payload)
+            if plain is not None:
+                e = replace(e, payload=await credentials.seal_payload(e.writeback_id, plain))
+        out.append(e)
+    return out
+
+
+async def decide_and_append(deps: Deps, office_id: str, message) -> core.Decision:
     """Decide ``message`` for a practice whose actor is not running here, and append the events
     (re-deciding on a conflict with another writer)."""
     for _ in range(5):
-        state, version, _ = await load_practice(store, office_id)
-        decision = core.decide(state, message, now, settings)
+        state, version, _ = await load_practice(deps.store, office_id)
+        decision = core.decide(state, message, deps.clock(), deps.core_settings)
         if not isinstance(decision, list) or not decision:
             return decision
+        decision = await reseal_retries(deps.credentials, decision)
         try:
-            await store.append(ev.stream_id(office_id), version, decision)
+            await deps.store.append(ev.stream_id(office_id), version, decision)
             return decision
         except ConcurrencyError:
             continue

@@ -32,6 +32,7 @@ import structlog
 import trio
 
 from actors import core, slotting
+from actors.figures import percentile
 from actors import events as ev
 from actors import outcomes as oc
 from actors.actor import Deps, Unavailable, decide_and_append
@@ -256,9 +257,7 @@ class Admin:
         actor = self.practices.actors.get(office_id)
         if actor is not None:
             return await actor.ask(message)
-        return await decide_and_append(
-            self.deps.store, office_id, message, self.deps.clock(), self.deps.core_settings
-        )
+        return await decide_and_append(self.deps, office_id, message)
 
     # --- endpoints ----------------------------------------------------------------------------
 
@@ -425,8 +424,8 @@ class Admin:
                 "requested": len(rows),
                 **by_state,
                 "success_rate": round(by_state["completed"] / decided, 4) if decided else None,
-                "confirmation_p50_s": _percentile(latencies, 0.50),
-                "confirmation_p95_s": _percentile(latencies, 0.95),
+                "confirmation_p50_s": _rounded(percentile(latencies, 50)),
+                "confirmation_p95_s": _rounded(percentile(latencies, 95)),
             },
         )
 
@@ -645,11 +644,8 @@ def _path_id(value: str, field: str) -> None:
         raise ApiError(400, "invalid_field", f"{field} holds a character Sikka forbids in paths", field)
 
 
-def _percentile(sorted_values: list[float], q: float) -> float | None:
-    if not sorted_values:
-        return None
-    index = min(len(sorted_values) - 1, max(0, math.ceil(q * len(sorted_values)) - 1))
-    return round(sorted_values[index], 3)
+def _rounded(value: float | None) -> float | None:
+    return round(value, 3) if value is not None else None
 
 
 def openapi_document(routes: list[Route]) -> dict:

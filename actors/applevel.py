@@ -123,9 +123,7 @@ class AppLevel:
                 if actor is not None:
                     decision = await actor.ask(step.command)
                 else:
-                    decision = await decide_and_append(
-                        deps.store, step.office_id, step.command, deps.clock(), deps.core_settings
-                    )
+                    decision = await decide_and_append(deps, step.office_id, step.command)
                 events = decision if isinstance(decision, list) else []
                 action = onboarding.action(events)
                 if isinstance(step.command, core.PracticeListed) and action != "deauthorized":

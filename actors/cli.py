@@ -12,8 +12,7 @@ import sys
 import trio
 
 from actors import cli_client, config
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_SOCKET, EXIT_WAIT = 0, 1, 2, 3, 4
+from actors.cli_client import EXIT_OK, EXIT_SOCKET, EXIT_USAGE
 
 
 class UsageError(Exception):

@@ -31,9 +31,9 @@ from typing import Any
 import httpx
 
 from actors import config
+from actors.state import FINAL_STATES
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_SOCKET, EXIT_WAIT = 0, 1, 2, 3, 4
-FINAL_STATES = ("completed", "failed", "cancelled")
 WAIT_STEP_S = 60.0  # the admin API's longest ?wait=
 WIDTH = 80
 CLIENT_TIMEOUT_S = 120.0  # above the longest ?wait= and the slowest operator action

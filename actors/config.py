@@ -125,7 +125,7 @@ def check_database_url(url: str) -> str:
         if parts.scheme not in ("postgres", "postgresql"):
             raise ConfigError(f"DATABASE_URL: scheme {parts.scheme!r} is not postgresql://")
         try:
-            parts.port
+            _port = parts.port  # urllib parses the port lazily: a non-number raises here
         except ValueError:
             raise ConfigError("DATABASE_URL: the port is not a number") from None
         return url

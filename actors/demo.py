@@ -39,6 +39,9 @@ import uuid
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
+from actors.figures import percentile
+from actors.state import FINAL_STATES, WRITEBACK_STATES
+
 DEFAULT_PRACTICES = 3
 DEFAULT_WRITEBACKS = 30
 DEFAULT_TIMEOUT_S = 300.0
@@ -52,8 +55,8 @@ SUBMIT_GAP_S = 0.25
 ACTIVE_TIMEOUT_S = 60.0  # start-up onboarding: every practice active within this
 PROGRESS_EVERY_S = 1.0
 STOP_TIMEOUT_S = 40.0
-FINAL = ("completed", "failed", "cancelled")
-STATES = ("queued", "submitting", "pending", "deferred", "unknown", "completed", "failed", "cancelled")
+STATES = WRITEBACK_STATES
+FINAL = tuple(s for s in WRITEBACK_STATES if s in FINAL_STATES)  # in display order
 SLOT_TIMES = tuple(f"{h:02d}:{m:02d}" for h in range(8, 17) for m in (0, 30))  # 08:00 … 16:30
 SOCKET_MAX = 100
 
@@ -99,15 +102,6 @@ def err(line: str) -> None:
 
 
 # --- pure helpers (tested without a run) ----------------------------------------------------------
-
-
-def percentile(values: list[float], p: float) -> float | None:
-    """Nearest-rank percentile (``p`` in 0–100) of ``values``; None when empty."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, math.ceil(p / 100 * len(ordered)))
-    return ordered[rank - 1]
 
 
 def parse_utc(value: str) -> datetime:

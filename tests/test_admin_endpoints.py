@@ -5,7 +5,6 @@ token, and the OpenAPI description kept in step with the routes."""
 from __future__ import annotations
 
 import httpx
-import pytest
 import trio
 
 from tests.test_admin_api import FINAL, OFFICES, booking, check_error, socket_dir, start, sup  # noqa: F401

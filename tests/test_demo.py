@@ -101,12 +101,14 @@ def test_bad_arguments_exit_2():
 
 
 def test_percentile_nearest_rank():
-    assert demo.percentile([], 50) is None
-    assert demo.percentile([3.0], 95) == 3.0
+    from actors.figures import percentile
+
+    assert percentile([], 50) is None
+    assert percentile([3.0], 95) == 3.0
     values = [float(i) for i in range(1, 21)]  # 1 … 20
-    assert demo.percentile(values, 50) == 10.0
-    assert demo.percentile(values, 95) == 19.0
-    assert demo.percentile(list(reversed(values)), 100) == 20.0
+    assert percentile(values, 50) == 10.0
+    assert percentile(values, 95) == 19.0
+    assert percentile(list(reversed(values)), 100) == 20.0
 
 
 def test_latency_is_request_to_recorded_outcome():

@@ -4,7 +4,6 @@ the order of first attempts, recovery, onboarding, and what next_step picks."""
 from __future__ import annotations
 
 import msgspec
-import pytest
 
 from actors import core
 from actors import events as ev

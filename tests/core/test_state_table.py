@@ -5,14 +5,12 @@ One or more tests per row, in the table's order; the row is quoted in each test'
 
 from __future__ import annotations
 
-from datetime import timedelta
 
 import pytest
 
 from actors import core
 from actors import events as ev
 from actors import outcomes as oc
-from actors import policy
 from actors.ratelimit import Budget, Lane
 from actors.state import fold
 

@@ -4,7 +4,6 @@ which one writer is killed in the middle of its transaction."""
 from __future__ import annotations
 
 import random
-import subprocess
 import sys
 import textwrap
 
