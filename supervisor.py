@@ -6,6 +6,7 @@ The process (one per database until practice leases exist)::
     root nursery
      ├─ LISTEN bridge (wake-ups on append)
      ├─ practice supervisor ── one supervised actor per registered practice
+     ├─ monitor (alerts every 5 s; onsets and clearings to Slack), loop-lag probe
      ├─ intake (stopped first on SIGTERM)
      │   ├─ app-level list poller (batched GET /writebacks, fanned out to actors)
      │   ├─ onboarding (at start, every SIKKA_ONBOARD_INTERVAL, on request)
@@ -36,9 +37,12 @@ from actors.admin import Admin
 from actors.applevel import AppLevel
 from actors.config import Settings
 from actors.http11 import Request, Response, bind_unix_listener, json_response, serve_connection
+from actors.metrics import Metrics, StateCollector, TimedStore, probe_loop_lag
+from actors.monitor import Monitor
 from actors.practices import PracticeSupervisor
 from actors.ratelimit import Budget
 from actors.sikka import SikkaClient
+from actors.slack import SlackNotifier
 from store.credentials import Credentials, PgCredentialRows, Vault, load_master_key
 from store.db import Database
 from store.eventlog import PgEventStore
@@ -121,12 +125,15 @@ async def serve(
 ) -> None:
     """Run the supervisor until SIGTERM/SIGINT (or until ``stop`` is set: for tests), then shut
     down as on SIGTERM."""
-    store = PgEventStore(db)
+    metrics = Metrics()
+    store = TimedStore(PgEventStore(db), metrics.event_append)
     credentials = Credentials(Vault(load_master_key(settings.secrets_key, settings.data_dir)), PgCredentialRows(db))
     await credentials.verify()
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
     async with httpx.AsyncClient(timeout=settings.http_timeout, limits=limits) as http:
-        client = SikkaClient(http, settings.api_url, settings.app_id, settings.app_key, settings.node_id)
+        client = SikkaClient(
+            http, settings.api_url, settings.app_id, settings.app_key, settings.node_id, on_call=metrics.on_call
+        )
         deps = Deps(
             store=store,
             credentials=credentials,
@@ -134,17 +141,26 @@ async def serve(
             settings=settings,
             clock=utc_now,
             app_budget=Budget(settings.app_rate_limit),
+            on_events=metrics.observe_events,
         )
         practices = PracticeSupervisor(deps)
         app = AppLevel(deps, practices)
         deps.on_targets_changed = app.targets_changed
-        admin = Admin(deps, practices, app)
+        slack = SlackNotifier(http, settings.slack_webhook_url) if settings.slack_webhook_url else None
+        monitor = Monitor(deps, practices, publish=slack.publish if slack else lambda t: None)
+        admin = Admin(deps, practices, app, monitor=monitor, metrics=metrics)
+        monitor.webhook_last_at = lambda: admin.last_webhook_at
+        metrics.registry.register(StateCollector(practices, lambda: monitor.table, deps.clock))
         listener = await bind_unix_listener(
             settings.admin_socket, mode=0o660 if settings.admin_group else 0o600, group=settings.admin_group
         )
         async with trio.open_nursery() as root:
             await root.start(store.pump_notifications)
             await root.start(practices.run)
+            root.start_soon(probe_loop_lag, metrics.loop_lag)
+            await root.start(monitor.run)
+            if slack is not None:
+                root.start_soon(slack.run)
             for row in await store.practices():
                 if row.practice.registered and row.practice.state != "offboarded":
                     practices.start(row.practice.office_id)

@@ -102,6 +102,7 @@ class Deps:
         clock: Callable[[], datetime],
         app_budget: Budget,
         on_targets_changed: Callable[[], None] = lambda: None,
+        on_events: Callable[[Practice, list[ev.Event]], None] = lambda before, events: None,
     ):
         self.store = store
         self.credentials = credentials
@@ -111,6 +112,7 @@ class Deps:
         self.clock = clock
         self.app_budget = app_budget
         self.on_targets_changed = on_targets_changed
+        self.on_events = on_events  # (state before, events appended): the metrics' histograms
 
     def deadline(self, at: datetime) -> float:
         """The trio deadline of wall-clock time ``at``."""
@@ -198,6 +200,10 @@ class PracticeActor:
     async def read(self, call: Callable[[str], Awaitable[oc.Result]]) -> oc.Result:
         """An interactive read with the practice's key and budget (READ lane); on a refused key
         one refresh and one retry."""
+        with structlog.contextvars.bound_contextvars(office_id=self.office_id):
+            return await self._read(call)
+
+    async def _read(self, call: Callable[[str], Awaitable[oc.Result]]) -> oc.Result:
         for attempt in range(2):
             if self.state.state != "active":
                 raise Unavailable("practice_unavailable", f"the practice is {self.state.state}")
@@ -328,12 +334,14 @@ class PracticeActor:
         if not events:
             return
         self.version = await self.deps.store.append(self.stream_id, self.version, events)
+        before = self.state
         for e in events:
             self.state = evolve(self.state, e)
             log.info("practice.event", type=ev.type_name(e), writeback_id=getattr(e, "writeback_id", None))
         self._state_changed.set()
         self._state_changed = trio.Event()
         self.deps.on_targets_changed()
+        self.deps.on_events(before, events)
         if self.version - self._snapshot_version >= SNAPSHOT_EVERY:
             await self.deps.store.save_snapshot(
                 self.stream_id, self.version, SNAPSHOT_SCHEMA, msgspec.json.encode(self.state)

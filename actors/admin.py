@@ -31,7 +31,7 @@ import msgspec
 import structlog
 import trio
 
-from actors import core, slotting
+from actors import alerting, core, metrics, slotting
 from actors.figures import percentile
 from actors import events as ev
 from actors import outcomes as oc
@@ -154,12 +154,15 @@ class Route(msgspec.Struct, frozen=True):
 
 
 class Admin:
-    def __init__(self, deps: Deps, practices: PracticeSupervisor, app: AppLevel):
+    def __init__(self, deps: Deps, practices: PracticeSupervisor, app: AppLevel, *, monitor=None, metrics=None):
         self.deps = deps
         self.practices = practices
         self.app = app
+        self.monitor = monitor  # actors.monitor.Monitor: the alert table
+        self.metrics = metrics  # actors.metrics.Metrics
         self._last_webhook_onboarding: float | None = None
         self.webhooks_received = 0
+        self.last_webhook_at: datetime | None = None
         P = "/practices/{office_id}"
         self.routes: list[Route] = [
             Route("GET", "/health", self.health, "liveness and the database"),
@@ -185,6 +188,8 @@ class Admin:
             Route("GET", P + "/operatories", self.operatories, "operatories"),
             Route("GET", P + "/appointment-statuses", self.appointment_statuses, "appointment status values"),
             Route("GET", "/usage", self.usage, "rate usage per practice"),
+            Route("GET", "/alerts", self.alerts, "the alerts that hold"),
+            Route("GET", "/metrics", self.metrics_text, "Prometheus metrics (text format)"),
             Route("POST", "/onboard", self.onboard, "run the authorization flow now"),
             Route("POST", "/webhooks/sikka", self.webhook, "Sikka's webhook (callback-key)"),
         ]
@@ -575,6 +580,14 @@ class Admin:
             )
         return json_response(200, {"practices": out})
 
+    async def alerts(self, request: Request) -> Response:
+        return json_response(200, {"alerts": alerting.listing(self.monitor.table if self.monitor else {})})
+
+    async def metrics_text(self, request: Request) -> Response:
+        if self.metrics is None:
+            return json_response(404, {"error": "not_found", "detail": "metrics are not collected", "field": None})
+        return Response(200, self.metrics.exposition(), metrics.CONTENT_TYPE)
+
     async def webhook(self, request: Request) -> Response:
         expected = self.deps.settings.webhook_callback_key
         if not expected:
@@ -583,6 +596,7 @@ class Admin:
         if not hmac.compare_digest(given.encode(), expected.encode()):
             raise ApiError(401, "unauthorized", "wrong or missing callback-key")
         self.webhooks_received += 1
+        self.last_webhook_at = self.deps.clock()
         self.app.targets_changed()  # an early status poll (coalesced by the list planner)
         now = trio.current_time()
         if self._last_webhook_onboarding is None or now - self._last_webhook_onboarding >= WEBHOOK_ONBOARD_S:

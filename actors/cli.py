@@ -63,6 +63,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = _settings(args)
     settings.require_app_credentials()
     logs.configure(settings.log_format)
+    if settings.sentry_dsn:
+        from actors import tracking
+        from actors.admin import VERSION
+
+        tracking.init(settings.sentry_dsn, release=VERSION, node=settings.node_id)
     db = open_database(settings, max_size=10)
     try:
         try:

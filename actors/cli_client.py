@@ -287,6 +287,14 @@ def render_usage(body: dict) -> None:
     show(table(headers, rows, shrink=["NAME"]))
 
 
+def render_alerts(body: dict) -> None:
+    rows = [[a["severity"], a["kind"], a["office_id"] or "-", when(a["since"]), a["message"]] for a in body["alerts"]]
+    if not rows:
+        show("no alerts")
+        return
+    show(table(["SEVERITY", "KIND", "OFFICE", "SINCE (UTC)", "MESSAGE"], rows, shrink=["MESSAGE"]))
+
+
 def render_stats(body: dict) -> None:
     def seconds(v):
         return None if v is None else f"{v:.1f} s"
@@ -337,6 +345,10 @@ def cmd_writebacks(args: argparse.Namespace, admin: Admin) -> int:
 
 def cmd_usage(args: argparse.Namespace, admin: Admin) -> int:
     return finish(admin.request("GET", "/usage"), args.json, render_usage)
+
+
+def cmd_alerts(args: argparse.Namespace, admin: Admin) -> int:
+    return finish(admin.request("GET", "/alerts"), args.json, render_alerts)
 
 
 def cmd_stats(args: argparse.Namespace, admin: Admin) -> int:
@@ -405,6 +417,7 @@ SOCKET_COMMANDS: dict[str, Callable[[argparse.Namespace, Admin], int]] = {
     "writeback": cmd_writeback,
     "writebacks": cmd_writebacks,
     "usage": cmd_usage,
+    "alerts": cmd_alerts,
     "stats": cmd_stats,
     **{name: cmd_action for name in ACTIONS},
 }
@@ -440,12 +453,13 @@ def add_socket_commands(commands) -> None:
     writebacks.add_argument("--limit", type=int, metavar="N", help="at most N (default 50, max 500)")
 
     commands.add_parser("usage", help="rate usage per practice")
+    commands.add_parser("alerts", help="the alerts that hold")
 
     stats = commands.add_parser("stats", help="counts, success rate, confirmation p50/p95")
     stats.add_argument("office_id")
     stats.add_argument("--since", metavar="ISO", help="only writebacks requested since then")
 
-    for parser in (status, submit, writeback, writebacks, commands.choices["usage"], stats):
+    for parser in (status, submit, writeback, writebacks, commands.choices["usage"], commands.choices["alerts"], stats):
         parser.add_argument("--json", action="store_true", help="print the admin API's answer as is")
 
     for name, (path, _, help_text) in ACTIONS.items():

@@ -156,6 +156,9 @@ def load(env: Mapping[str, str] | None = None, **overrides) -> Settings:
     api_token = secret(env, "SIKKA_API_TOKEN")
     if http_listen and not api_token:
         raise ConfigError("SIKKA_API_TOKEN is required when SIKKA_HTTP_LISTEN is set")
+    slack_webhook_url = secret(env, "SLACK_WEBHOOK_URL")
+    if slack_webhook_url and (urlsplit(slack_webhook_url).scheme not in ("http", "https") or not urlsplit(slack_webhook_url).netloc):
+        raise ConfigError("SLACK_WEBHOOK_URL is not an http(s) URL")
     log_format = env.get("SIKKA_LOG_FORMAT") or ("console" if os.isatty(1) else "json")
     if log_format not in ("json", "console"):
         raise ConfigError(f"SIKKA_LOG_FORMAT={log_format!r} is not json or console")
@@ -181,7 +184,7 @@ def load(env: Mapping[str, str] | None = None, **overrides) -> Settings:
         webhook_callback_key=secret(env, "SIKKA_WEBHOOK_CALLBACK_KEY"),
         node_id=env.get("SIKKA_NODE_ID") or socket.gethostname(),
         lease_ttl=_number(env, "SIKKA_LEASE_TTL", 30, minimum=1),
-        slack_webhook_url=secret(env, "SLACK_WEBHOOK_URL"),
+        slack_webhook_url=slack_webhook_url,
         sentry_dsn=secret(env, "SENTRY_DSN"),
         log_format=log_format,
     )

@@ -21,6 +21,8 @@ import msgspec
 import structlog
 import trio
 
+from actors import tracking
+
 log = structlog.get_logger("admin")
 
 MAX_BODY = 1024 * 1024
@@ -136,6 +138,7 @@ async def serve_connection(stream: trio.abc.Stream, handler: Handler, *, max_bod
                 response = await handler(request)
             except Exception as exc:  # a handler bug: answer 500 and close; the log gets the traceback
                 log.error("admin.handler_failed", path=request.path, method=request.method, exc_info=exc)
+                tracking.capture(exc)
                 error = {"error": "internal_error", "detail": "the supervisor failed to answer", "field": None}
                 await _send(stream, conn, json_response(500, error), close=True)
                 return

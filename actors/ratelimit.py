@@ -76,6 +76,7 @@ class BudgetStats(msgspec.Struct, frozen=True, kw_only=True):
     requests_today: int  # sends in the current UTC day
     waited: tuple[int, ...]  # per lane: sends that had to wait for budget
     waiting: tuple[bool, ...]  # per lane: waiting right now
+    last_waited_at: tuple[float | None, ...]  # per lane: when a send that had to wait last went out
     ignored_hints: int
 
 
@@ -99,6 +100,7 @@ class Budget:
         "_today",
         "_waited",
         "_waiting_since",
+        "_last_waited",
         "_ignored",
     )
 
@@ -121,6 +123,7 @@ class Budget:
         self._today = 0
         self._waited = array("L", [0] * N_LANES)
         self._waiting_since = array("d", [math.nan] * N_LANES)
+        self._last_waited = array("d", [math.nan] * N_LANES)
         self._ignored = 0
 
     # --- the log -----------------------------------------------------------------------------
@@ -206,6 +209,7 @@ class Budget:
         if not math.isnan(self._waiting_since[lane]):
             self._waited[lane] += 1
             self._waiting_since[lane] = math.nan
+            self._last_waited[lane] = now
         return allowed
 
     def observe(self, headers, now: float, sent_at: float) -> None:
@@ -288,6 +292,7 @@ class Budget:
             requests_today=self._today if day == self._day else 0,
             waited=tuple(self._waited),
             waiting=tuple(not math.isnan(x) for x in self._waiting_since),
+            last_waited_at=tuple(None if math.isnan(x) else x for x in self._last_waited),
             ignored_hints=self._ignored,
         )
 

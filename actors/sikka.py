@@ -380,6 +380,7 @@ class SikkaClient:
         node_id: str,
         *,
         page_size: int = 500,
+        on_call: Callable[[str, int | None, str], None] | None = None,
     ) -> None:
         if not app_id or not app_key:
             raise ValueError("Sikka app_id and app_key are required")
@@ -388,6 +389,7 @@ class SikkaClient:
         self._app_id = app_id
         self._app_key = app_key
         self._page_size = max(1, min(page_size, MAX_PAGE_SIZE))
+        self._on_call = on_call  # (path, HTTP status or None, outcome name): the metrics' request counter
         self._headers = {"User-Agent": user_agent(node_id), "Accept-Encoding": "gzip", "Accept": "application/json"}
 
     def __repr__(self) -> str:  # never show the key
@@ -609,7 +611,10 @@ class SikkaClient:
                 key_expires_at=http_date(response.headers.get("request-key-expires")),
                 data_insert_in_progress=response.headers.get("data-insert", "").strip().lower() == "in progress",
             )
-        _log.debug("sikka_call", method=method, path=path, status=result.status, outcome=type(result.outcome).__name__)
+        outcome = type(result.outcome).__name__
+        _log.debug("sikka_call", method=method, path=path, status=result.status, outcome=outcome)
+        if self._on_call is not None:
+            self._on_call(path, result.status, outcome.lower())
         return result
 
 

@@ -32,6 +32,8 @@ import msgspec
 import structlog
 import trio
 
+from actors import tracking
+
 log = structlog.get_logger("supervisor")
 
 
@@ -91,6 +93,7 @@ class Supervised:
                 error = f"{type(exc).__name__}: {exc}"
                 self.last_error = error
                 log.error("actor.crashed", actor=self.name, error=error, exc_info=exc)
+                tracking.capture(exc, office_id=self.name)
                 if on_crash is not None:
                     await on_crash(exc)
             now = trio.current_time()

@@ -20,7 +20,7 @@ Contract (``tests/store/test_contract.py`` runs it against both):
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import msgspec
 import psycopg
@@ -351,6 +351,24 @@ class PgEventStore:
 
         return await self.db.run(read)
 
+    async def recent_outcomes(self, now: datetime) -> dict[str, tuple[int, int, int]]:
+        """Per practice: (failed in the 24 h before ``now``, failed in the last hour, completed
+        in the last hour), from the recorded outcome times (the alerts' failure figures)."""
+
+        def read(conn):
+            rows = conn.execute(
+                "SELECT office_id,"
+                " count(*) FILTER (WHERE state = 'failed'),"
+                " count(*) FILTER (WHERE state = 'failed' AND completed_at > %(hour)s),"
+                " count(*) FILTER (WHERE state = 'completed' AND completed_at > %(hour)s)"
+                " FROM writebacks WHERE completed_at > %(day)s AND state IN ('failed', 'completed')"
+                " GROUP BY office_id",
+                {"day": now - timedelta(hours=24), "hour": now - timedelta(hours=1)},
+            ).fetchall()
+            return {r[0]: (r[1], r[2], r[3]) for r in rows}
+
+        return await self.db.run(read)
+
 
 def iterate_log(conn: psycopg.Connection, after_position: int = 0, until: int | None = None) -> Iterator[RecordedEvent]:
     """Every event after ``after_position`` (up to ``until``) in order, through a server-side cursor."""
@@ -503,3 +521,15 @@ class MemoryEventStore:
         return sorted(
             (w for w in self._writebacks.values() if w.state not in FINAL_STATES), key=lambda w: w.requested_at
         )
+
+    async def recent_outcomes(self, now: datetime) -> dict[str, tuple[int, int, int]]:
+        await trio.lowlevel.checkpoint()
+        day, hour = now - timedelta(hours=24), now - timedelta(hours=1)
+        out: dict[str, tuple[int, int, int]] = {}
+        for w in self._writebacks.values():
+            if w.completed_at is None or w.completed_at <= day or w.state not in ("failed", "completed"):
+                continue
+            f24, f1, c1 = out.get(w.office_id, (0, 0, 0))
+            recent = w.completed_at > hour
+            out[w.office_id] = (f24 + (w.state == "failed"), f1 + (recent and w.state == "failed"), c1 + (recent and w.state == "completed"))
+        return out
