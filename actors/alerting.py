@@ -166,7 +166,7 @@ def rate_condition(budget, now: float) -> tuple[str, str] | None:
     used = budget.used_last_60s
     if budget.server_remaining is not None:
         used = max(used, budget.limit - budget.server_remaining)
-    fraction = 1.0 if budget.blocked_until is not None else used / budget.limit
+    fraction = 1.0 if budget.block_reason == "rate_limited" else used / budget.limit
     for kind, _, threshold in RATE_THRESHOLDS:
         if fraction >= threshold:
             return kind, f"{used} of {budget.limit} requests used in the window while work waited for budget"

@@ -19,7 +19,7 @@ from datetime import datetime
 import structlog
 import trio
 
-from actors import alerting
+from actors import alerting, tracking
 from actors.alerting import Outcomes, PracticeView, Snapshot, Transition
 from store.db import DatabaseUnavailable
 
@@ -56,7 +56,11 @@ class Monitor:
             nursery.start_soon(self._probe_database)
             task_status.started()
             while True:
-                self.evaluate()
+                try:
+                    self.evaluate()
+                except Exception as exc:  # a monitoring bug must never stop the supervisor
+                    log.error("alerts.evaluation_failed", error=repr(exc), exc_info=exc)
+                    tracking.capture(exc)
                 await trio.sleep(self.period)
 
     def evaluate(self) -> list[Transition]:
@@ -116,7 +120,10 @@ class Monitor:
             except DatabaseUnavailable as exc:
                 self._db_error = str(exc)
             else:
-                self._outcomes = {office_id: Outcomes(*figures) for office_id, figures in raw.items()}
+                self._outcomes = {
+                    office_id: Outcomes(failed_24h=f24, failed_1h=f1, completed_1h=c1)
+                    for office_id, (f24, f1, c1) in raw.items()
+                }
                 self._db_error = None
             self._probe_began = None
             await trio.sleep(self.period)
