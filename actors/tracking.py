@@ -32,7 +32,6 @@ def init(dsn: str, *, release: str, node: str, transport=None) -> None:
             release=f"sikka-supervisor@{release}",
             server_name=node,
             before_send=scrub,
-            send_default_pii=False,
             include_local_variables=False,
             max_request_body_size="never",
             default_integrations=False,
