@@ -239,7 +239,6 @@ def test_log_lines_redacted_with_journald_prefix_only_under_journald(monkeypatch
             monkeypatch.delenv("JOURNAL_STREAM", raising=False)
         out = io.StringIO()
         logs.configure("json", stream=out)
-        structlog.reset_defaults  # noqa: B018 (configure replaces the configuration)
         log = structlog.get_logger("t")
         with structlog.contextvars.bound_contextvars(office_id="D1000"):
             log.info("practice.event", type="writeback_submitted", writeback_id="w-1",
