@@ -66,7 +66,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     db = open_database(settings, max_size=10)
     try:
         try:
-            lock = supervisor.hold_run_lock(db.conninfo)
+            lock = supervisor.hold_run_lock(db.conninfo, settings.node_id)
         except supervisor.AlreadyRunning as exc:
             raise UsageError(str(exc)) from None
         try:
