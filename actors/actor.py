@@ -387,11 +387,14 @@ class PracticeActor:
             await self._persist(events)
             return True
         except ConcurrencyError:
-            if not await self.deps.owns(self.office_id):
-                self._stopping = True
-                raise LostOwnership(f"practice {self.office_id}: another supervisor owns it now") from None
+            await self._check_owned()
             await self._catch_up()
             return False
+
+    async def _check_owned(self) -> None:
+        if not await self.deps.owns(self.office_id):
+            self._stopping = True
+            raise LostOwnership(f"practice {self.office_id}: another supervisor owns it now")
 
     async def _catch_up(self) -> None:
         """Fold events another writer appended (e.g. a writeback stored by a peer supervisor)."""
@@ -402,6 +405,7 @@ class PracticeActor:
             foreign_submit |= isinstance(record.event, ev.SubmitAttempted)
         self.deps.on_targets_changed()
         if foreign_submit:
+            await self._check_owned()
             raise ForeignSubmit(f"practice {self.office_id}: another actor submitted a writeback")
 
     async def _decide(self, message) -> None:
