@@ -177,3 +177,17 @@ async def test_restore_drill(start, pg_admin_url, database_url):
         conn.execute("UPDATE writebacks SET attempts = attempts + 1")
     result = await trio.to_thread.run_sync(drill, pg_admin_url, database_url, "sikka_restore_drill")
     assert result.returncode == 1 and "projections rebuilt from the restored log differ" in result.stderr, result.stderr
+
+
+async def test_rotate_keys_re_encrypts_every_credential_under_the_new_key(db, roles, database_url):
+    from cryptography.fernet import Fernet
+
+    from store.credentials import Credentials, PgCredentialRows, Vault, parse_keys
+
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    await Credentials(Vault(parse_keys(old)), PgCredentialRows(db)).put_secret("D1", "secret_key", "s3cret")
+    env = {**os.environ, "DATABASE_URL": roles["program"], "SIKKA_SECRETS_KEY": f"{new},{old}"}
+    result = await trio.to_thread.run_sync(lambda: subprocess.run(
+        [str(BIN / "sikka-supervisor"), "rotate-keys"], capture_output=True, text=True, env=env, timeout=60))
+    assert result.returncode == 0 and "re-encrypted 1 credentials" in result.stdout, result.stderr
+    assert await Credentials(Vault(parse_keys(new)), PgCredentialRows(db)).secret("D1", "secret_key") == "s3cret"
