@@ -69,9 +69,11 @@ def leave(conn: psycopg.Connection, node_id: str) -> None:
 def snapshot(conn: psycopg.Connection, node_id: str, ttl: float, *, heartbeat: bool) -> Snapshot:
     """The heartbeat (unless leaving), then everything a plan needs, at one database time."""
     with conn.transaction():
-        if heartbeat:
+        if heartbeat:  # an upsert: a row removed by hand (or expired and reaped) comes back
             conn.execute(
-                "UPDATE nodes SET expires_at = now() + make_interval(secs => %s) WHERE node_id = %s", (ttl, node_id)
+                "INSERT INTO nodes (node_id, expires_at) VALUES (%s, now() + make_interval(secs => %s))"
+                " ON CONFLICT (node_id) DO UPDATE SET expires_at = EXCLUDED.expires_at",
+                (node_id, ttl),
             )
         now = conn.execute("SELECT now()").fetchone()[0]
         nodes = dict(conn.execute("SELECT node_id, expires_at FROM nodes").fetchall())
