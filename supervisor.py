@@ -1,22 +1,27 @@
 """``sikka-supervisor``: the command line, and the supervisor process that ``run`` starts.
 
-The process (one per database until practice leases exist)::
+The process (any number per database, one per ``SIKKA_NODE_ID``)::
 
-    settings ─► logging ─► database (migrated) ─► database-wide advisory lock (else exit 2)
+    settings ─► logging ─► database (migrated) ─► node lock (same node id running: exit 2)
     root nursery
      ├─ LISTEN bridge (wake-ups on append)
-     ├─ practice supervisor ── one supervised actor per registered practice
+     ├─ practice supervisor ── one supervised actor per practice whose lease this node holds
      ├─ monitor (alerts every 5 s; onsets and clearings to Slack), loop-lag probe
+     ├─ ownership (actors.ownership): heartbeat, practice leases by rendezvous hashing, the
+     │   safety guard; a lone node owns every practice from its first round
      ├─ intake (stopped first on SIGTERM)
      │   ├─ app-level list poller (batched GET /writebacks, fanned out to actors)
      │   ├─ onboarding (at start, every SIKKA_ONBOARD_INTERVAL, on request)
-     │   ├─ practice watcher (new practices get an actor within 5 s; foreign writes wake actors)
+     │   ├─ append follower (another process extended a stream: its actor here wakes at once;
+     │   │   a practice never seen: ownership re-plans)
+     │   ├─ payload retention (hourly: keys of payloads final for SIKKA_PAYLOAD_RETENTION_DAYS)
      │   └─ admin API on the Unix socket (and on SIKKA_HTTP_LISTEN with a bearer token)
      └─ systemd watchdog pings
 
-SIGTERM/SIGINT: STOPPING=1; the intake stops (no new work); every actor finishes its step (an
-HTTP call in flight completes and its outcome is recorded); after ``DRAIN_S`` whatever remains is
-cancelled (a submit cut short is reconciled at the next start); exit 0 within 30 s.
+SIGTERM/SIGINT: STOPPING=1; the intake stops (no new work); the node leaves the live set and
+every actor finishes its step (an HTTP call in flight completes and its outcome is recorded),
+its lease released the moment it stops so a peer takes over at once; after ``DRAIN_S`` whatever
+remains is cancelled (a submit cut short is reconciled by the next owner); exit 0 within 30 s.
 """
 
 from __future__ import annotations
@@ -27,10 +32,10 @@ import sys
 from functools import partial
 
 import httpx
-import psycopg
 import structlog
 import trio
 
+from actors import events as ev
 from actors import systemd
 from actors.actor import Deps, Wake, utc_now
 from actors.admin import Admin
@@ -39,46 +44,39 @@ from actors.config import Settings
 from actors.http11 import Request, Response, bind_unix_listener, json_response, serve_connection
 from actors.metrics import Metrics, StateCollector, TimedStore, probe_loop_lag
 from actors.monitor import Monitor
+from actors.ownership import Ownership
 from actors.practices import PracticeSupervisor
 from actors.ratelimit import Budget
 from actors.sikka import SikkaClient
 from actors.slack import SlackNotifier
 from store.credentials import Credentials, PgCredentialRows, Vault, load_master_key
 from store.db import Database
+from store import leases, retention
 from store.eventlog import PgEventStore
-from store.locks import RUN_LOCK
 
 log = structlog.get_logger("supervisor")
 
 DRAIN_S = 20.0  # actors' grace on shutdown (under systemd's TimeoutStopSec and the 30 s promise)
-WATCH_S = 2.0  # practice watcher period
 
 
-class AlreadyRunning(Exception):
-    """Another supervisor holds the database."""
+hold_run_lock = leases.hold_node_lock  # (conninfo, node_id): the session that holds this node's lock
+AlreadyRunning = leases.AlreadyRunning
 
 
-def hold_run_lock(conninfo: str) -> psycopg.Connection:
-    """A session that holds the database-wide lock for as long as it stays open."""
-    conn = psycopg.connect(conninfo, autocommit=True)
-    if not conn.execute("SELECT pg_try_advisory_lock(%s, %s)", RUN_LOCK).fetchone()[0]:
-        conn.close()
-        raise AlreadyRunning("another sikka-supervisor is already running on this database")
-    return conn
-
-
-async def watch_practices(store: PgEventStore, practices: PracticeSupervisor) -> None:
-    """Start actors for practices registered while we run; wake actors whose stream another
-    writer extended."""
+async def follow_appends(store: PgEventStore, practices: PracticeSupervisor, ownership: Ownership) -> None:
+    """Wake the actor of every stream another process extended (a writeback submitted to a
+    peer reaches its owner within a second), and let ownership know of practices it has not seen."""
+    position = await store.last_position()
     while True:
-        for head in await store.practice_heads():
-            actor = practices.actors.get(head.office_id)
+        await store.wait_for_append(position)
+        position, heads = await store.stream_heads_since(position)
+        for stream_id, version in heads.items():
+            office_id = ev.office_of(stream_id)
+            actor = practices.actors.get(office_id)
             if actor is None:
-                if head.registered and head.state not in ("offboarded", "parked"):
-                    practices.start(head.office_id)
-            elif head.version > actor.version:
+                ownership.notice(office_id)
+            elif version > actor.version:
                 actor.tell(Wake())
-        await trio.sleep(WATCH_S)
 
 
 def bearer_guard(token: str, handle):
@@ -144,6 +142,8 @@ async def serve(
             on_events=metrics.observe_events,
         )
         practices = PracticeSupervisor(deps)
+        ownership = Ownership(db, settings.node_id, settings.lease_ttl, practices)
+        deps.owns, deps.owner_of = ownership.owns, ownership.owner_of
         app = AppLevel(deps, practices)
         deps.on_targets_changed = app.targets_changed
         slack = SlackNotifier(http, settings.slack_webhook_url) if settings.slack_webhook_url else None
@@ -157,17 +157,16 @@ async def serve(
         async with trio.open_nursery() as root:
             await root.start(store.pump_notifications)
             await root.start(practices.run)
+            await root.start(ownership.run)
             root.start_soon(probe_loop_lag, metrics.loop_lag)
             await root.start(monitor.run)
             if slack is not None:
                 root.start_soon(slack.run)
-            for row in await store.practices():
-                if row.practice.registered and row.practice.state != "offboarded":
-                    practices.start(row.practice.office_id)
             async with trio.open_nursery() as intake:
                 intake.start_soon(app.run_lists)
                 intake.start_soon(app.run_onboarding)
-                intake.start_soon(watch_practices, store, practices)
+                intake.start_soon(follow_appends, store, practices, ownership)
+                intake.start_soon(retention.run, db, credentials, settings.payload_retention_days)
                 intake.start_soon(partial(trio.serve_listeners, partial(serve_connection, handler=admin.handle), [listener]))
                 if settings.http_listen:
                     host, port = settings.http_listen
@@ -183,7 +182,9 @@ async def serve(
                 await _wait_for_stop(stop)
                 systemd.notify("STOPPING=1")
                 intake.cancel_scope.cancel()
+            await ownership.begin_close()
             await practices.drain(DRAIN_S)
+            await ownership.close()
             root.cancel_scope.cancel()
     settings.admin_socket.unlink(missing_ok=True)
     log.info("supervisor.stopped")

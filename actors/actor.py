@@ -23,7 +23,15 @@ Every state change is appended before the actor acts on it, and the state is alw
 
 Shutdown: ``stop()`` lets the current step finish (an HTTP call in flight completes and its
 outcome is recorded, under a shield), then the loop returns. A crash propagates to the
-supervisor, which restarts the actor; a ``ConcurrencyError`` (another writer) is such a crash.
+supervisor, which restarts the actor.
+
+Another writer (an append fails on the stream version): when ``deps.owns`` says this node still
+owns the practice, a peer supervisor stored a command (a submission, a cancel): the actor folds
+the new events and decides again; nothing was sent on the lost decision, since a request leaves
+only after its ``SubmitAttempted`` is committed. When it does not own the practice any more, it
+raises ``LostOwnership`` and stops (no restart): a stale owner can never write twice. A foreign
+``SubmitAttempted`` (another actor of this practice submitted) is a crash: the restart's
+recovery turns that writeback ``unknown`` and reconciliation settles it.
 
 Interactive reads (``read``) run in the caller's task on the same key and budget (READ lane).
 """
@@ -54,6 +62,14 @@ log = structlog.get_logger("actor")
 SNAPSHOT_SCHEMA = 1
 SNAPSHOT_EVERY = 200  # events between snapshots
 SHIELDED_APPEND_S = 10.0  # how long a shielded append (an outcome already received) may take
+
+
+class LostOwnership(Exception):
+    """Another supervisor owns the practice now: the actor stops (its supervisor does not restart it)."""
+
+
+class ForeignSubmit(Exception):
+    """Another actor of this practice submitted a writeback: restart, so recovery settles it."""
 
 
 class Unavailable(Exception):
@@ -103,6 +119,8 @@ class Deps:
         app_budget: Budget,
         on_targets_changed: Callable[[], None] = lambda: None,
         on_events: Callable[[Practice, list[ev.Event]], None] = lambda before, events: None,
+        owns: Callable[[str], Awaitable[bool]] | None = None,
+        owner_of: Callable[[str], Awaitable[str | None]] | None = None,
     ):
         self.store = store
         self.credentials = credentials
@@ -113,10 +131,24 @@ class Deps:
         self.app_budget = app_budget
         self.on_targets_changed = on_targets_changed
         self.on_events = on_events  # (state before, events appended): the metrics' histograms
+        self.owns = owns or _owned_here
+        self.owner_of = owner_of or _no_leases
 
     def deadline(self, at: datetime) -> float:
         """The trio deadline of wall-clock time ``at``."""
         return trio.current_time() + max(0.0, (at - self.clock()).total_seconds())
+
+
+async def _owned_here(office_id: str) -> bool:
+    """Without leases (one process, tests) this process owns every practice it runs."""
+    return True
+
+
+async def _no_leases(office_id: str) -> str | None:
+    return None
+
+
+CONFLICT_RETRIES = 5  # decisions re-made after another writer's append before giving up (a crash)
 
 
 async def take_budget(budget: Budget, lane: Lane, clock: Callable[[], datetime]) -> float:
@@ -253,17 +285,20 @@ class PracticeActor:
         self.state, self.version, self._snapshot_version = await load_practice(self.deps.store, self.office_id)
         self._request_key = await self.deps.credentials.secret(self.office_id, "request_key")
         self._last_keyed_call_at = self.deps.clock()
-        recovered = core.recover(self.state, self.deps.clock(), self.deps.core_settings)
-        if recovered:
+        for _ in range(CONFLICT_RETRIES):
+            recovered = core.recover(self.state, self.deps.clock(), self.deps.core_settings)
+            if not recovered:
+                return
             log.warning("actor.recovered_unknown", writebacks=[e.writeback_id for e in recovered])
-            await self._persist(recovered)
+            if await self._append(recovered):
+                return
 
     async def _step(self, step: core.AnyStep) -> None:
         match step:
             case core.Sleep(until=until):
                 await self._wait(until)
             case core.Record(events=events):
-                await self._persist(list(events))
+                await self._append(list(events))  # on a conflict the next step is planned afresh
             case core.Submit():
                 await self._submit(step)
             case core.Poll(writeback_id=wid, sikka_writeback_id=sid):
@@ -317,10 +352,15 @@ class PracticeActor:
         if isinstance(message, core.ListOutcome):
             message = await self._with_bodies(message)
         try:
-            decision = core.decide(self.state, message, self.deps.clock(), self.deps.core_settings)
-            if isinstance(decision, list) and decision:
+            for _ in range(CONFLICT_RETRIES):
+                decision = core.decide(self.state, message, self.deps.clock(), self.deps.core_settings)
+                if not isinstance(decision, list) or not decision:
+                    break
                 decision = await reseal_retries(self.deps.credentials, decision)
-                await self._persist(decision)
+                if await self._append(decision):
+                    break
+            else:
+                raise ConcurrencyError(self.stream_id, self.version, -1)
         except BaseException:
             if envelope.reply is not None:
                 envelope.reply.close()  # the asker gets Unavailable, not an endless wait
@@ -348,17 +388,40 @@ class PracticeActor:
             )
             self._snapshot_version = self.version
 
+    async def _append(self, events: list[ev.Event]) -> bool:
+        """Persist ``events``; False when another writer got there first and this node still
+        owns the practice (the state is caught up: decide again). ``LostOwnership`` otherwise."""
+        try:
+            await self._persist(events)
+            return True
+        except ConcurrencyError:
+            await self._check_owned()
+            await self._catch_up()
+            return False
+
+    async def _check_owned(self) -> None:
+        if not await self.deps.owns(self.office_id):
+            self._stopping = True
+            raise LostOwnership(f"practice {self.office_id}: another supervisor owns it now")
+
     async def _catch_up(self) -> None:
         """Fold events another writer appended (e.g. a writeback stored by a peer supervisor)."""
+        foreign_submit = False
         for record in await self.deps.store.read_stream(self.stream_id, self.version + 1):
             self.state = evolve(self.state, record.event)
             self.version = record.version
+            foreign_submit |= isinstance(record.event, ev.SubmitAttempted)
         self.deps.on_targets_changed()
+        if foreign_submit:
+            await self._check_owned()
+            raise ForeignSubmit(f"practice {self.office_id}: another actor submitted a writeback")
 
     async def _decide(self, message) -> None:
-        decision = core.decide(self.state, message, self.deps.clock(), self.deps.core_settings)
-        if isinstance(decision, list):
-            await self._persist(decision)
+        for _ in range(CONFLICT_RETRIES):
+            decision = core.decide(self.state, message, self.deps.clock(), self.deps.core_settings)
+            if not isinstance(decision, list) or await self._append(decision):
+                return
+        raise ConcurrencyError(self.stream_id, self.version, -1)
 
     async def _decide_shielded(self, message) -> None:
         """Record what a Sikka call that already happened came to, even while stopping."""
@@ -386,7 +449,8 @@ class PracticeActor:
 
     async def _submit(self, step: core.Submit) -> None:
         wid = step.writeback_id
-        await self._persist([step.attempted])  # the intent is durable before the request leaves
+        if not await self._append([step.attempted]):  # the intent is durable before the request leaves
+            return  # another writer came first: nothing was sent; plan again
         sealed = self.state.payloads.get(wid)
         payload = await self.deps.credentials.open_payload(wid, sealed) if sealed is not None else None
         if payload is None:

@@ -6,6 +6,12 @@ decoded with msgspec into structs that forbid unknown fields, payloads are valid
 operation table, and every failure is ``{"error", "detail", "field"}`` with the status the
 interface fixes (never a 500, nothing stored).
 
+Several supervisors: every node answers for every practice. Submissions and cancels of a
+practice owned elsewhere are decided and appended here (durable at once; the owner's append
+follower wakes its actor within a second); reads come from the shared tables; Sikka reads and
+operator actions (refresh-token, retry-failed, pause, resume, offboard) for a practice another
+node owns answer 503 ``practice_unavailable`` naming the owner.
+
 Writeback submission::
 
     decode body ─► validate payload ─► practice known? ─► idempotency key seen?
@@ -228,7 +234,7 @@ class Admin:
             raise ApiError(404, "unknown_practice", f"no practice {office_id!r}")
         return row.practice
 
-    async def practice_status(self, office_id: str) -> dict:
+    async def practice_status(self, office_id: str, owner: str | None = None) -> dict:
         practice = await self._practice(office_id)
         actor = self.practices.actors.get(office_id)
         supervised = self.practices.supervised.get(office_id)
@@ -250,7 +256,7 @@ class Admin:
             "practice_ids": list(practice.practice_ids),
             "state": practice.state,
             "conditions": conditions,
-            "owner": self.deps.settings.node_id,
+            "owner": self.deps.settings.node_id if actor is not None else owner,
             "token_expires_at": practice.token_expires_at,
             "rate": rate,
             "writebacks": counts,
@@ -263,6 +269,14 @@ class Admin:
         if actor is not None:
             return await actor.ask(message)
         return await decide_and_append(self.deps, office_id, message)
+
+    async def _not_owned_elsewhere(self, office_id: str) -> None:
+        """503 naming the owner when another supervisor runs the practice (interface §4)."""
+        if office_id in self.practices.actors:
+            return
+        owner = await self.deps.owner_of(office_id)
+        if owner is not None and owner != self.deps.settings.node_id:
+            raise ApiError(503, "practice_unavailable", f"practice {office_id} is run by supervisor {owner}; ask it")
 
     # --- endpoints ----------------------------------------------------------------------------
 
@@ -277,12 +291,14 @@ class Admin:
         )
 
     async def list_practices(self, request: Request) -> Response:
-        rows = await self.deps.store.practices()
-        ids = [r.practice.office_id for r in rows if r.practice.registered]
-        return json_response(200, {"practices": [await self.practice_status(o) for o in ids]})
+        rows = [r for r in await self.deps.store.practices() if r.practice.registered]
+        return json_response(
+            200, {"practices": [await self.practice_status(r.practice.office_id, r.owner) for r in rows]}
+        )
 
     async def get_practice(self, request: Request, office_id: str) -> Response:
-        return json_response(200, await self.practice_status(office_id))
+        row = await self.deps.store.practice(office_id) if OFFICE_ID.match(office_id) else None
+        return json_response(200, await self.practice_status(office_id, row.owner if row else None))
 
     async def submit(self, request: Request, office_id: str) -> Response:
         body = decode_body(request.body, SubmitBody)
@@ -438,6 +454,7 @@ class Admin:
 
     async def _operator(self, request: Request, office_id: str, what: str, message) -> core.Decision:
         await self._practice(office_id)
+        await self._not_owned_elsewhere(office_id)
         decision = await self._ask(office_id, message)
         if isinstance(decision, core.Refused):
             raise refused(decision)
@@ -479,6 +496,7 @@ class Admin:
 
     async def _read(self, office_id: str, call) -> Any:
         await self._practice(office_id)
+        await self._not_owned_elsewhere(office_id)
         actor = self.practices.actors.get(office_id)
         if actor is None:
             raise ApiError(503, "practice_unavailable", f"practice {office_id} has no running actor")

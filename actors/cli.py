@@ -29,6 +29,7 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser("run", help="the supervisor (systemd ExecStart)")
     commands.add_parser("migrate", help="apply the database schema (idempotent)")
+    commands.add_parser("rotate-keys", help="re-encrypt every stored credential under the first SIKKA_SECRETS_KEY")
 
     replay = commands.add_parser("replay", help="every event with the state after it")
     replay.add_argument("office_id", nargs="?", help="only this practice's stream")
@@ -71,7 +72,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     db = open_database(settings, max_size=10)
     try:
         try:
-            lock = supervisor.hold_run_lock(db.conninfo)
+            lock = supervisor.hold_run_lock(db.conninfo, settings.node_id)
         except supervisor.AlreadyRunning as exc:
             raise UsageError(str(exc)) from None
         try:
@@ -93,6 +94,21 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     finally:
         close_database(db)
     print(f"applied: {', '.join(applied)}" if applied else "schema up to date")
+    return EXIT_OK
+
+
+def cmd_rotate_keys(args: argparse.Namespace) -> int:
+    from store.connect import close_database, open_database
+    from store.credentials import Credentials, PgCredentialRows, Vault, load_master_key
+
+    settings = _settings(args)
+    db = open_database(settings, max_size=2)
+    try:
+        credentials = Credentials(Vault(load_master_key(settings.secrets_key, settings.data_dir)), PgCredentialRows(db))
+        count = trio.run(credentials.rotate)
+    finally:
+        close_database(db)
+    print(f"re-encrypted {count} credentials under the first key of SIKKA_SECRETS_KEY")
     return EXIT_OK
 
 
@@ -155,6 +171,7 @@ def cmd_socket(args: argparse.Namespace) -> int:
 COMMANDS = {
     "run": cmd_run,
     "migrate": cmd_migrate,
+    "rotate-keys": cmd_rotate_keys,
     "replay": cmd_replay,
     "demo": cmd_demo,
     "onboard": cmd_onboard,

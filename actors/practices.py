@@ -6,12 +6,18 @@ practice (one-for-one restarts, parking after too many crashes: ``actors.supervi
 ``stop(office_id)`` lets that actor finish its step and return; ``drain(grace)`` does that for
 every actor and cancels whatever has not finished after ``grace`` seconds.
 
+Several supervisors: ``allows(office_id)`` (set by ``actors.ownership``; always yes for a lone
+process without it) is asked before every start and restart, so an actor runs only where its
+practice's lease is held; an actor that finds another node owns its practice
+(``LostOwnership``) ends like a stopped one, without a restart.
+
 While a practice is parked its state shows ``parked`` (``PracticeParked``/``PracticeUnparked``
 events, appended directly since no actor runs).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 
 import msgspec
@@ -19,7 +25,7 @@ import structlog
 import trio
 
 from actors import events as ev
-from actors.actor import Deps, PracticeActor, load_practice
+from actors.actor import Deps, LostOwnership, PracticeActor, load_practice
 from actors.supervision import RestartPolicy, Supervised
 from store.eventlog import ConcurrencyError
 
@@ -42,6 +48,7 @@ class PracticeSupervisor:
         self._scopes: dict[str, trio.CancelScope] = {}
         self._nursery: trio.Nursery | None = None
         self._started: dict[str, trio.Event] = {}
+        self.allows: Callable[[str], bool] = lambda office_id: True
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -63,7 +70,7 @@ class PracticeSupervisor:
 
     def start(self, office_id: str) -> bool:
         """Start the practice's supervised actor unless it runs already."""
-        if office_id in self._scopes or self._nursery is None:
+        if office_id in self._scopes or self._nursery is None or not self.allows(office_id):
             return False
         scope = trio.CancelScope()
         self._scopes[office_id] = scope
@@ -85,6 +92,12 @@ class PracticeSupervisor:
         elif scope is not None:
             scope.cancel()  # not running an actor right now (backing off or parked)
 
+    def cancel(self, office_id: str) -> None:
+        """Cancel the practice's actor now, mid-step (its lease is about to run out)."""
+        scope = self._scopes.get(office_id)
+        if scope is not None:
+            scope.cancel()
+
     async def drain(self, grace: float) -> None:
         """Stop every actor; cancel what has not finished after ``grace`` seconds."""
         for office_id in list(self._scopes):
@@ -101,10 +114,16 @@ class PracticeSupervisor:
 
         async def child() -> None:
             nonlocal stopped
+            if not self.allows(office_id):  # the lease went elsewhere while backing off
+                stopped = True
+                return
             actor = PracticeActor(office_id, self.deps)
             self.actors[office_id] = actor
             try:
-                await actor.run(task_status=_Started(self._started[office_id]))
+                try:
+                    await actor.run(task_status=_Started(self._started[office_id]))
+                except LostOwnership as exc:
+                    log.warning("actor.lost_ownership", office_id=office_id, detail=str(exc))
                 stopped = True
             finally:
                 if self.actors.get(office_id) is actor:

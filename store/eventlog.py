@@ -214,6 +214,20 @@ class PgEventStore:
     async def last_position(self) -> int:
         return await self.db.run(lambda conn: conn.execute("SELECT coalesce(max(position), 0) FROM events").fetchone()[0])
 
+    async def stream_heads_since(self, after_position: int) -> tuple[int, dict[str, int]]:
+        """(the log's last position, {stream_id: its version} of the streams appended to after
+        ``after_position``): how a follower learns whose stream another process extended."""
+
+        def read(conn):
+            rows = conn.execute(
+                "SELECT stream_id, max(version), max(position) FROM events WHERE position > %s GROUP BY stream_id",
+                (after_position,),
+            ).fetchall()
+            last = max((r[2] for r in rows), default=after_position)
+            return last, {r[0]: r[1] for r in rows}
+
+        return await self.db.run(read)
+
     async def wait_for_append(self, after_position: int) -> None:
         while await self.last_position() <= after_position:
             with trio.move_on_after(self.poll_interval):
@@ -450,6 +464,11 @@ class MemoryEventStore:
     async def last_position(self) -> int:
         await trio.lowlevel.checkpoint()
         return len(self._log)
+
+    async def stream_heads_since(self, after_position: int) -> tuple[int, dict[str, int]]:
+        await trio.lowlevel.checkpoint()
+        heads = {r.stream_id: r.version for r in self._log[after_position:]}
+        return len(self._log), heads
 
     async def wait_for_append(self, after_position: int) -> None:
         while len(self._log) <= after_position:

@@ -2,7 +2,9 @@
 
 ``apply(conn)`` takes a session-independent transaction-scoped advisory lock, so several processes
 starting at once apply each migration exactly once; a second run is a no-op. Every migration
-runs in its own transaction together with its row in ``schema_migrations``.
+runs in its own transaction together with its row in ``schema_migrations``. An up-to-date schema
+is recognised without any DDL, so a role that may not create tables (``deploy/roles.sql``'s
+``sikka_supervisor``) runs against a schema its owner migrated.
 """
 
 from __future__ import annotations
@@ -27,8 +29,18 @@ def migrations() -> list[tuple[int, str, str]]:
     return sorted(found)
 
 
+def pending(conn: psycopg.Connection) -> list[str]:
+    """The names of the migrations this database lacks (read-only)."""
+    if conn.execute("SELECT to_regclass('schema_migrations')").fetchone()[0] is None:
+        return [name for _, name, _ in migrations()]
+    done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+    return [name for version, name, _ in migrations() if version not in done]
+
+
 def apply(conn: psycopg.Connection) -> list[str]:
     """Apply the migrations this database lacks; return the names applied."""
+    if not pending(conn):
+        return []
     applied = []
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", MIGRATE_LOCK)

@@ -3,7 +3,7 @@
 Reads the log straight from PostgreSQL (the supervisor may be stopped). Payloads are shown as
 ``[redacted]`` unless ``--with-payloads`` (then decrypted, or ``[purged]`` once their key was
 destroyed). ``--rebuild-projections`` rebuilds ``practices`` and ``writebacks`` from the log and
-swaps them in one transaction (refused while a supervisor holds the database).
+swaps them in one transaction (refused while any supervisor runs: each holds the run lock shared).
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ def sealed_payloads(conn: psycopg.Connection, office_id: str | None) -> dict[str
 
 
 def supervisor_running(conn: psycopg.Connection) -> bool:
-    """True while a ``run`` holds the database (its session advisory lock)."""
+    """True while any ``run`` holds the database (each holds the run lock shared; this tries it exclusively)."""
     got = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", RUN_LOCK).fetchone()[0]
     if got:
         conn.execute("SELECT pg_advisory_unlock(%s, %s)", RUN_LOCK)

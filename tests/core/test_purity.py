@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PURE = ["actors.core", "actors.ratelimit", "actors.policy", "actors.timezones", "actors.reconcile", "actors.events", "actors.state", "actors.alerting"]
+PURE = ["actors.core", "actors.leases", "actors.ratelimit", "actors.policy", "actors.timezones", "actors.reconcile", "actors.events", "actors.state", "actors.alerting"]
 
 
 def test_pure_modules_import_no_io_library():

@@ -47,6 +47,16 @@ async def test_read_from_version_and_after_position(store):
     assert await store.read_stream("practice-none") == []
 
 
+async def test_stream_heads_since_a_position(store):
+    await store.append("practice-A", 0, [registered("A", m) for m in range(2)])
+    await store.append("practice-B", 0, [registered("B")])
+    await store.append("practice-A", 2, [registered("A", 3)])
+    assert await store.stream_heads_since(0) == (4, {"practice-A": 3, "practice-B": 1})
+    assert await store.stream_heads_since(2) == (4, {"practice-A": 3, "practice-B": 1})
+    assert await store.stream_heads_since(3) == (4, {"practice-A": 3})
+    assert await store.stream_heads_since(4) == (4, {})
+
+
 async def test_stale_writer_gets_a_conflict_and_writes_nothing(store):
     await store.append("practice-A", 0, [registered("A")])
     with pytest.raises(ConcurrencyError, match="expected version 0, but it is at version 1"):
