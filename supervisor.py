@@ -40,7 +40,7 @@ from actors.practices import PracticeSupervisor
 from actors.ratelimit import Budget
 from actors.sikka import SikkaClient
 from store.credentials import Credentials, PgCredentialRows, Vault, load_master_key
-from store.db import Database
+from store.db import Database, DatabaseUnavailable
 from store.eventlog import PgEventStore
 from store.locks import RUN_LOCK
 
@@ -67,7 +67,12 @@ async def watch_practices(store: PgEventStore, practices: PracticeSupervisor) ->
     """Start actors for practices registered while we run; wake actors whose stream another
     writer extended."""
     while True:
-        for head in await store.practice_heads():
+        try:
+            heads = await store.practice_heads()
+        except DatabaseUnavailable as exc:  # a database blip must not take the process down: next round
+            log.warning("supervisor.watch_failed", error=str(exc))
+            heads = []
+        for head in heads:
             actor = practices.actors.get(head.office_id)
             if actor is None:
                 if head.registered and head.state not in ("offboarded", "parked"):

@@ -38,7 +38,7 @@ from actors import outcomes as oc
 from actors.actor import Deps, Unavailable, decide_and_append
 from actors.applevel import AppLevel, OnboardFailed
 from actors.http11 import Request, Response, json_response
-from actors.operations import FORBIDDEN_PATH_CHARS, PayloadError, validate
+from actors.operations import FORBIDDEN_PATH_CHARS, PayloadError, normalize
 from actors.practices import PracticeSupervisor
 from actors.state import FINAL_STATES, WRITEBACK_STATES, Practice, Writeback, writeback_counts
 from store.db import DatabaseUnavailable
@@ -154,8 +154,10 @@ class Route(msgspec.Struct, frozen=True):
 
 
 class Admin:
-    def __init__(self, deps: Deps, practices: PracticeSupervisor, app: AppLevel):
+    def __init__(self, deps: Deps, practices: PracticeSupervisor, app: AppLevel,
+                 new_id: Callable[[], str] = lambda: str(uuid.uuid4())):
         self.deps = deps
+        self.new_id = new_id  # writeback ids; seeded by deterministic simulations
         self.practices = practices
         self.app = app
         self._last_webhook_onboarding: float | None = None
@@ -282,7 +284,7 @@ class Admin:
     async def submit(self, request: Request, office_id: str) -> Response:
         body = decode_body(request.body, SubmitBody)
         try:
-            payload = validate(body.operation, body.payload)
+            payload = normalize(body.operation, body.payload)
         except PayloadError as exc:
             raise ApiError(400, exc.code, exc.detail, exc.field) from None
         if body.idempotency_key is not None and not 0 < len(body.idempotency_key) <= 200:
@@ -304,7 +306,7 @@ class Admin:
             existing = await self._idempotent(office_id, body.idempotency_key, body.operation, digest)
             if existing is not None:
                 return json_response(200, writeback_view(existing))
-        writeback_id = str(uuid.uuid4())
+        writeback_id = self.new_id()
         sealed = await self.deps.credentials.seal_payload(writeback_id, canonical(payload))
         command = core.RequestWriteback(
             writeback_id=writeback_id,

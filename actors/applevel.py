@@ -20,9 +20,10 @@ import trio
 
 from actors import core, onboarding, policy
 from actors import outcomes as oc
-from actors.actor import Deps, decide_and_append, fetch_writeback_lists, observe, take_budget
+from actors.actor import Deps, Unavailable, decide_and_append, fetch_writeback_lists, observe, take_budget
 from actors.practices import PracticeSupervisor
 from actors.ratelimit import BudgetStats, Lane
+from store.db import DatabaseUnavailable
 
 log = structlog.get_logger("applevel")
 
@@ -101,6 +102,8 @@ class AppLevel:
                 await self.onboard()
             except OnboardFailed as exc:
                 log.warning("onboarding.failed", outcome=type(exc.outcome).__name__)
+            except (DatabaseUnavailable, Unavailable) as exc:  # a database blip or a crashing actor: next round
+                log.warning("onboarding.failed", error=str(exc))
             with trio.move_on_after(self.deps.settings.onboard_interval):
                 await self._onboard_requested.wait()
             self._onboard_requested = trio.Event()

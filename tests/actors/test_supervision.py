@@ -96,3 +96,44 @@ async def test_keyboard_interrupt_is_not_caught(autojump_clock):
 def test_restart_delay_is_capped_and_jittered():
     assert restart_delay(POLICY, 10, 1.0) == 8
     assert restart_delay(POLICY, 1, 0.0) == 0.5
+
+
+# --- the process-wide tasks outlive database blips (found by the fault suite) ------------------
+
+
+async def test_onboarding_loop_survives_an_unreachable_database(nursery, autojump_clock):
+    """Regression: ``run_onboarding`` caught only a failed Sikka call; a database error (or an
+    actor crashing under it) escaped into the supervisor's nursery and took the whole process
+    down. It now logs and tries again at the next round."""
+    from store.faults import FaultyStore
+    from tests.actors.harness import start_system
+
+    system = await start_system(nursery, wrap_store=FaultyStore)
+    system.store.unreachable = True
+    nursery.start_soon(system.app.run_onboarding)
+    await trio.sleep(1)
+    assert system.app.onboardings == 1  # only the harness's own onboarding succeeded
+    system.store.unreachable = False
+    system.app.request_onboarding()
+    await trio.sleep(1)
+    assert system.app.onboardings == 2
+
+
+async def test_practice_watcher_survives_an_unreachable_database(nursery, autojump_clock):
+    """Regression: ``watch_practices`` let a database error escape and end the process."""
+    from store.faults import FaultyStore
+    from supervisor import WATCH_S, watch_practices
+    from tests.actors.harness import start_system
+
+    system = await start_system(nursery, wrap_store=FaultyStore)
+    office = system.offices()[0]
+    system.practices.stop(office)
+    while office in system.practices.running():
+        await trio.sleep(0.1)
+    system.store.unreachable = True
+    nursery.start_soon(watch_practices, system.store, system.practices)
+    await trio.sleep(3 * WATCH_S)
+    assert office not in system.practices.running()
+    system.store.unreachable = False
+    await trio.sleep(2 * WATCH_S)
+    assert office in system.practices.running()  # the watcher kept going and started it again
