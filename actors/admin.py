@@ -257,9 +257,12 @@ class Admin:
 
     async def _ask(self, office_id: str, message) -> core.Decision:
         actor = self.practices.actors.get(office_id)
-        if actor is not None:
+        if actor is None:
+            return await decide_and_append(self.deps, office_id, message)
+        try:
             return await actor.ask(message)
-        return await decide_and_append(self.deps, office_id, message)
+        except Unavailable as exc:  # the actor crashed or stopped before answering: the caller retries
+            raise ApiError(503, exc.code, exc.detail) from None
 
     # --- endpoints ----------------------------------------------------------------------------
 
