@@ -43,6 +43,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import logging
 import random
 import sys
 import uuid
@@ -52,9 +53,11 @@ from dataclasses import dataclass, field
 
 import httpx
 import msgspec
+import structlog
 import trio
 import trio.testing
 
+from actors import events as ev
 from actors.admin import Admin
 from actors.http11 import Request
 from actors.state import FINAL_STATES, empty, fold
@@ -234,15 +237,19 @@ class FlakyTransport(httpx.AsyncBaseTransport):
     def __init__(self, inner: httpx.AsyncBaseTransport, timeout: float, rng: random.Random):
         self.inner, self.timeout, self.rng = inner, timeout, rng
         self.cut_before = self.cut_after = 0.0
+        self.cuts = 0
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if self.cut_before and self.rng.random() < self.cut_before:
+            self.cuts += 1
             raise httpx.ConnectError("injected: connection refused", request=request)
         with trio.move_on_after(self.timeout) as scope:
             response = await self.inner.handle_async_request(request)
         if scope.cancelled_caught:
+            self.cuts += 1
             raise httpx.ReadTimeout("injected: no answer within the timeout", request=request)
         if self.cut_after and self.rng.random() < self.cut_after:
+            self.cuts += 1
             raise httpx.ReadError("injected: connection reset after the server answered", request=request)
         return response
 
@@ -426,6 +433,7 @@ class Outcome:
     events: int
     simulated_s: float
     failures: dict[str, int]
+    exercised: dict[str, int]  # how often the faults bit: injected counts and the events they led to
 
     @property
     def total(self) -> int:
@@ -437,6 +445,7 @@ class Outcome:
             f"seed {self.seed}: score {self.total} ({terms})",
             f"  {self.writebacks} writebacks, {self.requests} Sikka requests, {self.events} events,"
             f" {self.simulated_s / 3600:.1f} h simulated; failures by code {dict(sorted(self.failures.items()))}",
+            f"  exercised: {', '.join(f'{k}={v}' for k, v in self.exercised.items())}",
             f"  log hash {self.log_hash}",
             f"  reproduce: python -m tests.faults.simulation --seed {self.seed} -v",
         ]
@@ -450,8 +459,19 @@ class Outcome:
 def run_seed(seed: int) -> Outcome:
     """Run one seed to its score (a fresh trio run on a MockClock)."""
     plan = draw_plan(seed)
-    with deterministic_trio(seed):
+    with deterministic_trio(seed), quiet_logs():
         return trio.run(_run, plan, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+@contextmanager
+def quiet_logs():
+    """Only critical log lines while a seed runs (thousands of events otherwise)."""
+    saved = structlog.get_config()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL))
+    try:
+        yield
+    finally:
+        structlog.configure(**saved)
 
 
 @contextmanager
@@ -546,7 +566,7 @@ async def _score(seed: int, system: System, submitted: list[Submission], ledger:
         if wb.state == "completed":
             done_at_sikka.setdefault(tag, []).append(wb)
     records = await store.read_all()
-    late_found = {r.event.writeback_id for r in records if r.type == "LateOutcomeFound"}
+    late_found = {r.event.writeback_id for r in records if isinstance(r.event, ev.LateOutcomeFound)}
     failures: Counter = Counter()
     for s in submitted:
         done = done_at_sikka.get(s.tag, [])
@@ -592,7 +612,31 @@ async def _score(seed: int, system: System, submitted: list[Submission], ledger:
     return Outcome(
         seed=seed, score=score, details=details, log_hash=log_hash(records), requests=stats["requests"],
         writebacks=len(ledger.accepted), events=len(records), simulated_s=elapsed, failures=dict(failures),
+        exercised=_exercised(system, records, ledger, stats),
     )
+
+
+EXERCISED_EVENTS = ("OutcomeUnknown", "WritebackReconciled", "ProvenAbsent", "WritebackDeferred", "KeyRefused",
+                    "SetupRequired", "PracticeDeauthorized", "PracticeReauthorized", "TokenRefreshFailed",
+                    "PracticeParked", "DeleteAnswered", "LateOutcomeFound")
+
+
+def _exercised(system: System, records, ledger: Ledger, stats: dict) -> dict[str, int]:
+    store = system.store.statistics()
+    practices = stats["practices"].values()
+    types = Counter(type(r.event).__name__ for r in records)
+    return {
+        "forced_429": sum(p["forced_429"] for p in practices),
+        "forced_expired": sum(p["forced_expired_calls"] for p in practices),
+        "db_failed": store.failed_before_write,
+        "db_lost_acks": store.lost_acks,
+        "db_refused": store.refused_while_unreachable,
+        "cuts": system.deps.client._http._transport.cuts,
+        "restarts": system.practices.statistics().restarts,
+        "webhooks": ledger.webhooks,
+        "cancels": ledger.cancels,
+        **{name: types[name] for name in EXERCISED_EVENTS},
+    }
 
 
 def _replay_differences(records, store, system: System) -> list[str]:
@@ -634,11 +678,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, action="append", required=True, help="a seed (repeatable)")
     parser.add_argument("-v", "--verbose", action="store_true", help="every detail of the score")
     args = parser.parse_args(argv)
-    import logging
-
-    import structlog
-
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL))
     worst = 0
     for seed in args.seed:
         outcome = run_seed(seed)
