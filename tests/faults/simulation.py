@@ -149,7 +149,7 @@ def draw_plan(seed: int) -> Plan:
     }
     offices = [f"D{1000 + n}" for n in range(practices)]
     submissions = []
-    for n in range(rng.randint(50, 130)):
+    for n in range(rng.randint(40, 100)):
         office = rng.choice(offices)
         operation, payload = _draw_operation(rng, seed, n)
         deadline = rng.choice([None] * 6 + [180.0, 900.0] + ([2 * 86400.0] * 4 if quota else []))
