@@ -20,7 +20,8 @@ truth (every request carries a tag in a payload field Sikka keeps):
 - ``duplicates``: Sikka completed one request more than once (two appointments/patients);
 - ``misreported``: reported failed/cancelled although Sikka completed it (without a recorded late
   find), or completed with another Sikka id / created id than Sikka's;
-- ``stuck``: not final once every fault was lifted and the settle time passed;
+- ``stuck``: a writeback not final, or a practice not ``active``, once every fault was lifted and
+  the settle time passed;
 - ``unexplained_failures``: failed with a code no fault explains;
 - ``status_429``: 429s earned by exceeding a window (practice and app level; the forced ones of
   throttles and quotas are counted apart by the simulator);
@@ -545,7 +546,10 @@ async def _settle(system: System, ledger: Ledger) -> None:
     with trio.move_on_after(SETTLE_S):
         while True:
             rows = [await system.store.writeback(w) for w in ledger.accepted.values()]
-            if all(r is not None and r.state in FINAL_STATES for r in rows):
+            practices = await system.store.practices()
+            if all(r is not None and r.state in FINAL_STATES for r in rows) and all(
+                row.practice.state == "active" for row in practices
+            ):
                 break
             await trio.sleep(60)
     await trio.sleep(120)  # late answers (webhooks, late finds) after the last one went final
@@ -596,6 +600,9 @@ async def _score(seed: int, system: System, submitted: list[Submission], ledger:
                 fault("misreported", f"{s.key}: {row.state} ({code}) although Sikka completed {done[0].id}")
             if row.state == "failed" and code not in EXPLAINED_FAILURES:
                 fault("unexplained_failures", f"{s.key}: failed {code}: {row.error.message if row.error else ''}")
+    for row in await store.practices():  # every fault is lifted: each practice must be back at work
+        if row.practice.state != "active":
+            fault("stuck", f"practice {row.practice.office_id}: {row.practice.state} ({row.practice.last_error})")
     stats = sim.stats()
     for office, counts in stats["practices"].items():
         for term in ("status_429", "expired_key_calls"):
