@@ -395,6 +395,10 @@ class Admin:
             raise ApiError(409, "not_cancellable", f"the writeback is already {wb.state}")
         decision = await self._ask(wb.office_id, core.CancelWriteback(writeback_id=writeback_id))
         if isinstance(decision, core.Refused):
+            now = await self.deps.store.writeback(writeback_id)
+            if decision.code == "unknown_writeback" and now is not None and now.state in FINAL_STATES:
+                # it went final between the read above and the actor's decision
+                raise ApiError(409, "not_cancellable", f"the writeback is already {now.state}")
             raise refused(decision)
         self.audit(request, "cancel_writeback", wb.office_id, writeback_id=writeback_id)
         if wb.state == "pending":  # the DELETE at Sikka and the status read that decides follow
