@@ -50,13 +50,14 @@ from actors.ratelimit import Budget
 from actors.sikka import SikkaClient
 from actors.slack import SlackNotifier
 from store.credentials import Credentials, PgCredentialRows, Vault, load_master_key
-from store.db import Database
+from store.db import Database, DatabaseUnavailable
 from store import leases, retention
 from store.eventlog import PgEventStore
 
 log = structlog.get_logger("supervisor")
 
 DRAIN_S = 20.0  # actors' grace on shutdown (under systemd's TimeoutStopSec and the 30 s promise)
+FOLLOW_RETRY_S = 1.0  # the append follower's pause after a database error
 
 
 hold_run_lock = leases.hold_node_lock  # (conninfo, node_id): the session that holds this node's lock
@@ -66,10 +67,17 @@ AlreadyRunning = leases.AlreadyRunning
 async def follow_appends(store: PgEventStore, practices: PracticeSupervisor, ownership: Ownership) -> None:
     """Wake the actor of every stream another process extended (a writeback submitted to a
     peer reaches its owner within a second), and let ownership know of practices it has not seen."""
-    position = await store.last_position()
+    position = None
     while True:
-        await store.wait_for_append(position)
-        position, heads = await store.stream_heads_since(position)
+        try:
+            if position is None:
+                position = await store.last_position()
+            await store.wait_for_append(position)
+            position, heads = await store.stream_heads_since(position)
+        except DatabaseUnavailable as exc:  # a database blip must not take the process down
+            log.warning("supervisor.follow_failed", error=str(exc))
+            await trio.sleep(FOLLOW_RETRY_S)
+            continue
         for stream_id, version in heads.items():
             office_id = ev.office_of(stream_id)
             actor = practices.actors.get(office_id)

@@ -44,7 +44,7 @@ from actors import outcomes as oc
 from actors.actor import Deps, Unavailable, decide_and_append
 from actors.applevel import AppLevel, OnboardFailed
 from actors.http11 import Request, Response, json_response
-from actors.operations import FORBIDDEN_PATH_CHARS, PayloadError, validate
+from actors.operations import FORBIDDEN_PATH_CHARS, PayloadError, normalize
 from actors.practices import PracticeSupervisor
 from actors.state import FINAL_STATES, WRITEBACK_STATES, Practice, Writeback, writeback_counts
 from store.db import DatabaseUnavailable
@@ -160,8 +160,12 @@ class Route(msgspec.Struct, frozen=True):
 
 
 class Admin:
-    def __init__(self, deps: Deps, practices: PracticeSupervisor, app: AppLevel, *, monitor=None, metrics=None):
+    def __init__(
+        self, deps: Deps, practices: PracticeSupervisor, app: AppLevel, *, monitor=None, metrics=None,
+        new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+    ):
         self.deps = deps
+        self.new_id = new_id  # writeback ids; seeded by deterministic simulations
         self.practices = practices
         self.app = app
         self.monitor = monitor  # actors.monitor.Monitor: the alert table
@@ -266,9 +270,12 @@ class Admin:
 
     async def _ask(self, office_id: str, message) -> core.Decision:
         actor = self.practices.actors.get(office_id)
-        if actor is not None:
+        if actor is None:
+            return await decide_and_append(self.deps, office_id, message)
+        try:
             return await actor.ask(message)
-        return await decide_and_append(self.deps, office_id, message)
+        except Unavailable as exc:  # the actor crashed or stopped before answering: the caller retries
+            raise ApiError(503, exc.code, exc.detail) from None
 
     async def _not_owned_elsewhere(self, office_id: str) -> None:
         """503 naming the owner when another supervisor runs the practice (interface §4)."""
@@ -303,7 +310,7 @@ class Admin:
     async def submit(self, request: Request, office_id: str) -> Response:
         body = decode_body(request.body, SubmitBody)
         try:
-            payload = validate(body.operation, body.payload)
+            payload = normalize(body.operation, body.payload)
         except PayloadError as exc:
             raise ApiError(400, exc.code, exc.detail, exc.field) from None
         if body.idempotency_key is not None and not 0 < len(body.idempotency_key) <= 200:
@@ -325,7 +332,7 @@ class Admin:
             existing = await self._idempotent(office_id, body.idempotency_key, body.operation, digest)
             if existing is not None:
                 return json_response(200, writeback_view(existing))
-        writeback_id = str(uuid.uuid4())
+        writeback_id = self.new_id()
         sealed = await self.deps.credentials.seal_payload(writeback_id, canonical(payload))
         command = core.RequestWriteback(
             writeback_id=writeback_id,
@@ -411,6 +418,10 @@ class Admin:
             raise ApiError(409, "not_cancellable", f"the writeback is already {wb.state}")
         decision = await self._ask(wb.office_id, core.CancelWriteback(writeback_id=writeback_id))
         if isinstance(decision, core.Refused):
+            now = await self.deps.store.writeback(writeback_id)
+            if decision.code == "unknown_writeback" and now is not None and now.state in FINAL_STATES:
+                # it went final between the read above and the actor's decision
+                raise ApiError(409, "not_cancellable", f"the writeback is already {now.state}")
             raise refused(decision)
         self.audit(request, "cancel_writeback", wb.office_id, writeback_id=writeback_id)
         if wb.state == "pending":  # the DELETE at Sikka and the status read that decides follow

@@ -20,9 +20,10 @@ import trio
 
 from actors import core, onboarding, policy
 from actors import outcomes as oc
-from actors.actor import Deps, decide_and_append, fetch_writeback_lists, observe, take_budget
+from actors.actor import Deps, Unavailable, decide_and_append, fetch_writeback_lists, observe, take_budget
 from actors.practices import PracticeSupervisor
 from actors.ratelimit import BudgetStats, Lane
+from store.db import DatabaseUnavailable
 
 log = structlog.get_logger("applevel")
 
@@ -101,6 +102,8 @@ class AppLevel:
                 await self.onboard()
             except OnboardFailed as exc:
                 log.warning("onboarding.failed", outcome=type(exc.outcome).__name__)
+            except (DatabaseUnavailable, Unavailable) as exc:  # a database blip or a crashing actor: next round
+                log.warning("onboarding.failed", error=str(exc))
             with trio.move_on_after(self.deps.settings.onboard_interval):
                 await self._onboard_requested.wait()
             self._onboard_requested = trio.Event()
@@ -117,16 +120,18 @@ class AppLevel:
             known = {row.practice.office_id: row.practice for row in await deps.store.practices()}
             report = []
             for step in onboarding.steps(known, result.outcome.value):
+                command = step.command
                 if step.secret_key and step.secret_key != await deps.credentials.secret(step.office_id, "secret_key"):
                     await deps.credentials.put_secret(step.office_id, "secret_key", step.secret_key)
+                    command = msgspec.structs.replace(command, secret_changed=True)
                 actor = self.practices.actors.get(step.office_id)
                 if actor is not None:
-                    decision = await actor.ask(step.command)
+                    decision = await actor.ask(command)
                 else:
-                    decision = await decide_and_append(deps, step.office_id, step.command)
+                    decision = await decide_and_append(deps, step.office_id, command)
                 events = decision if isinstance(decision, list) else []
                 action = onboarding.action(events)
-                if isinstance(step.command, core.PracticeListed) and action != "deauthorized":
+                if isinstance(command, core.PracticeListed) and action != "deauthorized":
                     self.practices.start(step.office_id)
                 report.append({"office_id": step.office_id, "practice_name": step.practice_name, "action": action})
                 if action != "unchanged":

@@ -135,11 +135,13 @@ class OffboardPractice(Message, frozen=True, kw_only=True):
 
 
 class PracticeListed(Message, frozen=True, kw_only=True):
-    """Onboarding saw the practice in ``authorized_practices``."""
+    """Onboarding saw the practice in ``authorized_practices`` (``secret_changed``: with another
+    secret key than the one stored)."""
 
     practice_name: str = ""
     practice_ids: tuple[str, ...] = ()
     time_zone: str | None = None
+    secret_changed: bool = False
 
 
 class PracticeUnlisted(Message, frozen=True, kw_only=True):
@@ -597,9 +599,18 @@ def _listed(p: Practice, msg: PracticeListed, now: datetime) -> list[ev.Event]:
                 at=now, practice_name=msg.practice_name, practice_ids=msg.practice_ids, time_zone=msg.time_zone
             )
         )
-    if p.registered and not p.authorized:
+    if p.registered and (not p.authorized or _listing_lifts_setup(p, msg)):
         out.append(ev.PracticeReauthorized(at=now))
     return out
+
+
+def _listing_lifts_setup(p: Practice, msg: PracticeListed) -> bool:
+    """A practice in ``setup_required`` that Sikka lists again gets a new grant when the listing
+    contradicts the reason: it was de-authorized (API2007) but authorizes the app now (a revoke
+    seen by a key call, and lifted before an onboarding saw the practice unlisted), or its
+    secret key was refused and the listing brings another one. The same refused secret is not
+    tried again at every onboarding."""
+    return p.setup_required and (p.setup_code == "API2007" or msg.secret_changed)
 
 
 # --- time ------------------------------------------------------------------------------------

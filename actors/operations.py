@@ -246,3 +246,11 @@ def prepare(operation: str, payload: Mapping[str, object]) -> SikkaRequest:
 def validate(operation: str, payload: Mapping[str, object]) -> dict[str, str]:
     """The exact string-typed body Sikka gets for ``operation``, or ``PayloadError``."""
     return prepare(operation, payload).body
+
+
+def normalize(operation: str, payload: Mapping[str, object]) -> dict[str, str]:
+    """The caller's payload, checked for ``operation``, with every value as Sikka's string: what
+    is stored (sealed) with a writeback and given to ``prepare`` again when it is sent. Unlike the
+    Sikka body it keeps the path field and leaves out the fixed fields, so it prepares again."""
+    prepare(operation, payload)
+    return {name: _as_string(name, value) for name, value in payload.items()}

@@ -17,6 +17,7 @@ events, appended directly since no actor runs).
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -40,9 +41,10 @@ class PracticeSupervisorStatistics(msgspec.Struct, frozen=True):
 
 
 class PracticeSupervisor:
-    def __init__(self, deps: Deps, policy: RestartPolicy = RestartPolicy()):
+    def __init__(self, deps: Deps, policy: RestartPolicy = RestartPolicy(), rng: random.Random | None = None):
         self.deps = deps
         self.policy = policy
+        self.rng = rng  # restart jitter; seeded by deterministic simulations
         self.actors: dict[str, PracticeActor] = {}
         self.supervised: dict[str, Supervised] = {}
         self._scopes: dict[str, trio.CancelScope] = {}
@@ -109,7 +111,7 @@ class PracticeSupervisor:
             scope.cancel()
 
     async def _supervise(self, office_id: str, scope: trio.CancelScope) -> None:
-        supervised = self.supervised.setdefault(office_id, Supervised(office_id, self.policy))
+        supervised = self.supervised.setdefault(office_id, Supervised(office_id, self.policy, self.rng))
         stopped = False
 
         async def child() -> None:

@@ -117,6 +117,7 @@ class Practice(msgspec.Struct, frozen=True, kw_only=True):
     time_zone: str | None = None
     authorized: bool = True
     setup_required: bool = False
+    setup_code: str | None = None  # Sikka's code that made setup required (API2007: de-authorized)
     paused: bool = False
     parked_until: datetime | None = None
     offboarded: bool = False
@@ -311,7 +312,14 @@ def step(p: Practice, e: ev.Event, wb: Writeback | None) -> tuple[Practice, Writ
         case ev.PracticeDeauthorized():
             p = replace(p, authorized=False, last_error=e.reason or "practice de-authorized the application")
         case ev.PracticeReauthorized():
-            p = replace(p, authorized=True, setup_required=False, refresh_grant="request_key", refresh_retry_at=None)
+            p = replace(
+                p,
+                authorized=True,
+                setup_required=False,
+                setup_code=None,
+                refresh_grant="request_key",
+                refresh_retry_at=None,
+            )
         case ev.TokenRefreshed():
             p = replace(
                 p,
@@ -323,6 +331,7 @@ def step(p: Practice, e: ev.Event, wb: Writeback | None) -> tuple[Practice, Writ
                 refresh_retry_at=None,
                 refresh_grant=None,
                 setup_required=False,
+                setup_code=None,
                 last_error=None,
             )
         case ev.TokenRefreshFailed():
@@ -342,6 +351,7 @@ def step(p: Practice, e: ev.Event, wb: Writeback | None) -> tuple[Practice, Writ
             p = replace(
                 p,
                 setup_required=True,
+                setup_code=e.code,
                 token_expires_at=None,
                 token_stale=False,
                 refresh_requested=False,

@@ -320,6 +320,30 @@ async def test_submit_then_wait_until_completed(sup):
     assert sum(practice["writebacks"].values()) == 1
 
 
+async def test_operations_with_a_path_id_are_sent_as_submitted(sup):
+    """Regression (found by the fault suite): the admin API stored the Sikka body (the path id
+    moved into the path, ``op``/``path`` added), so reschedules, status updates and patient
+    updates always failed when sent (``missing_field``/``unknown_field``)."""
+    data = sup.sim.data(sup.sim.practice("D1000"))
+    appointment = sorted(data.appointments)[0]
+    patient = sorted(data.patients)[0]
+    bodies = [
+        {"operation": "reschedule_appointment",
+         "payload": {"appointment_sr_no": appointment, "practice_id": "1", "time": "15:10"}},
+        {"operation": "update_appointment_status",
+         "payload": {"appointment_sr_no": appointment, "practice_id": "1", "value": "Confirmed"}},
+        {"operation": "update_patient", "payload": {"patient_id": patient, "practice_id": 1, "email": "a@b.example"}},
+    ]
+    for body in bodies:
+        r = await sup.submit("D1000", body)
+        assert r.status_code == 202, r.text
+        done = (await sup.writeback(r.json()["writeback_id"], 30)).json()
+        assert done["state"] == "completed", (body["operation"], done)
+    assert data.appointments[appointment].time == "15:10"
+    assert data.appointments[appointment].status == "Confirmed"
+    assert data.patients[patient].email == "a@b.example"
+
+
 async def test_wait_is_bounded_for_a_writeback_that_does_not_finish(sup):
     await sup.faults({"spu_offline": ["D1001"]})  # Sikka answers 412: deferred, 15 s backoff
     r = await sup.submit("D1001", submission(sup.sim, "D1001"))

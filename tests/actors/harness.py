@@ -77,7 +77,10 @@ def booking(sim: Simulator, office_id: str, n: int) -> dict:
 
 
 async def start_system(nursery: trio.Nursery, *, sim_config: SimConfig | None = None, env: dict | None = None,
-                       policy: RestartPolicy = RestartPolicy(), onboard: bool = True) -> System:
+                       policy: RestartPolicy = RestartPolicy(), onboard: bool = True, wrap_store=None,
+                       wrap_transport=None, rng: random.Random | None = None) -> System:
+    """``wrap_store``/``wrap_transport`` wrap the memory store and the simulator's transport (fault
+    injection); ``rng`` seeds the restart jitter (deterministic simulations)."""
     clock = mock_clock(EPOCH)
     sim_config = sim_config or SimConfig(practices=2, writeback_delay=(5.0, 20.0))
     sim = Simulator(sim_config, clock=lambda: clock().timestamp(), rng=random.Random(sim_config.seed))
@@ -90,17 +93,18 @@ async def start_system(nursery: trio.Nursery, *, sim_config: SimConfig | None = 
             **(env or {}),
         }
     )
-    http = httpx.AsyncClient(transport=sim.transport(), timeout=settings.http_timeout)
+    transport = sim.transport() if wrap_transport is None else wrap_transport(sim.transport(), settings)
+    http = httpx.AsyncClient(transport=transport, timeout=settings.http_timeout)
     client = SikkaClient(http, settings.api_url, settings.app_id, settings.app_key, settings.node_id)
     deps = Deps(
-        store=MemoryEventStore(clock=clock),
+        store=MemoryEventStore(clock=clock) if wrap_store is None else wrap_store(MemoryEventStore(clock=clock)),
         credentials=Credentials(Vault(parse_keys(Fernet.generate_key().decode())), MemoryCredentialRows()),
         client=client,
         settings=settings,
         clock=clock,
         app_budget=Budget(settings.app_rate_limit),
     )
-    practices = PracticeSupervisor(deps, policy)
+    practices = PracticeSupervisor(deps, policy, rng)
     app = AppLevel(deps, practices)
     deps.on_targets_changed = app.targets_changed
     await nursery.start(practices.run)

@@ -142,6 +142,29 @@ async def test_revoked_keys_reach_setup_required_and_queued_work_waits(nursery, 
     assert (await sim_stats(system, office))["writebacks_submitted"] == 0
 
 
+async def test_revoke_lifted_before_onboarding_noticed_recovers_at_the_next_onboarding(nursery, autojump_clock):
+    """Regression (found by the fault suite): the key check saw API2007 (setup_required), the
+    practice re-authorized before any onboarding saw it unlisted, and the next onboarding said
+    "unchanged": the practice stayed setup_required and its writebacks queued for good."""
+    system = await start_system(nursery, sim_config=SimConfig(practices=1, writeback_delay=(5, 20)))
+    office = system.offices()[0]
+    await _fresh_key(system, office)
+    await trio.sleep(17)
+    system.sim.set_faults({"revoke": [office]})
+
+    async def setup_required():
+        return (await system.store.practice(office)).practice.state == "setup_required"
+
+    await wait_until(setup_required, 90, step=0.25)
+    wid = await system.request(office, "book_appointment", booking(system.sim, office, 1))
+    system.sim.set_faults({"revoke": []})
+    report = await system.app.onboard()
+    assert [r["action"] for r in report] == ["updated"]
+    assert (await system.wait_final([wid], timeout=600))[wid].state == "completed"
+    assert (await system.store.practice(office)).practice.state == "active"
+    assert len(await sim_created(system, office)) == 1
+
+
 # --- 4. 429 pacing ----------------------------------------------------------------------------
 
 

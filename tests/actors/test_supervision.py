@@ -8,6 +8,7 @@ import random
 import pytest
 import trio
 
+from actors import events as ev
 from actors.supervision import RestartPolicy, Supervised, restart_delay
 
 POLICY = RestartPolicy(intensity=3, period=60, base_delay=1, max_delay=8, park_for=600)
@@ -96,3 +97,55 @@ async def test_keyboard_interrupt_is_not_caught(autojump_clock):
 def test_restart_delay_is_capped_and_jittered():
     assert restart_delay(POLICY, 10, 1.0) == 8
     assert restart_delay(POLICY, 1, 0.0) == 0.5
+
+
+# --- the process-wide tasks outlive database blips (found by the fault suite) ------------------
+
+
+async def test_onboarding_loop_survives_an_unreachable_database(nursery, autojump_clock):
+    """Regression: ``run_onboarding`` caught only a failed Sikka call; a database error (or an
+    actor crashing under it) escaped into the supervisor's nursery and took the whole process
+    down. It now logs and tries again at the next round."""
+    from store.faults import FaultyStore
+    from tests.actors.harness import start_system
+
+    system = await start_system(nursery, wrap_store=FaultyStore)
+    system.store.unreachable = True
+    nursery.start_soon(system.app.run_onboarding)
+    await trio.sleep(1)
+    assert system.app.onboardings == 1  # only the harness's own onboarding succeeded
+    system.store.unreachable = False
+    system.app.request_onboarding()
+    await trio.sleep(1)
+    assert system.app.onboardings == 2
+
+
+async def test_append_follower_survives_an_unreachable_database(nursery, autojump_clock):
+    """Regression: the process-wide task that follows other writers' appends let a database
+    error escape and end the process. It now logs, pauses and follows on from where it was."""
+    from store.faults import FaultyStore
+    from supervisor import FOLLOW_RETRY_S, follow_appends
+    from tests.actors.harness import start_system
+
+    class Ownership:
+        def __init__(self):
+            self.noticed: list[str] = []
+
+        def notice(self, office_id: str) -> None:
+            self.noticed.append(office_id)
+
+    system = await start_system(nursery, wrap_store=FaultyStore)
+    office = system.offices()[0]
+    system.practices.stop(office)
+    while office in system.practices.running():
+        await trio.sleep(0.1)
+    ownership = Ownership()
+    system.store.unreachable = True
+    nursery.start_soon(follow_appends, system.store, system.practices, ownership)
+    await trio.sleep(5 * FOLLOW_RETRY_S)
+    system.store.unreachable = False
+    await trio.sleep(2 * FOLLOW_RETRY_S)
+    version = (await system.store.practice(office)).version
+    await system.store.append(ev.stream_id(office), version, [ev.PracticePaused(at=system.clock())])
+    await trio.sleep(FOLLOW_RETRY_S)
+    assert ownership.noticed == [office]  # the follower kept going and saw the foreign append

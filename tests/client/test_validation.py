@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from actors.operations import FORBIDDEN_PATH_CHARS, OPERATIONS, PayloadError, SikkaRequest, prepare, validate
+from actors.operations import FORBIDDEN_PATH_CHARS, OPERATIONS, PayloadError, SikkaRequest, normalize, prepare, validate
 
 VALID = {
     "book_appointment": {
@@ -63,6 +63,17 @@ def test_every_operation_has_a_valid_example():
 def test_valid_payload_becomes_the_exact_request(operation):
     assert prepare(operation, VALID[operation]) == EXPECTED[operation]
     assert validate(operation, VALID[operation]) == EXPECTED[operation].body
+
+
+@pytest.mark.parametrize("operation", sorted(OPERATIONS))
+def test_normalized_payload_prepares_again_into_the_same_request(operation):
+    """Regression: the admin API stored the Sikka body (path field moved into the path, ``op`` and
+    ``path`` added), so every reschedule, status update and patient update failed when sent
+    (``missing_field``/``unknown_field``). What is stored must prepare again."""
+    numeric = {k: int(v) if v.isdigit() else v for k, v in VALID[operation].items()}
+    stored = normalize(operation, numeric)
+    assert stored == VALID[operation]
+    assert prepare(operation, stored) == EXPECTED[operation]
 
 
 @pytest.mark.parametrize(

@@ -133,6 +133,25 @@ def test_onboarding_registers_and_updates():
     assert types(d) == ["PracticeUpdated"]
 
 
+def test_listed_again_after_setup_required_gets_a_new_grant_unless_the_same_secret_was_refused():
+    """Regression (found by the fault suite): a revoke seen by a key call (API2007) and lifted
+    before any onboarding saw the practice unlisted left it ``setup_required`` for good: the
+    listing said "unchanged". A listing contradicts API2007; a refused secret key is tried again
+    only when the listing brings another one."""
+    from actors.state import empty
+
+    listed = core.PracticeListed(practice_name="A", practice_ids=("1",), time_zone="Eastern Standard Time")
+    p, _ = step(empty("D7"), listed, 0)
+    revoked = fold(p, [ev.SetupRequired(at=at(1), code="API2007", message="not authorized")])
+    assert revoked.state == "setup_required" and revoked.setup_code == "API2007"
+    again, d = step(revoked, listed, 2)
+    assert types(d) == ["PracticeReauthorized"] and again.state == "active" and again.setup_code is None
+    refused = fold(p, [ev.SetupRequired(at=at(1), code="API2003", message="secret refused")])
+    assert core.decide(refused, listed, at(2)) == []
+    _, d = step(refused, msgspec.structs.replace(listed, secret_changed=True), 2)
+    assert types(d) == ["PracticeReauthorized"]
+
+
 # --- offboarding -----------------------------------------------------------------------------
 
 
