@@ -289,7 +289,8 @@ class PracticeActor:
             recovered = core.recover(self.state, self.deps.clock(), self.deps.core_settings)
             if not recovered:
                 return
-            log.warning("actor.recovered_unknown", writebacks=[e.writeback_id for e in recovered])
+            log.warning("actor.recovered", events=[ev.type_name(e) for e in recovered],
+                        writebacks=[e.writeback_id for e in recovered if isinstance(e, ev.OutcomeUnknown)])
             if await self._append(recovered):
                 return
 

@@ -653,9 +653,12 @@ def due_events(p: Practice, now: datetime, settings: CoreSettings = DEFAULT_SETT
 
 
 def recover(p: Practice, now: datetime, settings: CoreSettings = DEFAULT_SETTINGS) -> list[ev.Event]:
-    """After a crash: a writeback left ``submitting`` may or may not have reached Sikka, so it
-    becomes ``unknown`` (reconciled through the list; never re-sent blindly)."""
-    return [
+    """What an actor records as it starts. A writeback left ``submitting`` by a crash may or may
+    not have reached Sikka, so it becomes ``unknown`` (reconciled through the list; never re-sent
+    blindly). A practice whose actor runs is not parked: a parking still open in the log (its end
+    is recorded here, not by the supervisor, whose append may fail) is closed."""
+    unparked = [ev.PracticeUnparked(at=now)] if p.parked_until is not None else []
+    return unparked + [
         ev.OutcomeUnknown(
             at=now,
             writeback_id=wb.writeback_id,

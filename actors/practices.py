@@ -135,12 +135,9 @@ class PracticeSupervisor:
             until = self.deps.clock() + timedelta(seconds=seconds)
             await self._append_directly(office_id, ev.PracticeParked(at=self.deps.clock(), until=until, error=error))
 
-        async def on_unpark() -> None:
-            await self._append_directly(office_id, ev.PracticeUnparked(at=self.deps.clock()))
-
         try:
             with scope:
-                await supervised.run(child, on_park=on_park, on_unpark=on_unpark)
+                await supervised.run(child, on_park=on_park)
         finally:
             self._scopes.pop(office_id, None)
             self._started.pop(office_id, None)

@@ -4,7 +4,8 @@
 (a *transient* child); a crash (any ``Exception``) is logged and the child is restarted after a
 jittered, growing backoff. More than ``policy.intensity`` crashes within ``policy.period`` seconds
 *parks* the child: it stays down for ``policy.park_for`` seconds (a cool-down reported through
-``on_park``/``on_unpark``), then runs again with a clean slate.
+``on_park``), then runs again with a clean slate (the child records the end of its parking when
+it starts: for practice actors, ``actors.core.recover``).
 
 This is the one place in the program that catches crashes. ``trio.Cancelled`` (a
 ``BaseException``) is never caught, and neither is a ``BaseExceptionGroup`` holding one: they
@@ -82,7 +83,6 @@ class Supervised:
         *,
         on_crash: Callable[[BaseException], Awaitable[None]] | None = None,
         on_park: Callable[[float, str], Awaitable[None]] | None = None,
-        on_unpark: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         """Run ``child`` under the policy until it returns cleanly (or the caller cancels)."""
         while True:
@@ -108,8 +108,6 @@ class Supervised:
                 await trio.sleep(self.policy.park_for)
                 self._crashes.clear()
                 self.parked = False
-                if on_unpark is not None:
-                    await on_unpark()
             else:
                 await trio.sleep(restart_delay(self.policy, len(self._crashes), self.rng.random()))
             self.restarts += 1

@@ -236,6 +236,16 @@ def test_recover_only_touches_submitting():
     assert core.recover(p, at(10)) == []
 
 
+def test_recover_closes_a_parking_left_open_in_the_log():
+    """Regression (fault seeds 40, 69): the supervisor's own append of the parking's end failed
+    on a database error, and the practice read ``parked`` forever while its actor ran."""
+    parked = given(ev.PracticeParked(at=at(0), until=at(900), error="boom"))
+    assert parked.state == "parked"
+    events = core.recover(parked, at(901))
+    assert types(events) == ["PracticeUnparked"]
+    assert core.apply(parked, events).state == "active"
+
+
 def test_reconcile_step_when_the_app_level_list_is_overdue():
     p = given(*unknown())  # next check at 36 s
     assert isinstance(core.next_step(p, at(60)), core.Sleep)
