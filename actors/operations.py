@@ -7,7 +7,8 @@ naming the bad field; ``prepare`` also gives the method and path. Rules: unknown
 that are neither strings nor numbers (numbers become decimal strings), missing required fields,
 none of ``one_of``, bad formats (``date``/``birthdate`` a real yyyy-mm-dd date, ``time`` HH:mm
 00:00-23:59, ``length`` a positive integer) and unsafe path ids are all refused. The path field
-(``appointment_sr_no``, ``patient_id``) goes into the path only, never into the body.
+(``appointment_sr_no``, ``patient_id``) goes into the path only, never into the body. The
+supervisor adds fixed fields itself: the status patch's ``op``/``path``, and ``check_spu=true``.
 
 Reconciliation (an ``unknown`` writeback looked up in ``GET /writebacks``) matches on office,
 ``method``, ``api_name`` (compared singular and case-insensitively) and every body field we sent,
@@ -43,6 +44,11 @@ class OperationSpec(msgspec.Struct, frozen=True, kw_only=True):
         return f"/{self.resource}/{path_id}" if self.path_field else f"/{self.resource}"
 
 
+# Sikka checks that the practice's SPU is online before accepting the writeback, and answers 412
+# API2017 if not (nothing created: the writeback is deferred, not left pending at Sikka until the
+# server comes back). Documented for every operation here but the medical note.
+SPU_CHECK = ("check_spu", "true")
+
 OPERATIONS: dict[str, OperationSpec] = {
     spec.name: spec
     for spec in (
@@ -52,6 +58,7 @@ OPERATIONS: dict[str, OperationSpec] = {
             resource="appointment",
             required=("patient_id", "date", "time", "length", "provider_id", "operatory", "practice_id"),
             optional=("description", "type", "note", "guarantor_id", "procedure_codes", "staff", "user", "status"),
+            fixed=(SPU_CHECK,),
         ),
         OperationSpec(
             name="reschedule_appointment",
@@ -61,6 +68,7 @@ OPERATIONS: dict[str, OperationSpec] = {
             required=("appointment_sr_no", "practice_id"),
             one_of=("date", "time", "length", "operatory", "provider_id", "status"),
             optional=("description", "schedule", "staff", "type"),
+            fixed=(SPU_CHECK,),
         ),
         OperationSpec(
             name="update_appointment_status",
@@ -69,7 +77,7 @@ OPERATIONS: dict[str, OperationSpec] = {
             path_field="appointment_sr_no",
             required=("appointment_sr_no", "practice_id", "value"),
             optional=("status_changed_by", "staff", "cancellation_code_id", "cancellation_note"),
-            fixed=(("op", "replace"), ("path", "/appointment_status")),
+            fixed=(("op", "replace"), ("path", "/appointment_status"), SPU_CHECK),
         ),
         OperationSpec(
             name="create_patient",
@@ -93,6 +101,7 @@ OPERATIONS: dict[str, OperationSpec] = {
                 "zipcode",
                 "user",
             ),
+            fixed=(SPU_CHECK,),
         ),
         OperationSpec(
             name="update_patient",
@@ -121,6 +130,7 @@ OPERATIONS: dict[str, OperationSpec] = {
                 "state",
                 "zipcode",
             ),
+            fixed=(SPU_CHECK,),
         ),
         OperationSpec(
             name="add_medical_note",

@@ -16,7 +16,6 @@ from actors.actor import Wake
 from actors.admin import Admin
 from actors.http11 import Request
 from actors.monitor import Monitor
-from actors.sikka import SikkaClient
 from actors.supervision import RestartPolicy
 from sim import SimConfig
 from store.faults import FaultyStore
@@ -86,25 +85,9 @@ async def test_revoke_raises_setup_required_until_reauthorized(nursery, autojump
     assert not w.holds("setup_required", "D1001")  # the other practice never was
 
 
-class CheckSpu(httpx.AsyncBaseTransport):
-    """Bookings sent with ``check_spu=true``: the simulator then answers 412 API2017 while the
-    practice's SPU is offline (as Sikka does), instead of accepting them as pending."""
-
-    def __init__(self, inner: httpx.AsyncBaseTransport):
-        self.inner = inner
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if request.method == "POST" and request.url.path.endswith("/appointment"):
-            body = {**json.loads(request.content), "check_spu": "true"}
-            request = httpx.Request(request.method, request.url, headers=request.headers, json=body)
-        return await self.inner.handle_async_request(request)
-
-
 async def test_spu_offline_holds_submissions_then_clears(nursery, autojump_clock):
+    """Writebacks carry ``check_spu=true``: while the SPU is offline Sikka answers 412 API2017."""
     w = await start(nursery)
-    deps, sim = w.system.deps, w.system.sim
-    http = httpx.AsyncClient(transport=CheckSpu(sim.transport()))
-    deps.client = SikkaClient(http, deps.settings.api_url, deps.settings.app_id, deps.settings.app_key, "test-node")
     w.system.sim.set_faults({"spu_offline": [OFFICE]})
     wid = await w.system.request(OFFICE, "book_appointment", booking(w.system.sim, OFFICE, 0))
 

@@ -268,15 +268,44 @@ async def test_daily_quota_defers_writebacks_to_local_quiet_hours(nursery, autoj
 # --- 6. deadlines -----------------------------------------------------------------------------
 
 
-async def test_deadline_while_spu_offline_deletes_at_sikka_and_fails_retryable(nursery, autojump_clock):
-    """The SPU is offline: Sikka accepts the writeback but holds it pending. Past its deadline
-    the actor DELETEs it at Sikka; the status read then says deleted: failed deadline_exceeded,
-    retryable, and nothing is ever written, even once the SPU is back."""
+async def _accepted_then_spu_offline(system, office: str, wid: str) -> None:
+    """Take the practice's SPU offline as soon as Sikka has accepted ``wid`` (before its delay
+    runs out): Sikka then holds it pending. (Offline before the submission, ``check_spu`` gets
+    a 412 and nothing reaches Sikka.)"""
+    with trio.fail_after(30):
+        while (await system.store.writeback(wid)).state != "pending":
+            await trio.sleep(0.5)
+    system.sim.set_faults({"spu_offline": [office]})
+
+
+async def test_spu_offline_at_submission_defers_then_sends_once_back_online(nursery, autojump_clock):
+    """``check_spu=true`` on every writeback: with the SPU offline Sikka answers 412 API2017 and
+    creates nothing; the writeback is deferred (15 s doubling), and sent once the SPU is back."""
     system = await start_system(nursery, sim_config=SimConfig(practices=1, writeback_delay=(5, 20)))
     office = system.offices()[0]
     await _fresh_key(system, office)
     system.sim.set_faults({"spu_offline": [office]})
+    wid = await system.request(office, "book_appointment", booking(system.sim, office, 1))
+    await trio.sleep(120)
+    row = await system.store.writeback(wid)
+    assert row.state in ("deferred", "queued") and row.sikka_writeback_id is None
+    assert (await sim_stats(system, office))["writebacks_submitted"] == 0
+    deferrals = of_type(await stream(system, office), ev.WritebackDeferred)
+    assert 3 <= len(deferrals) <= 5  # 15, 30, 60 s … apart, not a tight loop
+    system.sim.set_faults({"spu_offline": []})
+    row = (await system.wait_final([wid], timeout=1200))[wid]
+    assert row.state == "completed" and len(await sim_created(system, office)) == 1
+
+
+async def test_deadline_while_spu_offline_deletes_at_sikka_and_fails_retryable(nursery, autojump_clock):
+    """The SPU goes offline after Sikka accepted the writeback: Sikka holds it pending. Past its
+    deadline the actor DELETEs it at Sikka; the status read then says deleted: failed
+    deadline_exceeded, retryable, and nothing is ever written, even once the SPU is back."""
+    system = await start_system(nursery, sim_config=SimConfig(practices=1, writeback_delay=(5, 20)))
+    office = system.offices()[0]
+    await _fresh_key(system, office)
     wid = await system.request(office, "book_appointment", booking(system.sim, office, 1), deadline_s=120)
+    await _accepted_then_spu_offline(system, office, wid)
     requested = await system.store.writeback(wid)
     rows = await system.wait_final([wid], timeout=600)
     row = rows[wid]
@@ -735,13 +764,13 @@ async def _state_is(system, wid, state):
 
 async def test_peer_writeback__still_pending_is_never_reported_completed(nursery, autojump_clock):
     """Port of "still pending: same writes" and pollWritebackStatus's limit, corrected (section
-    5.2 item 8: completed after 10 pending checks): a writeback Sikka holds pending (SPU offline)
-    stays pending through many checks, then completes when Sikka does."""
+    5.2 item 8: completed after 10 pending checks): a writeback Sikka holds pending (its SPU went
+    offline after accepting it) stays pending through many checks, then completes when Sikka does."""
     system = await start_system(nursery, sim_config=SimConfig(practices=1, writeback_delay=(5, 20)))
     office = system.offices()[0]
     await _fresh_key(system, office)
-    system.sim.set_faults({"spu_offline": [office]})
     wid = await system.request(office, "book_appointment", booking(system.sim, office, 1))
+    await _accepted_then_spu_offline(system, office, wid)
     await trio.sleep(3600)
     row = await system.store.writeback(wid)
     assert row.state == "pending" and row.checks >= 10

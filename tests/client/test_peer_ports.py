@@ -222,7 +222,7 @@ async def test_create_patient_body(client, sikka):
     result = await client.submit(REQUEST_KEY, "create_patient", payload)
 
     assert result.value == WritebackAck(sikka_writeback_id="275495", code="API2016")
-    assert sent(route) == {**payload, "practice_id": "1"}
+    assert sent(route) == {**payload, "practice_id": "1", "check_spu": "true"}
 
 
 async def test_writeback_id_never_made_up_from_a_message(client, sikka):
@@ -254,7 +254,7 @@ async def test_book_appointment_body(client, sikka):
 
     assert result.ok
     body = sent(route)
-    assert body == {**payload, "length": "30"}
+    assert body == {**payload, "length": "30", "check_spu": "true"}
     assert "type" not in body  # not sent when no type applies
 
 
@@ -268,7 +268,7 @@ async def test_reschedule_body(client, sikka):
     )
 
     assert result.ok
-    assert sent(route) == {"date": "2025-03-16", "time": "14:00", "length": "45", "practice_id": "1", "provider_id": "DOC1"}
+    assert sent(route) == {"date": "2025-03-16", "time": "14:00", "length": "45", "practice_id": "1", "provider_id": "DOC1", "check_spu": "true"}
 
 
 async def test_reschedule_refuses_an_iso_datetime_instead_of_converting_in_utc(client, sikka):
@@ -293,7 +293,7 @@ async def test_cancel_appointment_patch(client, sikka, value):
     )
 
     assert result.ok
-    assert sent(route) == {"op": "replace", "path": "/appointment_status", "value": value, "cancellation_note": "Patient called", "practice_id": "1"}
+    assert sent(route) == {"op": "replace", "path": "/appointment_status", "value": value, "cancellation_note": "Patient called", "practice_id": "1", "check_spu": "true"}
 
 
 async def test_update_patient_patch_always_has_practice_id(client, sikka):

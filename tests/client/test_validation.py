@@ -34,17 +34,18 @@ VALID = {
     },
 }
 
+SPU = {"check_spu": "true"}  # added by the supervisor: Sikka answers 412 rather than hold it pending
 EXPECTED = {
-    "book_appointment": SikkaRequest("POST", "/appointment", VALID["book_appointment"]),
-    "reschedule_appointment": SikkaRequest("PUT", "/appointments/70670", {"practice_id": "1", "time": "14:00"}),
+    "book_appointment": SikkaRequest("POST", "/appointment", {**VALID["book_appointment"], **SPU}),
+    "reschedule_appointment": SikkaRequest("PUT", "/appointments/70670", {"practice_id": "1", "time": "14:00", **SPU}),
     "update_appointment_status": SikkaRequest(
         "PATCH",
         "/appointments/70670",
-        {"practice_id": "1", "value": "Cancelled", "op": "replace", "path": "/appointment_status"},
+        {"practice_id": "1", "value": "Cancelled", "op": "replace", "path": "/appointment_status", **SPU},
     ),
-    "create_patient": SikkaRequest("POST", "/patient", VALID["create_patient"]),
-    "update_patient": SikkaRequest("PATCH", "/patient/5383", {"practice_id": "1", "email": "jane@example.com"}),
-    "add_medical_note": SikkaRequest("POST", "/medical_notes", VALID["add_medical_note"]),
+    "create_patient": SikkaRequest("POST", "/patient", {**VALID["create_patient"], **SPU}),
+    "update_patient": SikkaRequest("PATCH", "/patient/5383", {"practice_id": "1", "email": "jane@example.com", **SPU}),
+    "add_medical_note": SikkaRequest("POST", "/medical_notes", VALID["add_medical_note"]),  # check_spu undocumented
 }
 
 
