@@ -36,6 +36,7 @@ from actors.admin import Admin
 from actors.applevel import AppLevel
 from actors.config import Settings
 from actors.http11 import Request, Response, bind_unix_listener, json_response, serve_connection
+from actors.looplag import LoopLag
 from actors.practices import PracticeSupervisor
 from actors.ratelimit import Budget
 from actors.sikka import SikkaClient
@@ -158,6 +159,7 @@ async def serve(
                     tcp = await trio.open_tcp_listeners(port, host=host)
                     handler = partial(serve_connection, handler=bearer_guard(settings.api_token, admin.handle))
                     intake.start_soon(partial(trio.serve_listeners, handler, tcp))
+                root.start_soon(LoopLag().run)
                 interval = systemd.watchdog_interval()
                 if interval:
                     root.start_soon(watchdog, interval)
