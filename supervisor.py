@@ -30,13 +30,13 @@ import psycopg
 import structlog
 import trio
 
-from actors import systemd
+from actors import looplag, systemd
 from actors.actor import Deps, Wake, utc_now
 from actors.admin import Admin
 from actors.applevel import AppLevel
 from actors.config import Settings
 from actors.http11 import Request, Response, bind_unix_listener, json_response, serve_connection
-from actors.looplag import LoopLag
+from actors.gcpolicy import freeze_long_lived
 from actors.practices import PracticeSupervisor
 from actors.ratelimit import Budget
 from actors.sikka import SikkaClient
@@ -159,7 +159,8 @@ async def serve(
                     tcp = await trio.open_tcp_listeners(port, host=host)
                     handler = partial(serve_connection, handler=bearer_guard(settings.api_token, admin.handle))
                     intake.start_soon(partial(trio.serve_listeners, handler, tcp))
-                root.start_soon(LoopLag().run)
+                root.start_soon(looplag.probe)
+                root.start_soon(freeze_long_lived)
                 interval = systemd.watchdog_interval()
                 if interval:
                     root.start_soon(watchdog, interval)

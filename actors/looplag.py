@@ -1,14 +1,17 @@
 """Event-loop lag: how late the trio loop wakes a task that asked to sleep a fixed interval.
 
 A probe task sleeps ``interval`` seconds again and again; each wake-up's lateness (actual minus
-asked) is one sample. Every ``report_every`` seconds it logs ``loop.lag`` with the interval's
-p50/p99/max and sample count, then starts a new interval (the scale benchmark reads these lines;
-issue 8's ``sikka_loop_lag_seconds`` metric can read ``LoopLag.last`` the same way). The samples
-live in one ``array('d')`` per interval: a few KiB, independent of the number of practices.
+asked) is one sample. Every ``report_every`` seconds it logs ``loop.lag`` with that interval's
+p50/p99/max, the sample count and a histogram (``buckets``: counts of samples ≤ each bound of
+``BUCKETS_S``, the last one unbounded, not cumulative), then starts a new interval. Histograms
+add up, so a reader can take the p99 over any run of reports (``bench.scale`` does; issue 8's
+``sikka_loop_lag_seconds`` metric can observe the same samples). Memory: one ``array('d')`` of
+samples per interval, independent of the number of practices.
 """
 
 from __future__ import annotations
 
+import bisect
 from array import array
 
 import structlog
@@ -20,34 +23,47 @@ log = structlog.get_logger("looplag")
 
 PROBE_INTERVAL_S = 0.05
 REPORT_EVERY_S = 10.0
+BUCKETS_S = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)  # then +inf
 
 
-class LoopLag:
-    def __init__(self, interval: float = PROBE_INTERVAL_S, report_every: float = REPORT_EVERY_S):
-        self.interval = interval
-        self.report_every = report_every
-        self.last: dict[str, float] = {}  # the last interval's figures (seconds)
+def histogram(samples) -> list[int]:
+    counts = [0] * (len(BUCKETS_S) + 1)
+    for s in samples:
+        counts[bisect.bisect_left(BUCKETS_S, s)] += 1
+    return counts
 
-    @staticmethod
-    def figures(samples) -> dict[str, float]:
-        values = list(samples)
-        return {
-            "p50_s": percentile(values, 50),
-            "p99_s": percentile(values, 99),
-            "max_s": max(values),
-            "samples": len(values),
-        }
 
-    async def run(self) -> None:
-        samples = array("d")
-        reported = trio.current_time()
-        while True:
-            asked = trio.current_time() + self.interval
-            await trio.sleep_until(asked)
-            now = trio.current_time()
-            samples.append(max(0.0, now - asked))
-            if now - reported >= self.report_every:
-                self.last = self.figures(samples)
-                log.info("loop.lag", **{k: round(v, 6) for k, v in self.last.items()})
-                samples = array("d")
-                reported = now
+def quantile_bound(buckets: list[int], q: float) -> float:
+    """The upper bound of the bucket holding the ``q`` quantile (``inf`` past the last bound)."""
+    total = sum(buckets)
+    rank, seen = q * total, 0
+    for bound, count in zip((*BUCKETS_S, float("inf")), buckets):
+        seen += count
+        if seen >= rank:
+            return bound
+    return float("inf")
+
+
+def figures(samples) -> dict:
+    values = list(samples)
+    return {
+        "p50_s": round(percentile(values, 50), 6),
+        "p99_s": round(percentile(values, 99), 6),
+        "max_s": round(max(values), 6),
+        "samples": len(values),
+        "buckets": histogram(values),
+    }
+
+
+async def probe(interval: float = PROBE_INTERVAL_S, report_every: float = REPORT_EVERY_S) -> None:
+    samples = array("d")
+    reported = trio.current_time()
+    while True:
+        asked = trio.current_time() + interval
+        await trio.sleep_until(asked)
+        now = trio.current_time()
+        samples.append(max(0.0, now - asked))
+        if now - reported >= report_every:
+            log.info("loop.lag", **figures(samples))
+            samples = array("d")
+            reported = now

@@ -35,8 +35,9 @@ negative value or a Reset beyond an hour makes the whole response's hints ignore
 current hint's are ignored (out-of-order answers). Sends after the answered request was sent
 are subtracted from its Remaining: the server may not have counted them yet.
 
-Memory: the log is an ``array('d')`` ring of the configured limit's size (8 bytes per slot: 1.6
-KiB for L = 200) plus a few scalars in ``__slots__``; far under 20 KiB per practice.
+Memory: the log is an ``array('d')`` ring that grows with the sends up to the configured limit
+(8 bytes per slot: 1.6 KiB for L = 200 once a practice has been that busy; an idle practice's
+few key checks take a few dozen bytes) plus a few scalars in ``__slots__``.
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ class Budget:
         self.configured_limit = int(limit)
         self.margin = max(float(margin), MIN_MARGIN_S)  # > 0: a closed 60 s window holds ≤ L too
         self.window = float(window)
-        self._ring = array("d", bytes(8 * self.configured_limit))
+        self._ring = array("d")  # grows with the sends up to the limit, then wraps (see take)
         self._head = 0  # index of the oldest entry
         self._count = 0
         self._server_limit: int | None = None
@@ -197,7 +198,7 @@ class Budget:
         if self._count and now < self._at(self._count - 1):
             now = self._at(self._count - 1)  # a clock that stepped back: keep the log sorted
         if self._count < self.configured_limit:
-            self._ring[(self._head + self._count) % self.configured_limit] = now
+            self._ring.append(now)  # the head stays at 0 until the log is full
             self._count += 1
         else:
             self._ring[self._head] = now

@@ -25,8 +25,9 @@ served, ``/_sim/stats``):
 
 Output: ``name: value`` lines, per scenario (``actors.p20_seconds.overshoot_p95_s``) and over all
 scenarios, with ``ratio.*`` = peer / actors (above 1: we are better). Commitments (issue 10):
-``actors.bound_p95 ≤ 1``, ``actors.overshoot_max_s ≤ 120``, ``actors.status_per_confirmed_20plus ≤ 1.5``
-(the scenarios with 20 or more pending), ``actors.status_429 = 0``.
+``actors.bound_p95 ≤ 1``, ``actors.overshoot_max_s ≤ 120``, ``actors.status_429 = 0``, and
+``actors.status_per_confirmed_20plus_seconds ≤ 1.5`` (the scenarios with 20 or more pending and
+delays in seconds, taken together; why not per burst and not for hours: bench/README.md).
 """
 
 from __future__ import annotations

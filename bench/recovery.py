@@ -31,21 +31,27 @@ from bench.workload import practice_streams
 CHECKED = ("status_checked", "writeback_completed", "writeback_failed", "writeback_reconciled")
 
 
-def seed(url: str, practices: int, events: int) -> int:
-    """Append about ``events`` events over ``practices`` streams; how many were appended."""
+def seed(url: str, practices: int, events: int, secrets_key: str, sim_seed: int = 1) -> int:
+    """Append about ``events`` events over ``practices`` streams and store each practice's secret
+    key (the simulator's, as onboarding would); how many events were appended."""
+    from sim.data import secret_key
+    from store.credentials import Credentials, PgCredentialRows, Vault, parse_keys
     from store.db import Database
     from store.eventlog import PgEventStore
 
-    per_practice = max(1, (events // practices - 2) // 7)  # a lifecycle is about 7 events
+    per_practice = max(1, round((events / practices - 2) / 5.6))  # a lifecycle averages about 5.6 events
 
     async def run() -> int:
         db = Database(url, max_size=2)
         await db.open()
         try:
             store = PgEventStore(db)
+            credentials = Credentials(Vault(parse_keys(secrets_key)), PgCredentialRows(db))
             total = 0
             for stream, evs in practice_streams(seed=7, practices=practices, writebacks_per_practice=per_practice):
                 await store.append(stream, 0, evs)
+                office = evs[0].office_id
+                await credentials.put_secret(office, "secret_key", secret_key(sim_seed, office))
                 total += len(evs)
             return total
         finally:
@@ -97,9 +103,9 @@ def measure(admin_url: str, tmp: Path, practices: int, events: int, inflight: in
     from tests.e2e.test_processes import Sim, Supervisor
 
     url = fresh_database(admin_url, "sikka_bench_recovery")
-    seeded = seed(url, practices, events)
     sim = Sim(tmp, practices, "--token-ttl", "86400", "--writeback-delay", "3600:7200")
     supervisor = Supervisor(tmp, sim, url)
+    seeded = seed(url, practices, events, supervisor.env["SIKKA_SECRETS_KEY"])
     try:
         supervisor.start()
         wait_ready(supervisor, practices, timeout)
