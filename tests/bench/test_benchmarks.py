@@ -91,3 +91,24 @@ def test_parse_lines_rejects_other_output():
     assert parse_lines("a.b: 1\nc: true") == {"a.b": "1", "c": "true"}
     with pytest.raises(ValueError, match="not a 'name: value' line"):
         parse_lines("warming up the database")
+
+
+def test_scale_measures_a_supervisor_process_with_its_practices(pg_admin_url, tmp_path):
+    from bench.scale import run_once
+
+    figures = run_once(pg_admin_url, tmp_path / "run", practices=3, settle=10.5, timeout=60)
+    assert figures["rss"] > 20 * 2**20  # a Python process with the supervisor loaded
+    assert figures["ready_s"] > 0
+    assert 0 <= figures["lag_p99"] < float("inf")  # loop.lag reports were read from the log
+    assert 0 <= figures["lag_over_50ms"] <= 1
+    assert figures["cpu_share"] >= 0
+
+
+def test_recovery_restarts_after_kill_9_and_checks_every_inflight_writeback(pg_admin_url, tmp_path):
+    from bench.recovery import measure
+
+    figures = measure(pg_admin_url, tmp_path, practices=4, events=400, inflight=3, timeout=60)
+    assert figures["inflight"] == 3
+    assert figures["events_seeded"] >= 300
+    assert figures["events_total"] > figures["events_at_kill"]  # the restarted supervisor checked them
+    assert 0 < figures["actors_s"] <= figures["recovery_s"] and figures["first_checks_s"] <= figures["recovery_s"]
