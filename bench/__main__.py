@@ -43,6 +43,11 @@ ROWS = (
     Row("confirm", "ratio.overshoot_p95_s", "(peer / ours)"),
     Row("confirm", "actors.status_per_confirmed", ""),
     Row("confirm", "peer.status_per_confirmed", ""),
+    *(
+        Row("confirm", f"{who}.{scenario}.status_per_confirmed", "")
+        for scenario in ("p20_seconds", "p50_seconds", "mixed_seconds", "mixed_minutes", "mixed_hours")
+        for who in ("actors", "peer")
+    ),
     Row("confirm", "actors.budget_peak_share", ""),
     Row("confirm", "peer.budget_peak_share", ""),
     Row("ratelimit", "actors.share_of_limit", "≥ 0.975", lambda v: v >= 0.975),

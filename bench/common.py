@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections import Counter
 
 from actors import logs
 
@@ -30,3 +31,16 @@ def parse_lines(text: str) -> dict[str, str]:
             raise ValueError(f"not a 'name: value' line: {raw!r}")
         out[name] = value
     return out
+
+
+def count_requests(sim) -> Counter:
+    """Count every request the simulator answers, by ``METHOD /path`` (each page is one)."""
+    counts: Counter = Counter()
+    handle = sim.handle
+
+    def counting(method, target, headers, body=b"", *args, **kwargs):
+        counts[f"{method} {target.split('?', 1)[0]}"] += 1
+        return handle(method, target, headers, body, *args, **kwargs)
+
+    sim.handle = counting
+    return counts

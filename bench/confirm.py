@@ -42,7 +42,8 @@ import trio
 import trio.testing
 
 from actors.figures import percentile
-from bench.common import line, quiet_logs
+from bench.common import count_requests, line, quiet_logs
+from bench.peer import run_peer_tracker
 from sim import SimConfig, Simulator
 
 DELAYS: dict[str, tuple[float, float]] = {
@@ -72,19 +73,6 @@ def scenarios(pending: Sequence[str] = tuple(PENDING), delays: Sequence[str] = t
 
 def sim_config(scenario: Scenario, seed: int) -> SimConfig:
     return SimConfig(practices=len(scenario.pending), seed=seed, writeback_delay=scenario.delay)
-
-
-def count_requests(sim: Simulator) -> Counter:
-    """Count every request the simulator answers by ``METHOD /path`` (pages included)."""
-    counts: Counter = Counter()
-    handle = sim.handle
-
-    def counting(method, target, headers, body=b"", *args, **kwargs):
-        counts[f"{method} {target.split('?', 1)[0]}"] += 1
-        return handle(method, target, headers, body, *args, **kwargs)
-
-    sim.handle = counting
-    return counts
 
 
 @dataclass
@@ -147,8 +135,6 @@ async def run_actors(scenario: Scenario, seed: int) -> Run:
 
 
 async def run_peer(scenario: Scenario, seed: int) -> Run:
-    from bench.peer import run_peer_tracker
-
     sim, counts, recorded = await run_peer_tracker(sim_config(scenario, seed), scenario.pending, OPERATION)
     return measure(sim, counts, recorded)
 

@@ -24,6 +24,7 @@ import trio
 
 from actors import outcomes as oc
 from actors.sikka import SikkaClient
+from bench.common import count_requests
 from sim import SimConfig, Simulator
 
 FIRST_CHECK_S = 10.0
@@ -74,17 +75,16 @@ async def track(client: SikkaClient, key: str, sikka_id: str, counter: MinuteCou
 
 
 async def run_peer_tracker(
-    config: SimConfig, pending: Sequence[int], operation: str, *, epoch: float | None = None
+    config: SimConfig, pending: Sequence[int], operation: str
 ) -> tuple[Simulator, Counter, dict[str, float]]:
     """Run the peer's strategy for ``pending[i]`` writebacks at the simulator's i-th practice.
 
     Returns the simulator, the requests it served by ``METHOD /path``, and Sikka writeback id →
     when the peer recorded the outcome (POSIX seconds on the simulator's clock).
     """
-    from bench.confirm import count_requests
-    from tests.actors.harness import EPOCH, booking
+    from tests.actors.harness import EPOCH, booking  # the actor tests' clock origin and payloads
 
-    start = (epoch if epoch is not None else EPOCH.timestamp()) - trio.current_time()
+    start = EPOCH.timestamp() - trio.current_time()  # the simulator's clock, as in the actor runs
     sim = Simulator(config, clock=lambda: start + trio.current_time(), rng=random.Random(config.seed))
     counts = count_requests(sim)
     recorded: dict[str, float] = {}
