@@ -85,23 +85,27 @@ def commit() -> str:
     return (out.stdout.strip() or "unknown") + ("+dirty" if dirty.strip() else "")
 
 
-def old_cells(text: str) -> dict[tuple[str, str], str]:
-    """(bench, figure) → the measured cell of the table now in the README."""
+def old_cells(text: str) -> dict[tuple[str, str], tuple[str, str]]:
+    """(bench, figure) → (measured, holds) cells of the table now in the README."""
     cells = {}
-    for row in re.findall(r"^\| `(\w+)` \| `([\w.]+)` \| ([^|]*) \|", text, flags=re.M):
-        cells[(row[0], row[1])] = row[2].strip()
+    for bench, figure, measured, holds in re.findall(
+        r"^\| `(\w+)` \| `([\w.]+)` \| ([^|]*) \| [^|]* \| ([^|]*) \|", text, flags=re.M
+    ):
+        cells[(bench, figure)] = (measured.strip(), holds.strip())
     return cells
 
 
-def table(results: dict[str, dict[str, str] | None], previous: dict[tuple[str, str], str], stamp: str) -> str:
-    lines = [BEGIN, f"Measured {stamp}.", "", "| benchmark | figure | measured | commitment | holds |", "|---|---|---|---|---|"]
+def table(results: dict[str, dict[str, str] | None], previous: dict[tuple[str, str], tuple[str, str]], stamp: str) -> str:
+    lines = [BEGIN, f"Measured {stamp}; rows of benchmarks not run then are kept from an earlier run.", "",
+             "| benchmark | figure | measured | commitment | holds |", "|---|---|---|---|---|"]
     for row in ROWS:
         figures = results.get(row.bench)
         value = figures.get(row.figure) if figures else None
-        cell = value if value is not None else previous.get((row.bench, row.figure), "—")
-        holds = ""
-        if row.holds is not None and value is not None:
-            holds = "yes" if row.holds(float(value)) else "**no**"
+        if value is None:
+            cell, holds = previous.get((row.bench, row.figure), ("—", ""))
+        else:
+            cell = value
+            holds = "" if row.holds is None else ("yes" if row.holds(float(value)) else "**no**")
         lines.append(f"| `{row.bench}` | `{row.figure}` | {cell} | {row.commitment} | {holds} |")
     lines.append(END)
     return "\n".join(lines)
