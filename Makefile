@@ -25,4 +25,4 @@ test-full: install
 	$(BIN)/python -m pytest -q
 
 bench: install
-	$(BIN)/python -m bench.store
+	$(BIN)/python -m bench

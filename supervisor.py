@@ -36,13 +36,14 @@ import structlog
 import trio
 
 from actors import events as ev
-from actors import systemd
+from actors import looplag, systemd
 from actors.actor import Deps, Wake, utc_now
 from actors.admin import Admin
 from actors.applevel import AppLevel
 from actors.config import Settings
 from actors.http11 import Request, Response, bind_unix_listener, json_response, serve_connection
-from actors.metrics import Metrics, StateCollector, TimedStore, probe_loop_lag
+from actors.gcpolicy import freeze_long_lived
+from actors.metrics import Metrics, StateCollector, TimedStore
 from actors.monitor import Monitor
 from actors.ownership import Ownership
 from actors.practices import PracticeSupervisor
@@ -166,7 +167,6 @@ async def serve(
             await root.start(store.pump_notifications)
             await root.start(practices.run)
             await root.start(ownership.run)
-            root.start_soon(probe_loop_lag, metrics.loop_lag)
             await root.start(monitor.run)
             if slack is not None:
                 root.start_soon(slack.run)
@@ -181,6 +181,8 @@ async def serve(
                     tcp = await trio.open_tcp_listeners(port, host=host)
                     handler = partial(serve_connection, handler=bearer_guard(settings.api_token, admin.handle))
                     intake.start_soon(partial(trio.serve_listeners, handler, tcp))
+                root.start_soon(partial(looplag.probe, observe=metrics.loop_lag.observe))
+                root.start_soon(freeze_long_lived)
                 interval = systemd.watchdog_interval()
                 if interval:
                     root.start_soon(watchdog, interval)

@@ -184,7 +184,7 @@ class PracticeActor:
         self._snapshot_version = 0
         self._last_keyed_call_at: datetime | None = None
         self._stopping = False
-        self._stop_requested = trio.Event()
+        self._waiting: trio.CancelScope | None = None  # the inbox wait that stop() interrupts
         self._state_changed = trio.Event()
 
     # --- public -------------------------------------------------------------------------------
@@ -224,7 +224,8 @@ class PracticeActor:
     def stop(self) -> None:
         """Finish the current step, then return."""
         self._stopping = True
-        self._stop_requested.set()
+        if self._waiting is not None:
+            self._waiting.cancel()
 
     async def wait_state_changed(self) -> None:
         await self._state_changed.wait()
@@ -330,20 +331,16 @@ class PracticeActor:
             await self._handle(envelope)
 
     async def _receive_or_stop(self) -> Envelope | None:
-        async with trio.open_nursery() as nursery:
-            received: list[Envelope] = []
-
-            async def receive():
-                received.append(await self._inbox.receive())
-                nursery.cancel_scope.cancel()
-
-            async def stopped():
-                await self._stop_requested.wait()
-                nursery.cancel_scope.cancel()
-
-            nursery.start_soon(receive)
-            nursery.start_soon(stopped)
-        return received[0] if received else None
+        """The next message, or ``None`` once ``stop()`` was called. One task per actor: ``stop``
+        cancels this wait's scope (a cancelled receive takes nothing from the inbox)."""
+        if self._stopping:
+            return None
+        with trio.CancelScope() as self._waiting:
+            try:
+                return await self._inbox.receive()
+            finally:
+                self._waiting = None
+        return None
 
     async def _handle(self, envelope: Envelope) -> None:
         message = envelope.message

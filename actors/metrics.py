@@ -10,8 +10,8 @@ Two kinds of series:
   practice comes from the ``office_id`` bound in the calling task's log context, ``app`` for
   app-level calls), the confirmation and overshoot histograms (``observe_events``: the actor's
   events hook, with the state before them), ``sikka_event_append_seconds`` (``TimedStore``
-  around the event store) and ``sikka_loop_lag_seconds`` (``probe_loop_lag``: how late a short
-  sleep wakes up).
+  around the event store) and ``sikka_loop_lag_seconds`` (the samples of ``actors.looplag``'s
+  probe: how late a short sleep wakes up).
 
 No label or value ever carries a payload or a secret: labels are office ids, endpoint names
 (the first path segment), HTTP statuses, writeback states and alert kinds.
@@ -24,7 +24,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import structlog
-import trio
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
@@ -33,7 +32,6 @@ from actors import events as ev
 from actors.state import WRITEBACK_STATES, Practice, writeback_counts
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-LAG_PROBE_S = 0.25
 
 
 def sikka_time(text: str | None) -> datetime | None:
@@ -154,11 +152,3 @@ class TimedStore:
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
-
-
-async def probe_loop_lag(histogram: Histogram, interval: float = LAG_PROBE_S) -> None:
-    """Sleep ``interval`` over and over; the lateness of each wake-up is the loop's lag."""
-    while True:
-        began = trio.current_time()
-        await trio.sleep(interval)
-        histogram.observe(max(0.0, trio.current_time() - began - interval))

@@ -1,0 +1,116 @@
+"""``python -m bench.scale``: many practices in one supervisor process: memory, loop lag, CPU.
+
+Two runs, each on a fresh database (embedded PostgreSQL, or ``DATABASE_URL``'s server) with
+``sikka-sim --practices N`` in its own process and ``sikka-supervisor run`` in another:
+
+    N = 0            the baseline: the supervisor's RSS with nothing to run
+    N = --practices  (default 5,000): start-up onboarding registers every practice, one actor
+                     each, one request-key grant each; then --settle seconds of steady state
+                     (key checks every SIKKA_KEY_CHECK_INTERVAL, the app-level list task idle)
+
+Measured on the supervisor process only (the simulator and PostgreSQL are other processes):
+``rss_baseline_mib``, ``rss_mib``, ``kib_per_practice`` = (RSS at N − RSS at 0) / N after the
+settle; ``loop_lag_p99_ms``: the p99 of every ``loop.lag`` sample over the settle (``actors.looplag``:
+a task asking to sleep 50 ms, its lateness), as the upper bound of its histogram bucket (1, 2, 5,
+10, 20, 50, 100 … ms), with ``loop_lag_over_50ms_share`` and ``loop_lag_max_ms`` beside it;
+``cpu_share``: the supervisor's user + system CPU over the settle / wall time (1.0 = one core);
+``ready_s``: from start to every actor running (``GET /usage`` lists them all) and every
+practice active. Commitments (issue 10): ``kib_per_practice ≤ 20``, ``loop_lag_p99_ms ≤ 50``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from actors import looplag
+from bench.common import line
+from bench.processes import cpu_seconds, fresh_database, loop_lag_reports, postgres, rss_bytes
+
+MIB = 1024 * 1024
+
+
+def wait_ready(supervisor, practices: int, timeout: float) -> None:
+    """Until every practice is active with a running actor."""
+    start = time.monotonic()
+    with supervisor.client(timeout=60) as admin:
+        while True:
+            running = len(admin.get("/usage").json()["practices"])
+            if running >= practices:
+                states = [p["state"] for p in admin.get("/practices").json()["practices"]]
+                if len(states) >= practices and all(s == "active" for s in states):
+                    return
+            if time.monotonic() - start > timeout:
+                raise TimeoutError(f"{running} of {practices} actors running after {timeout:.0f} s")
+            time.sleep(1.0)
+
+
+def run_once(admin_url: str, tmp: Path, practices: int, settle: float, timeout: float) -> dict[str, float]:
+    from tests.e2e.test_processes import Sim, Supervisor  # the end-to-end tests' process wrappers
+
+    tmp.mkdir(parents=True, exist_ok=True)
+    url = fresh_database(admin_url, "sikka_bench_scale")
+    sim = Sim(tmp, practices, "--token-ttl", "86400")
+    supervisor = Supervisor(tmp, sim, url)
+    try:
+        started = time.monotonic()
+        supervisor.start()
+        pid = supervisor.proc.pid
+        wait_ready(supervisor, practices, timeout)
+        ready = time.monotonic() - started
+        log = tmp / f"supervisor-{supervisor.starts}.log"
+        before = len(loop_lag_reports(log))
+        cpu0, t0 = cpu_seconds(pid), time.monotonic()
+        time.sleep(settle)
+        cpu1, t1 = cpu_seconds(pid), time.monotonic()
+        rss = rss_bytes(pid)
+        reports = loop_lag_reports(log)[before:]
+        assert supervisor.terminate() == 0
+    finally:
+        if supervisor.proc is not None and supervisor.proc.poll() is None:
+            supervisor.kill9()
+        sim.stop()
+    merged = [sum(counts) for counts in zip(*(r["buckets"] for r in reports))] if reports else []
+    return {
+        "rss": rss,
+        "cpu_share": (cpu1 - cpu0) / (t1 - t0),
+        "lag_p99": looplag.quantile_bound(merged, 0.99) if merged else float("nan"),
+        "lag_over_50ms": sum(c for bound, c in zip(looplag.BUCKETS_S + (float("inf"),), merged) if bound > 0.05)
+        / max(1, sum(merged)),
+        "lag_max": max((r["max_s"] for r in reports), default=float("nan")),
+        "ready_s": ready,
+    }
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    parser = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--practices", type=int, default=5000)
+    parser.add_argument("--settle", type=float, default=60.0, help="seconds of steady state measured")
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds allowed for start-up")
+    args = parser.parse_args(argv)
+    if args.practices < 1 or args.settle < 10:
+        parser.error("--practices must be ≥ 1 and --settle ≥ 10 (one loop.lag report per 10 s)")
+    with postgres() as (admin_url, tmp):
+        base = run_once(admin_url, tmp / "base", 0, args.settle, args.timeout)
+        full = run_once(admin_url, tmp / "full", args.practices, args.settle, args.timeout)
+    out = {
+        "practices": args.practices,
+        "rss_baseline_mib": base["rss"] / MIB,
+        "rss_mib": full["rss"] / MIB,
+        "kib_per_practice": (full["rss"] - base["rss"]) / 1024 / args.practices,
+        "loop_lag_p99_ms": full["lag_p99"] * 1000,
+        "loop_lag_over_50ms_share": full["lag_over_50ms"],
+        "loop_lag_max_ms": full["lag_max"] * 1000,
+        "loop_lag_baseline_p99_ms": base["lag_p99"] * 1000,
+        "cpu_share": full["cpu_share"],
+        "cpu_share_baseline": base["cpu_share"],
+        "ready_s": full["ready_s"],
+    }
+    for name, value in out.items():
+        print(line(name, value))
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""What an idle practice costs the process (the scale benchmark's budget: ≤ 20 KiB per practice,
+event-loop lag p99 ≤ 50 ms at 5,000): one trio task per actor, no per-practice random generator,
+a rate log that grows only with use; the loop-lag probe and the garbage-collector policy."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from functools import partial
+
+import structlog.testing
+import trio
+
+from actors import gcpolicy, looplag
+from actors.ratelimit import Budget, Lane
+from actors.supervision import RestartPolicy, Supervised
+from sim import SimConfig
+from tests.actors.harness import start_system
+
+
+def all_tasks() -> list:
+    out, todo = [], [trio.lowlevel.current_root_task()]
+    while todo:
+        task = todo.pop()
+        out.append(task)
+        for nursery in task.child_nurseries:
+            todo.extend(nursery.child_tasks)
+    return out
+
+
+async def idle_tasks(practices: int) -> int:
+    async with trio.open_nursery() as nursery:
+        await start_system(nursery, sim_config=SimConfig(practices=practices))
+        await trio.sleep(30)  # onboarded, keys issued: every actor waits for its next step
+        count = len(all_tasks())
+        nursery.cancel_scope.cancel()
+    return count
+
+
+async def test_an_idle_practice_costs_exactly_one_task(autojump_clock):
+    """Regression: each idle actor waited in a nursery of two helper tasks (inbox, stop)."""
+    assert await idle_tasks(5) - await idle_tasks(2) == 3
+
+
+async def test_stop_interrupts_an_idle_actor(autojump_clock):
+    async with trio.open_nursery() as nursery:
+        system = await start_system(nursery, sim_config=SimConfig(practices=1))
+        await trio.sleep(5)
+        actor = system.practices.actors["D1000"]
+        with trio.fail_after(1):
+            actor.stop()
+            while "D1000" in system.practices.actors:
+                await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
+
+
+def test_the_rate_log_grows_with_use_up_to_the_limit():
+    budget = Budget(200)
+    assert len(budget._ring) == 0
+    for i in range(250):
+        budget.take(Lane.STATUS, float(i))
+    assert len(budget._ring) == 200 and budget.used(249.0) <= 200
+
+
+def test_supervision_records_share_one_jitter_generator():
+    a, b = Supervised("a", RestartPolicy()), Supervised("b", RestartPolicy())
+    assert a.rng is b.rng
+
+
+def test_loop_lag_histograms_add_up_to_a_p99_bound():
+    report = looplag.figures([0.0005] * 98 + [0.03, 0.3])
+    assert report["samples"] == 100 and report["max_s"] == 0.3
+    assert looplag.quantile_bound(report["buckets"], 0.98) == 0.001
+    assert looplag.quantile_bound(report["buckets"], 0.99) == 0.05
+    merged = [x + y for x, y in zip(report["buckets"], looplag.histogram([0.0005] * 100))]
+    assert looplag.quantile_bound(merged, 0.99) == 0.001
+
+
+async def test_loop_lag_probe_reports_on_its_interval(autojump_clock):
+    with structlog.testing.capture_logs() as logs, trio.move_on_after(25):
+        await looplag.probe(interval=0.05, report_every=10)
+    reports = [entry for entry in logs if entry["event"] == "loop.lag"]
+    assert len(reports) == 2
+    assert all(r["samples"] >= 199 and r["max_s"] == 0 for r in reports)  # the mock clock is never late
+
+
+async def test_gc_policy_freezes_the_survivors(autojump_clock):
+    gc.unfreeze()
+    try:
+        with trio.move_on_after(5):
+            await gcpolicy.freeze_long_lived(first=1, every=100)
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+
+
+async def test_gc_policy_thaws_hourly_so_cycles_that_died_frozen_are_collected(autojump_clock):
+    class Node:
+        pass
+
+    gc.unfreeze()
+    holder = [Node()]
+    holder[0].self = holder[0]  # a reference cycle, alive when frozen
+    alive = weakref.ref(holder[0])
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(partial(gcpolicy.freeze_long_lived, first=1, every=10, thaw_every=30))
+            await trio.sleep(2)
+            assert gc.get_freeze_count() > 0
+            holder.clear()  # the cycle is garbage now, but frozen
+            await trio.sleep(20)
+            assert alive() is not None  # out of the collector's reach until the thaw
+            await trio.sleep(20)
+            assert alive() is None
+            nursery.cancel_scope.cancel()
+    finally:
+        gc.unfreeze()
+
+
+async def test_loop_lag_probe_feeds_the_metric(autojump_clock):
+    seen = []
+    with trio.move_on_after(1):
+        await looplag.probe(interval=0.05, observe=seen.append)
+    assert len(seen) >= 19 and all(lag == 0 for lag in seen)

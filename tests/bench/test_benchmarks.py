@@ -1,0 +1,114 @@
+"""The benchmarks' cores at tiny sizes: they run, measure what they claim, and print parseable
+``name: value`` lines. Behaviour only: no timing assertions (the figures live in bench/README.md)."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+import trio.testing
+
+from bench import confirm, peer
+from bench import ratelimit as bench_ratelimit
+from bench.common import parse_lines
+from sim import SimConfig
+
+
+def test_the_peer_checks_at_10_s_then_after_10_10_20_30_60_120_300_600_1800_s():
+    assert peer.check_offsets(12) == [10, 20, 30, 50, 80, 140, 260, 560, 1160, 2960, 4760, 6560]
+
+
+def test_the_peer_baseline_polls_each_writeback_on_its_own_schedule():
+    config = SimConfig(practices=1, seed=3, writeback_delay=(100.0, 100.0))
+
+    async def run():
+        return await peer.run_peer_tracker(config, (2,), "book_appointment")
+
+    sim, counts, recorded = trio.run(run, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert len(recorded) == 2
+    accepted = {str(wb.id): wb.accepted_at for wb in sim.writebacks.values()}
+    checks = [t for (t, method, path, *_rest) in sim.practice("D1000").timeline if path == "/v4/writeback_status"]
+    # each writeback: checks at +10, 20, 30, 50, 80, 140 s (done at 100 s: seen at 140 s)
+    expected = sorted(a + off for a in accepted.values() for off in peer.check_offsets(6))
+    assert checks == pytest.approx(expected)
+    for sikka_id, at in recorded.items():
+        assert at == pytest.approx(accepted[sikka_id] + 140)
+    assert counts["GET /v4/writeback_status"] == 12
+
+
+def test_the_peer_minute_counter_waits_for_the_next_calendar_minute_at_its_limit():
+    async def run():
+        counter = peer.MinuteCounter(limit=3)
+        await trio.sleep(30)
+        times = []
+        for _ in range(5):
+            await counter.take()
+            times.append(trio.current_time())
+        return times
+
+    assert trio.run(run, clock=trio.testing.MockClock(autojump_threshold=0)) == [30, 30, 30, 60, 60]
+
+
+def test_confirm_runs_both_strategies_on_the_same_workload_and_prints_parseable_lines():
+    results = confirm.run_all(confirm.scenarios(["p5"], ["seconds"]), seed=2)
+    ours, theirs = results[confirm.scenarios(["p5"], ["seconds"])[0]]
+    assert ours.confirmed == theirs.confirmed == 5  # our actors confirm every writeback
+    assert ours.delays == theirs.delays  # same seed, same writeback delays at "Sikka"
+    assert ours.status_429 == theirs.status_429 == 0
+    assert all(o >= 0 for o in ours.overshoots + theirs.overshoots)
+    assert max(ours.bound_ratios) <= 1.0  # every completion within max(2 s, 20 % of its age)
+    assert max(theirs.bound_ratios) > 1.0  # the peer's 10, 20, 30, 50 … s schedule is not
+    printed: list[str] = []
+    overall = confirm.report(results, emit=printed.append)
+    figures = parse_lines("\n".join(printed))
+    assert figures["same_workload.p5_seconds"] == "true"
+    assert figures["actors.confirmed"] == "5"
+    assert float(figures["ratio.status_per_confirmed"]) == pytest.approx(overall["ratio.status_per_confirmed"], abs=1e-3)
+
+
+def test_ratelimit_uses_the_limit_without_429s_over_35_fixed_windows():
+    """Also the regression test of the Budget fix: a fixed-window server whose Remaining counts
+    only our sends must not idle us until each Reset (was 95.1 % here, 96.6 % at 200/min)."""
+
+    async def run():
+        return await bench_ratelimit.drive("actors", limit=50, windows=35, workers=16, latency_ms=(20, 600), seed=1)
+
+    figures = trio.run(run, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert figures["status_429"] == 0
+    assert figures["share_of_limit"] >= 0.975
+
+
+def test_ratelimit_peer_stops_at_its_safe_150_per_minute():
+    async def run():
+        return await bench_ratelimit.drive("peer", limit=200, windows=3, workers=8, latency_ms=(20, 200), seed=1)
+
+    figures = trio.run(run, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert figures["status_429"] == 0
+    # 150 per calendar minute; 3 windows from the first request touch 4 calendar minutes
+    assert 0.70 <= figures["share_of_limit"] <= 150 * 4 / (200 * 3)
+
+
+def test_parse_lines_rejects_other_output():
+    assert parse_lines("a.b: 1\nc: true") == {"a.b": "1", "c": "true"}
+    with pytest.raises(ValueError, match="not a 'name: value' line"):
+        parse_lines("warming up the database")
+
+
+def test_scale_measures_a_supervisor_process_with_its_practices(pg_admin_url, tmp_path):
+    from bench.scale import run_once
+
+    figures = run_once(pg_admin_url, tmp_path / "run", practices=3, settle=10.5, timeout=60)
+    assert figures["rss"] > 20 * 2**20  # a Python process with the supervisor loaded
+    assert figures["ready_s"] > 0
+    assert 0 <= figures["lag_p99"] < float("inf")  # loop.lag reports were read from the log
+    assert 0 <= figures["lag_over_50ms"] <= 1
+    assert figures["cpu_share"] >= 0
+
+
+def test_recovery_restarts_after_kill_9_and_checks_every_inflight_writeback(pg_admin_url, tmp_path):
+    from bench.recovery import measure
+
+    figures = measure(pg_admin_url, tmp_path, practices=4, events=400, inflight=3, timeout=60)
+    assert figures["inflight"] == 3
+    assert figures["events_seeded"] >= 300
+    assert figures["events_total"] > figures["events_at_kill"]  # the restarted supervisor checked them
+    assert 0 < figures["actors_s"] <= figures["recovery_s"] and figures["first_checks_s"] <= figures["recovery_s"]
