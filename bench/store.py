@@ -13,29 +13,22 @@ Prints one ``name: value`` per line:
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 import time
-from pathlib import Path
 
 import psycopg
 import trio
-from psycopg.conninfo import make_conninfo
 
 from actors.state import empty, evolve
+from bench.processes import fresh_database, postgres
 from bench.workload import practice_streams
-from store import embedded, migrate
 from store.db import Database
 from store.eventlog import PgEventStore, iterate_log
 
 
-def fresh_database(admin_url: str, name: str) -> str:
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {name}")
-    url = make_conninfo(admin_url, dbname=name)
+def bench_database(admin_url: str) -> str:
+    """A fresh migrated database with the plain table the raw INSERTs go to."""
+    url = fresh_database(admin_url, "sikka_bench_store")
     with psycopg.connect(url, autocommit=True) as conn:
-        migrate.apply(conn)
         conn.execute("CREATE TABLE bench_raw (id bigserial PRIMARY KEY, stream_id text, type text, data jsonb)")
     return url
 
@@ -87,7 +80,7 @@ def replay(db: Database) -> tuple[int, float]:
 
 
 async def main(args: argparse.Namespace, admin_url: str) -> None:
-    url = fresh_database(admin_url, "sikka_bench_store")
+    url = bench_database(admin_url)
     db = Database(url, max_size=4)
     await db.open()
     store = PgEventStore(db)
@@ -119,17 +112,8 @@ def run() -> None:
     parser.add_argument("--writebacks", type=int, default=70, help="writebacks per stream (about 7 events each)")
     parser.add_argument("--batch", type=int, default=500, help="events per append in the batched run")
     args = parser.parse_args()
-    admin_url = os.environ.get("DATABASE_URL")
-    if admin_url:
+    with postgres() as (admin_url, _):
         trio.run(main, args, admin_url)
-        return
-    with tempfile.TemporaryDirectory(prefix="sikka-bench-") as tmp:
-        admin_url = embedded.start(Path(tmp))
-        try:
-            trio.run(main, args, admin_url)
-        finally:
-            embedded.stop_if_last()
-
 
 if __name__ == "__main__":
     run()
