@@ -70,14 +70,6 @@ class Snapshot(msgspec.Struct, frozen=True):
     state: bytes
 
 
-class PracticeHead(msgspec.Struct, frozen=True):
-    """What a watcher needs of a ``practices`` row, without decoding the fold."""
-
-    office_id: str
-    version: int
-    state: str
-    registered: bool
-
 
 class PracticeRow(msgspec.Struct, frozen=True):
     """A ``practices`` row: the practice summary, the stream version and the owner node."""
@@ -270,16 +262,6 @@ class PgEventStore:
                 "SELECT fold::text, version, owner FROM practices WHERE office_id = %s", (office_id,)
             ).fetchone()
             return PracticeRow(proj.decode_practice(row[0]), row[1], row[2]) if row else None
-
-        return await self.db.run(read)
-
-    async def practice_heads(self) -> list[PracticeHead]:
-        def read(conn):
-            rows = conn.execute(
-                "SELECT office_id, version, state, coalesce((fold->>'registered')::boolean, false)"
-                " FROM practices ORDER BY office_id"
-            ).fetchall()
-            return [PracticeHead(*r) for r in rows]
 
         return await self.db.run(read)
 
@@ -488,13 +470,6 @@ class MemoryEventStore:
     async def practice(self, office_id: str) -> PracticeRow | None:
         await trio.lowlevel.checkpoint()
         return self._practices.get(office_id)
-
-    async def practice_heads(self) -> list[PracticeHead]:
-        await trio.lowlevel.checkpoint()
-        return [
-            PracticeHead(k, r.version, r.practice.state, r.practice.registered)
-            for k, r in sorted(self._practices.items())
-        ]
 
     async def practices(self) -> list[PracticeRow]:
         await trio.lowlevel.checkpoint()
