@@ -458,6 +458,23 @@ async def test_usage(sup):
     assert sorted(u["office_id"] for u in body["practices"]) == list(OFFICES)
 
 
+async def test_alerts(sup):
+    status, out, err = await sup.cli("alerts")
+    assert status == 0 and out.strip() == "no alerts", err
+    await sup.faults({"revoke": ["D1001"]})  # the practice de-authorized the app
+    await sup.cli("refresh-token", "D1001")
+    with trio.fail_after(20):  # the monitor evaluates every 5 s
+        while "setup_required" not in {a["kind"] for a in (await sup.api.get("/alerts")).json()["alerts"]}:
+            await trio.sleep(0.2)
+    status, out, err = await sup.cli("alerts")
+    assert status == 0, err
+    narrow(out)
+    assert out.splitlines()[0].split()[:3] == ["SEVERITY", "KIND", "OFFICE"]
+    assert any(row.split()[:3] == ["critical", "setup_required", "D1001"] for row in out.splitlines()[1:]), out
+    body = await sup.same_as_api("/alerts", "alerts")
+    assert {a["office_id"] for a in body["alerts"]} == {"D1001"}
+
+
 async def test_stats(sup):
     wb = await sup.submit("D1000", 0)
     await sup.api.get(f"/writebacks/{wb['writeback_id']}", params={"wait": "30"})
