@@ -45,9 +45,15 @@ async def test_metrics_carry_every_series_with_its_labels(start):
     r = await sup.submit(office, submission(sup.sim, office))
     wid = r.json()["writeback_id"]
     assert (await sup.writeback(wid, wait=30)).json()["state"] == "completed"
-    r = await sup.client.get("/metrics")
-    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
-    found = families(r.text)
+    with trio.fail_after(5):  # the answer may come before the actor has observed its own append
+        while True:
+            r = await sup.client.get("/metrics")
+            assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+            found = families(r.text)
+            confirmed = found["sikka_writeback_confirmation_seconds"].samples
+            if any(s.name.endswith("_count") and s.value == 1 for s in confirmed):
+                break
+            await trio.sleep(0.05)
     for name, labels in SERIES.items():
         assert name in found, name
         samples = found[name].samples
