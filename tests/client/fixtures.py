@@ -113,6 +113,15 @@ APP_ID = "a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6"
 APP_KEY = "appkey0000000000000000000000secret"
 REQUEST_KEY = "d7ab733c766917fa5ef8ae3a54100620"
 NODE = "node-a"
+BOOKING = {  # a valid book_appointment payload
+    "patient_id": "5383",
+    "date": "2025-03-17",
+    "time": "10:00",
+    "length": "30",
+    "provider_id": "DOC1",
+    "operatory": "OP1",
+    "practice_id": "1",
+}
 
 
 def envelope(items: list[Any], *, offset: int = 0, limit: int = 50, total: int | str | None = None) -> dict[str, Any]:

@@ -28,17 +28,9 @@ from actors.outcomes import (
     WritebackAck,
 )
 from actors.sikka import SikkaClient, http_date, rate_headers, user_agent
-from tests.client.fixtures import APP_ID, APP_KEY, BASE, NODE, REQUEST_KEY, envelope
+from tests.client.fixtures import APP_ID, APP_KEY, BASE, BOOKING, NODE, REQUEST_KEY, envelope
 
-BOOK = {
-    "patient_id": "5383",
-    "date": "2025-03-17",
-    "time": "10:00",
-    "length": "30",
-    "provider_id": "DOC1",
-    "operatory": "OP1",
-    "practice_id": "1",
-}
+BOOK = dict(BOOKING)
 
 
 def error(status: int, code: str, long_message: str = "", **extra: str) -> httpx.Response:

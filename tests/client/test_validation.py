@@ -9,17 +9,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from actors.operations import FORBIDDEN_PATH_CHARS, OPERATIONS, PayloadError, SikkaRequest, normalize, prepare, validate
+from tests.client.fixtures import BOOKING
 
 VALID = {
-    "book_appointment": {
-        "patient_id": "5383",
-        "date": "2025-03-17",
-        "time": "10:00",
-        "length": "30",
-        "provider_id": "DOC1",
-        "operatory": "OP1",
-        "practice_id": "1",
-    },
+    "book_appointment": dict(BOOKING),
     "reschedule_appointment": {"appointment_sr_no": "70670", "practice_id": "1", "time": "14:00"},
     "update_appointment_status": {"appointment_sr_no": "70670", "practice_id": "1", "value": "Cancelled"},
     "create_patient": {"firstname": "Jane", "lastname": "Doe", "provider_id": "DOC1", "practice_id": "1"},
