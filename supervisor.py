@@ -35,21 +35,22 @@ import httpx
 import structlog
 import trio
 
-from actors import events as ev
-from actors import looplag, systemd
-from actors.actor import Deps, Wake, utc_now
-from actors.admin import Admin
-from actors.applevel import AppLevel
-from actors.config import Settings
-from actors.http11 import Request, Response, bind_unix_listener, json_response, serve_connection
-from actors.gcpolicy import freeze_long_lived
-from actors.metrics import Metrics, StateCollector, TimedStore
-from actors.monitor import Monitor
-from actors.ownership import Ownership
-from actors.practices import PracticeSupervisor
-from actors.ratelimit import Budget
-from actors.sikka import SikkaClient
-from actors.slack import SlackNotifier
+from actors.core import events as ev
+from actors.monitoring import looplag
+from actors.process import systemd
+from actors.runtime.actor import Deps, Wake, utc_now
+from actors.api.admin import Admin
+from actors.runtime.applevel import AppLevel
+from actors.process.config import Settings
+from actors.api.http import Request, Response, bind_unix_listener, json_response, serve_connection
+from actors.process.gcpolicy import freeze_long_lived
+from actors.monitoring.metrics import Metrics, StateCollector, TimedStore
+from actors.monitoring.monitor import Monitor
+from actors.runtime.ownership import Ownership
+from actors.runtime.practices import PracticeSupervisor
+from actors.core.ratelimit import Budget
+from actors.runtime.sikka import SikkaClient
+from actors.monitoring.slack import SlackNotifier
 from store.credentials import Credentials, PgCredentialRows, Vault, load_master_key
 from store.db import Database, DatabaseUnavailable
 from store import leases, retention
@@ -201,7 +202,7 @@ async def serve(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from actors.cli import run_cli
+    from actors.cli.args import run_cli
 
     return run_cli(sys.argv[1:] if argv is None else argv)
 

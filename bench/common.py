@@ -6,7 +6,7 @@ import logging
 import sys
 from collections import Counter
 
-from actors import logs
+from actors.process import logs
 
 
 def quiet_logs() -> None:

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 import trio
 import trio.testing
 
-from actors.figures import percentile
+from actors.core.figures import percentile
 from bench.common import count_requests, line, quiet_logs
 from bench.peer import run_peer_tracker
 from sim import SimConfig, Simulator
@@ -112,7 +112,7 @@ def measure(sim: Simulator, counts: Counter, recorded: dict[str, float]) -> Run:
 
 
 async def run_actors(scenario: Scenario, seed: int) -> Run:
-    from tests.actors.harness import booking, start_system  # the MockClock system the actor tests use
+    from tests.support.harness import booking, start_system
 
     async with trio.open_nursery() as nursery:
         system = await start_system(nursery, sim_config=sim_config(scenario, seed))

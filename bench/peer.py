@@ -22,8 +22,8 @@ from collections.abc import Sequence
 import httpx
 import trio
 
-from actors import outcomes as oc
-from actors.sikka import SikkaClient
+from actors.core import outcomes as oc
+from actors.runtime.sikka import SikkaClient
 from bench.common import count_requests
 from sim import SimConfig, Simulator
 
@@ -82,7 +82,7 @@ async def run_peer_tracker(
     Returns the simulator, the requests it served by ``METHOD /path``, and Sikka writeback id →
     when the peer recorded the outcome (POSIX seconds on the simulator's clock).
     """
-    from tests.actors.harness import EPOCH, booking  # the actor tests' clock origin and payloads
+    from tests.support.harness import EPOCH, booking
 
     start = EPOCH.timestamp() - trio.current_time()  # the simulator's clock, as in the actor runs
     sim = Simulator(config, clock=lambda: start + trio.current_time(), rng=random.Random(config.seed))

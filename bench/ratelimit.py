@@ -28,9 +28,9 @@ import httpx
 import trio
 import trio.testing
 
-from actors.actor import mock_clock, observe, take_budget
-from actors.ratelimit import Budget, Lane
-from actors.sikka import SikkaClient
+from actors.runtime.actor import mock_clock, observe, take_budget
+from actors.core.ratelimit import Budget, Lane
+from actors.runtime.sikka import SikkaClient
 from bench.common import line, quiet_logs
 from bench.peer import MinuteCounter
 from sim import SimConfig, Simulator

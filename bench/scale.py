@@ -24,7 +24,7 @@ import argparse
 import time
 from pathlib import Path
 
-from actors import looplag
+from actors.monitoring import looplag
 from bench.common import line
 from bench.processes import cpu_seconds, fresh_database, loop_lag_reports, postgres, rss_bytes
 

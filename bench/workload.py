@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-from actors import events as ev
+from actors.core import events as ev
 
 EPOCH = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import psycopg
 
-from actors.config import Settings
+from actors.process.config import Settings
 from store import embedded, migrate
 from store.db import Database, DatabaseUnavailable, describe_connect_error
 

@@ -26,8 +26,8 @@ import msgspec
 import psycopg
 import trio
 
-from actors import events as ev
-from actors.state import FINAL_STATES, Practice, Writeback
+from actors.core import events as ev
+from actors.core.state import FINAL_STATES, Practice, Writeback
 from store import projections as proj
 from store.db import Database
 

@@ -18,7 +18,7 @@ from datetime import datetime
 import msgspec
 import psycopg
 
-from actors.leases import Lease
+from actors.core.leases import Lease
 from store.locks import NODE_LOCK_NAMESPACE, RUN_LOCK
 
 CHANNEL = "leases"

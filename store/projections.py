@@ -21,8 +21,8 @@ from collections.abc import Iterable
 import msgspec
 from msgspec.structs import replace
 
-from actors import events as ev
-from actors.state import FINAL_STATES, Practice, Writeback, empty, step
+from actors.core import events as ev
+from actors.core.state import FINAL_STATES, Practice, Writeback, empty, step
 
 
 def summary(p: Practice) -> Practice:

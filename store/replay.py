@@ -15,8 +15,8 @@ import msgspec
 import psycopg
 from msgspec.structs import replace
 
-from actors import events as ev
-from actors.state import Practice, empty, evolve
+from actors.core import events as ev
+from actors.core.state import Practice, empty, evolve
 from store.credentials import PURGED
 from store.eventlog import RecordedEvent, iterate_log
 from store.locks import RUN_LOCK

@@ -16,7 +16,7 @@ import psycopg
 import structlog
 import trio
 
-from actors.state import FINAL_STATES
+from actors.core.state import FINAL_STATES
 from store.credentials import PAYLOAD_KEY, Credentials
 from store.db import Database, DatabaseUnavailable
 

@@ -27,7 +27,7 @@ from cryptography.fernet import Fernet
 from hypothesis import HealthCheck, given, settings as hsettings
 from hypothesis import strategies as st
 
-from actors import config
+from actors.process import config
 from sim import SimConfig, Simulator
 from sim import serve as sim_serve
 from supervisor import serve

@@ -158,7 +158,7 @@ async def test_openapi_lists_every_route(sup):
     doc = (await sup.client.get("/openapi.json")).json()
     assert doc["openapi"].startswith("3.")
     admin_paths = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
-    from actors.admin import Admin
+    from actors.api.admin import Admin
 
     routes = {(r.method, r.path) for r in Admin(sup.deps, None, None).routes}
     assert admin_paths == routes

@@ -28,8 +28,8 @@ import structlog
 import trio
 from cryptography.fernet import Fernet
 
-from actors import config
-from actors.cli import run_cli
+from actors.process import config
+from actors.cli.args import run_cli
 from sim import SimConfig, Simulator
 from sim import serve as sim_serve
 from tests.test_admin_api import booking

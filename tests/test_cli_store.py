@@ -16,7 +16,7 @@ import pytest
 import trio
 from cryptography.fernet import Fernet
 
-from actors import events as ev
+from actors.core import events as ev
 from bench.workload import EPOCH, practice_streams
 from store.credentials import Credentials, PgCredentialRows, Vault, parse_keys
 from store.eventlog import PgEventStore

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from actors import demo
+from actors.cli import demo
 
 BIN = Path(sys.executable).parent
 
@@ -101,7 +101,7 @@ def test_bad_arguments_exit_2():
 
 
 def test_percentile_nearest_rank():
-    from actors.figures import percentile
+    from actors.core.figures import percentile
 
     assert percentile([], 50) is None
     assert percentile([3.0], 95) == 3.0

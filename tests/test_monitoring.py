@@ -14,10 +14,12 @@ import trio
 from prometheus_client.parser import text_string_to_metric_families
 from sentry_sdk.transport import Transport
 
-from actors import alerting, logs, tracking
-from actors.alerting import Alert, Transition
-from actors.slack import SlackNotifier
-from actors.supervision import RestartPolicy, Supervised
+from actors.core import alerting
+from actors.process import logs
+from actors.monitoring import tracking
+from actors.core.alerting import Alert, Transition
+from actors.monitoring.slack import SlackNotifier
+from actors.runtime.supervision import RestartPolicy, Supervised
 from tests.test_admin_api import OFFICES, socket_dir, start, submission  # noqa: F401
 
 SERIES = {
@@ -106,7 +108,7 @@ class Receiver:
         self.scope: trio.CancelScope | None = None
 
     async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED):
-        from actors.http11 import Response, serve_connection
+        from actors.api.http import Response, serve_connection
 
         async def handle(request):
             self.messages.append(json.loads(request.body)["text"])

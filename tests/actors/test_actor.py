@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import trio
 
 from sim import SimConfig
-from tests.actors.harness import booking, start_system
+from tests.support.harness import booking, start_system
 
 
 async def ground_truth(system, office_id):
@@ -82,12 +82,12 @@ async def test_retry_failed_without_a_running_actor_reseals_the_payload(nursery,
     """Regression: re-sealing a retry's payload lived only in the actor, so a retry-failed
     decided while no actor ran (``decide_and_append``) kept the failed writeback's ciphertext,
     which no key of the new id opens: the retry would fail as payload_purged."""
-    from actors import core
-    from actors.actor import decide_and_append
+    from actors.core import messages
+    from actors.runtime.actor import decide_and_append
 
     system = await start_system(nursery, sim_config=SimConfig(practices=1))
     office = system.offices()[0]
-    await system.practices.actors[office].ask(core.Pause())
+    await system.practices.actors[office].ask(messages.Pause())
     payload = booking(system.sim, office, 2)
     failed = await system.request(office, "book_appointment", payload, deadline_s=10)
     assert (await system.wait_final([failed]))[failed].retryable
@@ -96,7 +96,7 @@ async def test_retry_failed_without_a_running_actor_reseals_the_payload(nursery,
         while office in system.practices.actors:
             await trio.sleep(0.1)
 
-    decision = await decide_and_append(system.deps, office, core.RetryFailed())
+    decision = await decide_and_append(system.deps, office, messages.RetryFailed())
     (retry,) = [e for e in decision if getattr(e, "retry_of", None) == failed]
     import json
 

@@ -7,19 +7,17 @@ and, once its condition was gone for 2 minutes, exactly one clearing (never whil
 
 from __future__ import annotations
 
-import json
 
-import httpx
 import trio
 
-from actors.actor import Wake
-from actors.admin import Admin
-from actors.http11 import Request
-from actors.monitor import Monitor
-from actors.supervision import RestartPolicy
+from actors.runtime.actor import Wake
+from actors.api.admin import Admin
+from actors.api.http import Request
+from actors.monitoring.monitor import Monitor
+from actors.runtime.supervision import RestartPolicy
 from sim import SimConfig
-from store.faults import FaultyStore
-from tests.actors.harness import booking, start_system
+from tests.support.faults import FaultyStore
+from tests.support.harness import booking, start_system
 
 OFFICE = "D1000"
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 import pytest
 import trio
 
-from actors import core
-from actors import events as ev
-from actors.actor import Deps, Unavailable, Wake
-from actors.practices import PracticeSupervisor
-from actors.ratelimit import Budget
+from actors.core import messages
+from actors.core import events as ev
+from actors.runtime.actor import Deps, Unavailable, Wake
+from actors.runtime.practices import PracticeSupervisor
+from actors.core.ratelimit import Budget
 from sim import SimConfig
-from tests.actors.harness import booking, sim_created, start_system, stream
+from tests.support.harness import booking, sim_created, start_system, stream
 
 OFFICE = "D1000"
 
@@ -66,7 +66,7 @@ async def test_a_stale_owners_append_fails_on_the_stream_version_and_its_actor_s
     second = stale.actors[OFFICE]
     await system.request(OFFICE, "book_appointment", booking(system.sim, OFFICE, 0))  # the owner moves on
     with pytest.raises(Unavailable):
-        await second.ask(core.Pause())  # decided on a stale state: the append is refused
+        await second.ask(messages.Pause())  # decided on a stale state: the append is refused
     with trio.fail_after(60):
         while OFFICE in stale.running():
             await trio.sleep(0.1)

@@ -11,11 +11,12 @@ from functools import partial
 import structlog.testing
 import trio
 
-from actors import gcpolicy, looplag
-from actors.ratelimit import Budget, Lane
-from actors.supervision import RestartPolicy, Supervised
+from actors.process import gcpolicy
+from actors.monitoring import looplag
+from actors.core.ratelimit import Budget, Lane
+from actors.runtime.supervision import RestartPolicy, Supervised
 from sim import SimConfig
-from tests.actors.harness import start_system
+from tests.support.harness import start_system
 
 
 def all_tasks() -> list:

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from actors import events as ev
-from actors.core import PracticeListed, PracticeUnlisted, decide
-from actors.onboarding import action, steps
-from actors.outcomes import AuthorizedPractice
-from actors.state import empty, fold
+from actors.core import events as ev
+from actors.core.messages import PracticeListed, PracticeUnlisted
+from actors.core.decide import decide
+from actors.core.onboarding import action, steps
+from actors.core.outcomes import AuthorizedPractice
+from actors.core.state import empty, fold
 
 NOW = datetime(2026, 5, 1, 12, tzinfo=UTC)
 

@@ -10,13 +10,13 @@ import httpx
 import pytest
 import trio
 
-from actors import core
-from actors import events as ev
-from actors.actor import SNAPSHOT_SCHEMA, Unavailable
-from actors.state import empty, fold
-from actors.timezones import zone_for
+from actors.core import messages
+from actors.core import events as ev
+from actors.runtime.actor import SNAPSHOT_SCHEMA, Unavailable
+from actors.core.state import empty, fold
+from actors.core.timezones import zone_for
 from sim import SimConfig
-from tests.actors.harness import (
+from tests.support.harness import (
     booking,
     sim_created,
     sim_requests,
@@ -339,9 +339,9 @@ async def test_deadline_while_deferred_fails_retryable_without_a_post_then_retry
     stats = await sim_stats(system, office)
     assert stats["writebacks_submitted"] == 0 and stats["writebacks_deleted"] == 0
     # retry-failed re-queues it once, as a new writeback; it completes after the server's reset
-    decision = await system.practices.actors[office].ask(core.RetryFailed(deadline_s=3600))
+    decision = await system.practices.actors[office].ask(messages.RetryFailed(deadline_s=3600))
     assert len(decision) == 1 and decision[0].retry_of == wid
-    again = await system.practices.actors[office].ask(core.RetryFailed())
+    again = await system.practices.actors[office].ask(messages.RetryFailed())
     assert again == []
     retry = (await system.wait_final([decision[0].writeback_id], timeout=3600))[decision[0].writeback_id]
     assert retry.state == "completed" and retry.retry_of == wid, (retry.error, retry.attempts, retry.requested_at, retry.completed_at)
@@ -486,7 +486,7 @@ async def test_practice_whose_every_append_fails_is_parked_without_taking_down_i
     for n in range(policy_.intensity + 1):
         actor = await wait_until(lambda: _actor(system, bad), 120, step=0.1)
         with trio.fail_after(5), pytest.raises(Unavailable):
-            await actor.ask(core.Pause())
+            await actor.ask(messages.Pause())
     await wait_until(lambda: _is_parked(system, bad), 60, step=0.1)
     await trio.sleep(1)
     assert len(store.failures) == policy_.intensity + 1 + 1  # the crashes, then PracticeParked
@@ -585,10 +585,10 @@ async def test_peer_token__refresh_path_saves_the_new_keys_active_and_clears_las
     await _fresh_key(system, office)
     actor = system.practices.actors[office]
     system.sim.set_faults({"error_rate": 1.0})
-    await actor.ask(core.RefreshToken())
+    await actor.ask(messages.RefreshToken())
     await wait_until(lambda: _has_error(system, office), 30, step=0.1)
     system.sim.set_faults({"error_rate": 0})
-    await actor.ask(core.RefreshToken())
+    await actor.ask(messages.RefreshToken())
     await trio.sleep(1)
     practice = await _practice(system, office)
     assert practice.state == "active" and practice.last_error is None
@@ -612,7 +612,7 @@ async def test_peer_token__refresh_rejected_falls_back_to_a_request_key_grant(nu
     await _fresh_key(system, office)
     await system.credentials.put_secret(office, "refresh_key", "0" * 32)  # deleted at Sikka
     recorder = _record(system)
-    await system.practices.actors[office].ask(core.RefreshToken())
+    await system.practices.actors[office].ask(messages.RefreshToken())
     await trio.sleep(5)
     assert _grant_statuses(recorder) == [401, 200]
     refreshed = of_type(await stream(system, office), ev.TokenRefreshed)
@@ -633,7 +633,7 @@ async def test_peer_token__refresh_and_secret_rejected_is_setup_required_with_la
     await system.credentials.put_secret(office, "refresh_key", "0" * 32)
     await system.credentials.put_secret(office, "secret_key", "wrong-secret")
     recorder = _record(system)
-    await system.practices.actors[office].ask(core.RefreshToken())
+    await system.practices.actors[office].ask(messages.RefreshToken())
     await trio.sleep(600)
     assert _grant_statuses(recorder) == [401, 401]
     practice = await _practice(system, office)
@@ -648,7 +648,7 @@ async def test_peer_token__refresh_fails_without_office_secret_after_exactly_one
     await system.credentials.put_secret(office, "refresh_key", "0" * 32)
     await system.credentials.rows.delete(["secret_key"], [office])
     recorder = _record(system)
-    await system.practices.actors[office].ask(core.RefreshToken())
+    await system.practices.actors[office].ask(messages.RefreshToken())
     await trio.sleep(600)
     assert _grant_statuses(recorder) == [401]
     practice = await _practice(system, office)
@@ -675,7 +675,7 @@ async def test_peer_token__failure_transient_error_backs_off_and_keeps_the_pract
     await _fresh_key(system, office)
     before = len(_grants(await sim_requests(system, office)))
     system.sim.set_faults({"error_rate": 1.0})
-    await system.practices.actors[office].ask(core.RefreshToken())
+    await system.practices.actors[office].ask(messages.RefreshToken())
     await trio.sleep(65)
     assert (await _practice(system, office)).state == "active"
     system.sim.set_faults({"error_rate": 0})

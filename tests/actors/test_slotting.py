@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, time
 
-from actors.slotting import open_slots, parse_time, working_intervals
+from actors.core.slotting import open_slots, parse_time, working_intervals
 
 MONDAY = date(2025, 3, 17)
 

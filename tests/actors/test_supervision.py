@@ -8,8 +8,8 @@ import random
 import pytest
 import trio
 
-from actors import events as ev
-from actors.supervision import RestartPolicy, Supervised, restart_delay
+from actors.core import events as ev
+from actors.runtime.supervision import RestartPolicy, Supervised, restart_delay
 
 POLICY = RestartPolicy(intensity=3, period=60, base_delay=1, max_delay=8, park_for=600)
 
@@ -102,8 +102,8 @@ async def test_onboarding_loop_survives_an_unreachable_database(nursery, autojum
     """Regression: ``run_onboarding`` caught only a failed Sikka call; a database error (or an
     actor crashing under it) escaped into the supervisor's nursery and took the whole process
     down. It now logs and tries again at the next round."""
-    from store.faults import FaultyStore
-    from tests.actors.harness import start_system
+    from tests.support.faults import FaultyStore
+    from tests.support.harness import start_system
 
     system = await start_system(nursery, wrap_store=FaultyStore)
     system.store.unreachable = True
@@ -119,9 +119,9 @@ async def test_onboarding_loop_survives_an_unreachable_database(nursery, autojum
 async def test_append_follower_survives_an_unreachable_database(nursery, autojump_clock):
     """Regression: the process-wide task that follows other writers' appends let a database
     error escape and end the process. It now logs, pauses and follows on from where it was."""
-    from store.faults import FaultyStore
+    from tests.support.faults import FaultyStore
     from supervisor import FOLLOW_RETRY_S, follow_appends
-    from tests.actors.harness import start_system
+    from tests.support.harness import start_system
 
     class Ownership:
         def __init__(self):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import socket
 
-from actors import systemd
+from actors.process import systemd
 
 
 def receiver(address: str) -> socket.socket:

@@ -4,8 +4,8 @@ import httpx
 import pytest
 import respx
 
-from actors.sikka import SikkaClient
-from tests.client.fixtures import APP_ID, APP_KEY, BASE, NODE
+from actors.runtime.sikka import SikkaClient
+from tests.support.sikka import APP_ID, APP_KEY, BASE, NODE
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 import httpx
 import pytest
 
-from actors.outcomes import (
+from actors.core.outcomes import (
     AuthorizedPractice,
     InvalidKey,
     KeyInfo,
@@ -21,8 +21,8 @@ from actors.outcomes import (
     WritebackListItem,
     WritebackStatus,
 )
-from actors.sikka import SikkaClient, parse_ack, rate_headers
-from tests.client.fixtures import (
+from actors.runtime.sikka import SikkaClient, parse_ack, rate_headers
+from tests.support.sikka import (
     APP_ID,
     APP_KEY,
     BASE,

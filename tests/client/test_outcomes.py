@@ -12,7 +12,7 @@ import pytest
 import structlog
 import trio
 
-from actors.outcomes import (
+from actors.core.outcomes import (
     DailyQuota,
     ExpiredKey,
     InvalidKey,
@@ -27,8 +27,8 @@ from actors.outcomes import (
     Unknown,
     WritebackAck,
 )
-from actors.sikka import SikkaClient, http_date, rate_headers, user_agent
-from tests.client.fixtures import APP_ID, APP_KEY, BASE, BOOKING, NODE, REQUEST_KEY, envelope
+from actors.runtime.sikka import SikkaClient, http_date, rate_headers, user_agent
+from tests.support.sikka import APP_ID, APP_KEY, BASE, BOOKING, NODE, REQUEST_KEY, envelope
 
 BOOK = dict(BOOKING)
 

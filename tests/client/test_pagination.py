@@ -12,9 +12,9 @@ import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors.outcomes import AuthorizedPractice, ServerError
-from actors.sikka import MAX_PAGE_SIZE, SikkaClient
-from tests.client.fixtures import APP_ID, APP_KEY, BASE, NODE, REQUEST_KEY, envelope
+from actors.core.outcomes import AuthorizedPractice, ServerError
+from actors.runtime.sikka import MAX_PAGE_SIZE, SikkaClient
+from tests.support.sikka import APP_ID, APP_KEY, BASE, NODE, REQUEST_KEY, envelope
 
 
 def paged(items: list[dict], *, total: int | None = None, header_pages: dict[int, dict] | None = None):

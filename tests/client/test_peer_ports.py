@@ -9,8 +9,8 @@ from datetime import UTC, date, datetime, timedelta
 import httpx
 import pytest
 
-from actors.operations import PayloadError
-from actors.outcomes import (
+from actors.core.operations import PayloadError
+from actors.core.outcomes import (
     InvalidKey,
     Ok,
     Rejected,
@@ -21,7 +21,7 @@ from actors.outcomes import (
     WritebackAck,
     WritebackStatus,
 )
-from tests.client.fixtures import APP_ID, APP_KEY, REQUEST_KEY, envelope
+from tests.support.sikka import APP_ID, APP_KEY, REQUEST_KEY, envelope
 
 ACK = {"http_code": "201", "error_code": "API2016", "long_message": "Id:275495", "more_information": "https://api.sikkasoft.com/v4/writeback_status?id=275495"}
 

@@ -8,8 +8,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from actors.operations import FORBIDDEN_PATH_CHARS, OPERATIONS, PayloadError, SikkaRequest, normalize, prepare, validate
-from tests.client.fixtures import BOOKING
+from actors.core.operations import (
+    FORBIDDEN_PATH_CHARS,
+    OPERATIONS,
+    PayloadError,
+    SikkaRequest,
+    normalize,
+    prepare,
+    validate,
+)
+from tests.support.sikka import BOOKING
 
 VALID = {
     "book_appointment": dict(BOOKING),

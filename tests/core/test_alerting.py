@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from actors import alerting
-from actors.alerting import Condition, Outcomes, PracticeView, Snapshot
-from actors.ratelimit import Budget, Lane
-from actors.state import Practice
+from actors.core import alerting
+from actors.core.alerting import Condition, Outcomes, PracticeView, Snapshot
+from actors.core.ratelimit import Budget, Lane
+from actors.core.state import Practice
 
 T0 = datetime(2026, 3, 2, 14, 0, tzinfo=UTC)
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from actors.leases import Lease, Plan, Timing, desired_owner, guard, plan
+from actors.core.leases import Lease, Plan, Timing, desired_owner, guard, plan
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 LATER = NOW + timedelta(seconds=20)

@@ -9,16 +9,19 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from actors import core
-from actors import events as ev
-from actors import outcomes as oc
-from actors import policy
-from actors.operations import OPERATIONS
-from actors.policy import ListTarget
-from actors.state import empty, fold
-from actors.timezones import WINDOWS_TO_IANA, zone_for, zone_name
+from actors.core.schedule import list_targets, next_step, key_usable
+from actors.core.decide import decide
+from actors.core import messages, listplan
+from actors.core.alerting import practice_alerts
+from actors.core import events as ev
+from actors.core import outcomes as oc
+from actors.core import policy
+from actors.core.operations import OPERATIONS
+from actors.core.listplan import ListTarget
+from actors.core.state import empty, fold
+from actors.core.timezones import WINDOWS_TO_IANA, zone_for, zone_name
 
-from .helpers import T0, at, list_item
+from tests.support.core import T0, at, list_item
 
 UTC = timezone.utc
 
@@ -89,8 +92,8 @@ def simulate_confirmations(specs, *, page_size: int = 5000):
     last = None
     now = at(0)
     for _ in range(10000):
-        targets = [t for p in practices.values() for t in core.list_targets(p)]
-        plan = policy.plan_list_call(targets, now, last_call_at=last)
+        targets = [t for p in practices.values() for t in list_targets(p)]
+        plan = listplan.plan_list_call(targets, now, last_call_at=last)
         if plan is None:
             break
         now = max(now, plan.due_at)
@@ -104,15 +107,15 @@ def simulate_confirmations(specs, *, page_size: int = 5000):
                 )
         pages = max(1, -(-len(items) // page_size))
         list_calls += len(plan.ranges) * pages
-        for office, outcome in policy.fan_out(targets, items, plan.ranges, now).items():
+        for office, outcome in listplan.fan_out(targets, items, plan.ranges, now).items():
             p = practices[office]
-            d = core.decide(p, outcome, now)
+            d = decide(p, outcome, now)
             p = fold(p, d)
-            while isinstance(step := core.next_step(p, now), core.Poll):
+            while isinstance(step := next_step(p, now), messages.Poll):
                 status_calls += 1
                 _, op, _, done = truth[step.writeback_id]
                 status = oc.WritebackStatus(id=step.sikka_writeback_id, is_completed=True, has_error=False, created_id="N1")
-                more = core.decide(p, core.StatusOutcome(writeback_id=step.writeback_id, result=oc.Result(oc.Ok(status))), now)
+                more = decide(p, messages.StatusOutcome(writeback_id=step.writeback_id, result=oc.Result(oc.Ok(status))), now)
                 d = d + more
                 p = fold(p, more)
             practices[office] = p
@@ -186,15 +189,15 @@ def test_planner_ranges_cover_attempt_dates_plus_minus_one_day_at_most_7_days_ea
             office_id="C", writeback_id="l1", kind="late", anchor=now - timedelta(days=6), next_check_at=now + timedelta(hours=1)
         ),
     ]
-    plan = policy.plan_list_call(targets, now)
+    plan = listplan.plan_list_call(targets, now)
     assert plan.due_at == now
     assert plan.ranges == ((date(2026, 3, 7), date(2026, 3, 11)),)  # l1 is not due: not widened for it
     assert plan.served == ("p1", "u1")
-    later = policy.plan_list_call(targets, now + timedelta(hours=1), last_call_at=now)
+    later = listplan.plan_list_call(targets, now + timedelta(hours=1), last_call_at=now)
     assert later.ranges == ((date(2026, 3, 3), date(2026, 3, 9)), (date(2026, 3, 10), date(2026, 3, 11)))
     assert all((b - a).days < 7 for a, b in later.ranges)
-    assert policy.plan_list_call([], now) is None
-    soon = policy.plan_list_call(targets[:1], now, last_call_at=now - timedelta(seconds=0.2))
+    assert listplan.plan_list_call([], now) is None
+    soon = listplan.plan_list_call(targets[:1], now, last_call_at=now - timedelta(seconds=0.2))
     assert soon.due_at == now + timedelta(seconds=0.8)
 
 
@@ -210,8 +213,8 @@ def test_fan_out_groups_items_per_practice():
         list_item("3", office="B"),
         list_item("4", office="Z"),
     ]
-    ranges = policy.plan_list_call(targets, now).ranges
-    out = policy.fan_out(targets, items, ranges, now)
+    ranges = listplan.plan_list_call(targets, now).ranges
+    out = listplan.fan_out(targets, items, ranges, now)
     assert sorted(out) == ["A", "B"]
     assert [i.id for i in out["A"].items] == ["1"]  # pending only: just its own item
     assert [i.id for i in out["B"].items] == ["3"]  # unknown: every item of the office
@@ -248,22 +251,22 @@ def test_next_step_refreshes_on_schedule_and_backs_off_after_failures():
         empty("D1"),
         [ev.PracticeRegistered(at=at(0), office_id="D1"), ev.TokenRefreshed(at=at(0), expires_at=at(86400))],
     )
-    s = core.next_step(p, at(10), jitter=0.0)
-    assert s == core.Sleep(until=at(86400 * 23 / 24))
-    assert core.next_step(p, at(86400 * 23 / 24), jitter=0.0) == core.Refresh(grant="refresh_key")
+    s = next_step(p, at(10), jitter=0.0)
+    assert s == messages.Sleep(until=at(86400 * 23 / 24))
+    assert next_step(p, at(86400 * 23 / 24), jitter=0.0) == messages.Refresh(grant="refresh_key")
     fail = oc.Result(oc.ServerError(status=503))
-    p1 = fold(p, core.decide(p, core.RefreshOutcome(result=fail), at(82800)))
+    p1 = fold(p, decide(p, messages.RefreshOutcome(result=fail), at(82800)))
     assert p1.refresh_retry_at == at(82810)
-    assert isinstance(core.next_step(p1, at(82805), jitter=0.0), core.Sleep)
-    p2 = fold(p1, core.decide(p1, core.RefreshOutcome(result=fail), at(82810)))
+    assert isinstance(next_step(p1, at(82805), jitter=0.0), messages.Sleep)
+    p2 = fold(p1, decide(p1, messages.RefreshOutcome(result=fail), at(82810)))
     assert p2.refresh_retry_at == at(82830)
     # the operator's refresh-token bypasses the backoff
-    p3 = fold(p2, core.decide(p2, core.RefreshToken(), at(82811)))
-    assert core.next_step(p3, at(82811), jitter=0.0) == core.Refresh(grant="refresh_key")
+    p3 = fold(p2, decide(p2, messages.RefreshToken(), at(82811)))
+    assert next_step(p3, at(82811), jitter=0.0) == messages.Refresh(grant="refresh_key")
     grant = oc.TokenGrant(request_key="k", refresh_key="r", expires_at=at(82811 + 86400))
-    p4 = fold(p3, core.decide(p3, core.RefreshOutcome(result=oc.Result(oc.Ok(grant))), at(82811)))
+    p4 = fold(p3, decide(p3, messages.RefreshOutcome(result=oc.Result(oc.Ok(grant))), at(82811)))
     assert p4.refresh_failures == 0 and p4.token_expires_at == at(82811 + 86400)
-    assert [a.kind for a in core.alerts(p2, at(82812), jitter=0.0)] == ["token_refresh_failed"]
+    assert [a.kind for a in practice_alerts(p2, at(82812), jitter=0.0)] == ["token_refresh_failed"]
 
 
 # --- time zones, quiet hours, daily quota ----------------------------------------------------
@@ -340,7 +343,7 @@ def test_quiet_hours_window_and_dst():
 
 
 def test_daily_quota_deferral_uses_the_practices_zone_from_onboarding():
-    from .helpers import requested
+    from tests.support.core import requested
 
     p = fold(
         empty("D9"),
@@ -351,28 +354,27 @@ def test_daily_quota_deferral_uses_the_practices_zone_from_onboarding():
             ev.SubmitAttempted(at=at(1), writeback_id="w", attempt=1),
         ],
     )
-    d = core.decide(p, core.SubmitOutcome(writeback_id="w", result=oc.Result(oc.DailyQuota())), at(2))
+    d = decide(p, messages.SubmitOutcome(writeback_id="w", result=oc.Result(oc.DailyQuota())), at(2))
     assert d[0].retry_at == utc(2026, 3, 3, 8)  # 00:00 PST on the next day
     custom = policy.CoreSettings(quiet_hours=("02:00", "04:00"))
-    d = core.decide(p, core.SubmitOutcome(writeback_id="w", result=oc.Result(oc.DailyQuota())), at(2), custom)
+    d = decide(p, messages.SubmitOutcome(writeback_id="w", result=oc.Result(oc.DailyQuota())), at(2), custom)
     assert d[0].retry_at == utc(2026, 3, 3, 10)
 
 
 def test_short_lived_keys_stay_usable_until_their_refresh():
     """Regression: a fixed 60 s safety margin made a 60 s key (sikka-sim --token-ttl 60) never
     usable, so writebacks sat queued until the first refresh."""
-    from actors import core
-    from actors import events as ev
-    from actors.state import empty, fold
+    from actors.core import events as ev
+    from actors.core.state import empty, fold
 
     issued = datetime(2026, 1, 1, tzinfo=timezone.utc)
     for ttl in (60, 3600, 86400):
         expires = issued + timedelta(seconds=ttl)
         p = fold(empty("D1"), [ev.TokenRefreshed(at=issued, expires_at=expires, grant="request_key")])
         refresh_at = policy.token_refresh_at(issued, expires)
-        assert core.key_usable(p, issued + timedelta(seconds=1))
-        assert core.key_usable(p, refresh_at - timedelta(seconds=0.01))
-        assert not core.key_usable(p, expires - timedelta(seconds=0.01))
+        assert key_usable(p, issued + timedelta(seconds=1))
+        assert key_usable(p, refresh_at - timedelta(seconds=0.01))
+        assert not key_usable(p, expires - timedelta(seconds=0.01))
 
 
 @pytest.mark.parametrize("n", [20, 30])

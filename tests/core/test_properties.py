@@ -19,14 +19,15 @@ from collections import defaultdict
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from actors import core
-from actors import events as ev
-from actors import outcomes as oc
-from actors import policy
-from actors.state import FINAL_STATES, evolve_writeback, fold
-from actors.state import step as fold_step
+from actors.core.decide import decide, recover
+from actors.core import messages, listplan
+from actors.core.schedule import list_targets, bodies_needed, next_step
+from actors.core import events as ev
+from actors.core import outcomes as oc
+from actors.core.state import FINAL_STATES, evolve_writeback, fold
+from actors.core.state import step as fold_step
 
-from .helpers import OFFICE, PAYLOADS, at, base, list_item
+from tests.support.core import OFFICE, PAYLOADS, at, base, list_item
 
 OPS = ["book_appointment", "update_appointment_status", "create_patient", "update_patient"]
 VARIANT_FIELD = {
@@ -118,7 +119,7 @@ class Driver:
                 self.plain[e.writeback_id] = self.plain[e.retry_of]
 
     def decide(self, msg) -> None:
-        self.apply(core.decide(self.p, msg, at(self.now)))
+        self.apply(decide(self.p, msg, at(self.now)))
 
     # --- actions ---
 
@@ -130,12 +131,12 @@ class Driver:
         wid = f"w{self.n}"
         self.plain[wid] = payload
         deadline = self.draw(st.sampled_from([None, 120.0, 900.0, 3600.0]))
-        self.decide(core.RequestWriteback(writeback_id=wid, operation=op, payload=f"enc:{wid}", deadline_s=deadline))
+        self.decide(messages.RequestWriteback(writeback_id=wid, operation=op, payload=f"enc:{wid}", deadline_s=deadline))
 
     def cancel(self) -> None:
         if self.p.writebacks:
             wid = self.draw(st.sampled_from(sorted(self.p.writebacks)))
-            self.decide(core.CancelWriteback(writeback_id=wid))
+            self.decide(messages.CancelWriteback(writeback_id=wid))
 
     def sikka_progress(self) -> None:
         pending = sorted(sid for sid, it in self.sikka.items.items() if it["result"] == "pending")
@@ -144,36 +145,36 @@ class Driver:
             self.sikka.items[sid]["result"] = self.draw(st.sampled_from(["completed", "completed", "failed"]))
 
     def list_round(self) -> None:
-        targets = core.list_targets(self.p)
-        plan = policy.plan_list_call(targets, at(self.now))
+        targets = list_targets(self.p)
+        plan = listplan.plan_list_call(targets, at(self.now))
         if plan is None:
             return
         self.deliver_list(plan.ranges, targets)
 
     def deliver_list(self, ranges, targets=None) -> None:
-        targets = core.list_targets(self.p) if targets is None else targets
-        out = policy.fan_out(targets, self.sikka.list_items(self.now), ranges, at(self.now))
+        targets = list_targets(self.p) if targets is None else targets
+        out = listplan.fan_out(targets, self.sikka.list_items(self.now), ranges, at(self.now))
         outcome = out.get(OFFICE)
         if outcome is None:
             return
-        bodies = {w: self.plain[w] for w in core.bodies_needed(self.p)}
+        bodies = {w: self.plain[w] for w in bodies_needed(self.p)}
         from msgspec.structs import replace
 
         self.decide(replace(outcome, bodies=bodies))
 
     def run_step(self) -> None:
-        s = core.next_step(self.p, at(self.now))
+        s = next_step(self.p, at(self.now))
         match s:
-            case core.Record(events=events):
+            case messages.Record(events=events):
                 self.apply(list(events))
-            case core.Refresh(grant=grant):
+            case messages.Refresh(grant=grant):
                 g = oc.TokenGrant(request_key="k", refresh_key="r", expires_at=at(self.now + 86400))
-                self.decide(core.RefreshOutcome(result=oc.Result(oc.Ok(g)), grant=grant))
-            case core.Submit():
+                self.decide(messages.RefreshOutcome(result=oc.Result(oc.Ok(g)), grant=grant))
+            case messages.Submit():
                 self.submit(s)
-            case core.Poll(writeback_id=wid, sikka_writeback_id=sid):
-                self.decide(core.StatusOutcome(writeback_id=wid, result=self.sikka.status(sid, self.now)))
-            case core.Cancel(writeback_id=wid, sikka_writeback_id=sid):
+            case messages.Poll(writeback_id=wid, sikka_writeback_id=sid):
+                self.decide(messages.StatusOutcome(writeback_id=wid, result=self.sikka.status(sid, self.now)))
+            case messages.Cancel(writeback_id=wid, sikka_writeback_id=sid):
                 it = self.sikka.items.get(sid)
                 if self.draw(st.booleans()):
                     res = oc.Result(oc.ServerError(status=503))
@@ -182,16 +183,16 @@ class Driver:
                     res = oc.Result(oc.Ok({"error_code": "API4006"}))
                 else:
                     res = oc.Result(oc.Rejected(status=400, code="API4007"))
-                self.decide(core.DeleteOutcome(writeback_id=wid, result=res))
-            case core.Reconcile(ranges=ranges):
+                self.decide(messages.DeleteOutcome(writeback_id=wid, result=res))
+            case messages.Reconcile(ranges=ranges):
                 self.deliver_list(ranges)
-            case core.Offboard():
-                self.decide(core.OffboardOutcome())
-            case core.Sleep(until=until):
+            case messages.Offboard():
+                self.decide(messages.OffboardOutcome())
+            case messages.Sleep(until=until):
                 if until is not None:
                     self.now = max(self.now, min((until - at(0)).total_seconds(), self.now + 3600))
 
-    def submit(self, s: core.Submit) -> None:
+    def submit(self, s: messages.Submit) -> None:
         self.apply([s.attempted])
         wid = s.writeback_id
         wb = self.p.writebacks[wid]
@@ -222,9 +223,9 @@ class Driver:
             if answer == "crash_after_send":
                 create()
             self.now += 5
-            self.apply(core.recover(self.p, at(self.now)))
+            self.apply(recover(self.p, at(self.now)))
             return
-        self.decide(core.SubmitOutcome(writeback_id=wid, result=oc.Result(outcome)))
+        self.decide(messages.SubmitOutcome(writeback_id=wid, result=oc.Result(outcome)))
 
     def act(self, action: str) -> None:
         match action:
@@ -241,11 +242,11 @@ class Driver:
             case "cancel":
                 self.cancel()
             case "pause":
-                self.decide(core.Pause())
+                self.decide(messages.Pause())
             case "resume":
-                self.decide(core.Resume())
+                self.decide(messages.Resume())
             case "retry":
-                self.decide(core.RetryFailed())
+                self.decide(messages.RetryFailed())
 
 
 def dump(d: Driver) -> str:
@@ -319,7 +320,7 @@ def test_state_machine_properties(data):
     for action in data.draw(st.lists(st.sampled_from(ACTIONS), min_size=30, max_size=120)):
         d.act(action)
     # let it run to quiescence: Sikka finishes everything, time passes, lists keep coming
-    d.decide(core.Resume())
+    d.decide(messages.Resume())
     for _ in range(60):
         d.sikka_progress()
         d.run_step()
@@ -330,7 +331,7 @@ def test_state_machine_properties(data):
 
 def test_terminal_states_absorb_every_event_type():
     """Every event variant applied to every final state leaves it unchanged."""
-    from .helpers import pending
+    from tests.support.core import pending
 
     p = fold(base(), pending())
     wb = p.writebacks["wb1"]

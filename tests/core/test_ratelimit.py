@@ -9,8 +9,8 @@ from datetime import datetime, timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from actors.outcomes import RateHeaders
-from actors.ratelimit import RESERVE, Budget, Lane
+from actors.core.outcomes import RateHeaders
+from actors.core.ratelimit import RESERVE, Budget, Lane
 
 WINDOW = 60.0
 

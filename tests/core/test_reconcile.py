@@ -6,10 +6,10 @@ from datetime import timedelta
 
 import pytest
 
-from actors import outcomes as oc
-from actors import reconcile as rc
+from actors.core import outcomes as oc
+from actors.core import reconcile as rc
 
-from .helpers import PAYLOADS, T0, at, list_item
+from tests.support.core import PAYLOADS, T0, at, list_item
 
 S = oc.WritebackStatus
 

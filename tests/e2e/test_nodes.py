@@ -23,7 +23,7 @@ import psycopg
 import pytest
 from cryptography.fernet import Fernet
 
-from actors.leases import desired_owner
+from actors.core.leases import desired_owner
 from tests.e2e.test_processes import Sim, Supervisor, bookings, check_ground_truth, wait_all_final
 
 

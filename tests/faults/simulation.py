@@ -58,15 +58,15 @@ import structlog
 import trio
 import trio.testing
 
-from actors import events as ev
-from actors.admin import Admin
-from actors.http11 import Request
-from actors.state import FINAL_STATES, empty, fold
+from actors.core import events as ev
+from actors.api.admin import Admin
+from actors.api.http import Request
+from actors.core.state import FINAL_STATES, empty, fold
 from sim import SimConfig
 from store.credentials import DIGEST_KEY
-from store.faults import FaultyStore
+from tests.support.faults import FaultyStore
 from store.projections import fold_log
-from tests.actors.harness import System, start_system
+from tests.support.harness import System, start_system
 
 REQUEST_CAP = 2000  # Sikka requests per seed, about
 WORKLOAD_STOP_AT = 1500  # no new submissions once the simulator saw this many requests

@@ -8,8 +8,8 @@ from datetime import timedelta
 import pytest
 import trio
 
-from actors import events as ev
-from actors.state import fold, empty
+from actors.core import events as ev
+from actors.core.state import fold, empty
 from bench.workload import EPOCH, practice_streams, writeback_lifecycle
 from store.eventlog import ConcurrencyError, DuplicateIdempotencyKey, MemoryEventStore, PgEventStore
 

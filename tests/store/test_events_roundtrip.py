@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import msgspec
 import pytest
 
-from actors import events as ev
+from actors.core import events as ev
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 

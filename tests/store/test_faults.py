@@ -10,7 +10,7 @@ import trio
 from bench.workload import practice_streams
 from store.db import DatabaseUnavailable
 from store.eventlog import MemoryEventStore, PgEventStore
-from store.faults import FaultyStore
+from tests.support.faults import FaultyStore
 
 
 @pytest.fixture(params=["memory", "postgres"])

@@ -1,0 +1,503 @@
+"""State folded from events: ``evolve(practice, event) -> practice``. Pure; no I/O.
+
+The same fold serves the live actor (recovery and every append), the projections and replay,
+so what an operator replays is exactly what the actor believed.
+
+Writeback lifecycle (interface section 4; final states absorb every later event)::
+
+                 requested                       acknowledged
+      ──────────► queued ──► submitting ─────────────────────► pending ──► completed
+                   ▲  ▲          │ │ │ └─ rejected ──► failed      │  └───► failed
+     proven absent │  │ refused  │ │ └── 5xx/timeout/crash ──┐    │  └───► cancelled (DELETE ok)
+                   │  └──────────┘ │                         ▼    │
+                   │   retry       └─ 429/412/quota ──► deferred  │
+                   │  scheduled ◄──────────────────────────┘      │
+                   └───────────────────────────────── unknown ────┘ reconciled
+      queued/deferred ── cancel ──► cancelled;  queued/deferred/unknown ── deadline ──► failed
+      pending ── cancel/deadline ──► (cancel_requested) ── DELETE ──► status read ──► final
+
+``Practice.writebacks`` holds only writebacks that are not final (plus their encrypted payloads
+in ``payloads``); a final writeback leaves the actor's memory and lives on in the ``writebacks``
+projection. ``evolve_writeback`` is the per-writeback fold that both use.
+
+Two kinds of final writeback keep a little memory in the practice, because the core still acts
+on them: a retryable failure keeps its payload (in ``payloads``) and operation (``failed_ops``)
+until ``retry-failed`` re-queues it once; an ``outcome_unknown`` failure stays in ``late_watch``
+(its payload in ``payloads``) for 7 days, so a late find at Sikka is recorded.
+``recent_sikka_ids`` (bounded) remembers Sikka ids that final writebacks claimed, so
+reconciliation never matches one Sikka item to two of ours. Practice-wide effects of writeback
+events (a refused key, a submission hold after 429/412/quota) apply only while the writeback is
+open, so the projection (which passes final rows) and the actor agree.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import msgspec
+from msgspec.structs import replace
+
+from actors.core import events as ev
+
+WRITEBACK_STATES = (
+    "queued",
+    "submitting",
+    "pending",
+    "deferred",
+    "unknown",
+    "completed",
+    "failed",
+    "cancelled",
+)
+FINAL_STATES = frozenset({"completed", "failed", "cancelled"})
+PRACTICE_STATES = ("active", "setup_required", "paused", "parked", "offboarded")
+RECENT_SIKKA_IDS = 128  # claimed Sikka ids of final writebacks the practice remembers
+
+
+class WritebackError(msgspec.Struct, frozen=True):
+    code: str
+    message: str = ""
+
+
+class Writeback(msgspec.Struct, frozen=True, kw_only=True):
+    """One writeback as the admin API shows it (no payload), plus the fold's bookkeeping."""
+
+    writeback_id: str
+    office_id: str
+    operation: str
+    state: str = "queued"
+    idempotency_key: str | None = None
+    retry_of: str | None = None
+    retryable: bool = False
+    sikka_writeback_id: str | None = None
+    created_id: str | None = None
+    error: WritebackError | None = None
+    requested_at: datetime
+    submitted_at: datetime | None = None
+    completed_at: datetime | None = None
+    sikka_completed_time: str | None = None
+    deadline_at: datetime
+    attempts: int = 0
+    checks: int = 0
+    next_check_at: datetime | None = None
+    # bookkeeping, not part of the API shape
+    seq: int = 0  # request order within the practice
+    attempted_at: datetime | None = None  # when the last submit attempt began
+    retry_at: datetime | None = None  # when a deferred writeback may be queued again
+    deferred_reason: str | None = None
+    cancel_requested: bool = False
+    cancel_reason: str | None = None
+    payload_digest: str = ""  # digest of the plaintext payload (idempotency comparisons)
+    unknown_since: datetime | None = None  # when the outcome became unknown
+    last_result: str = ""  # the last status seen (Sikka's, or ours: not_found, ambiguous, …)
+    status_read_due: bool = False  # a writeback_status read is due (created_id, error, after DELETE)
+    ambiguous: bool = False  # reconciliation found several candidates (writeback_unknown alert)
+    delete_attempts: int = 0  # failed DELETEs so far (alert after 5)
+    delete_retry_at: datetime | None = None
+    delete_answered: bool = False  # Sikka answered the DELETE; a status read decides
+
+
+class LateWatch(msgspec.Struct, frozen=True, kw_only=True):
+    """A writeback failed as ``outcome_unknown``: still matched against Sikka's list for 7 days."""
+
+    writeback_id: str
+    operation: str
+    attempted_at: datetime
+    failed_at: datetime
+    next_check_at: datetime | None = None
+
+
+class Practice(msgspec.Struct, frozen=True, kw_only=True):
+    """A practice as its actor knows it. Secrets live only in the credentials store."""
+
+    office_id: str
+    registered: bool = False
+    practice_name: str = ""
+    practice_ids: tuple[str, ...] = ()
+    time_zone: str | None = None
+    authorized: bool = True
+    setup_required: bool = False
+    setup_code: str | None = None  # Sikka's code that made setup required (API2007: de-authorized)
+    paused: bool = False
+    parked_until: datetime | None = None
+    offboarded: bool = False
+    token_expires_at: datetime | None = None
+    last_error: str | None = None
+    updated_at: datetime | None = None
+    next_seq: int = 1
+    writebacks: dict[str, Writeback] = {}
+    payloads: dict[str, str] = {}
+    finished: dict[str, int] = {}  # final state → count
+    retryable_failed: tuple[str, ...] = ()  # failed, retryable, not yet retried
+    # --- added for the pure core (all defaulted; see actors.core) ---
+    token_issued_at: datetime | None = None
+    token_stale: bool = False  # a keyed call was refused (API1025/API1004): refresh before use
+    refresh_requested: bool = False
+    refresh_failures: int = 0  # consecutive failed grants
+    refresh_retry_at: datetime | None = None
+    refresh_grant: str | None = None  # forced next grant; None: refresh_key if we ever had a key
+    submit_hold_until: datetime | None = None  # no submissions before (429, 412, quota, connect)
+    submit_hold_reason: str | None = None
+    spu_offline_streak: int = 0  # consecutive 412 deferrals (15 s doubling to 15 min)
+    offboarding: bool = False
+    failed_ops: dict[str, str] = {}  # retryable failed writeback → operation (for retry-failed)
+    late_watch: dict[str, LateWatch] = {}
+    recent_sikka_ids: tuple[str, ...] = ()
+
+    @property
+    def state(self) -> str:
+        if self.offboarded:
+            return "offboarded"
+        if self.parked_until is not None:
+            return "parked"
+        if self.setup_required or not self.authorized:
+            return "setup_required"
+        if self.paused:
+            return "paused"
+        return "active"
+
+
+def empty(office_id: str) -> Practice:
+    return Practice(office_id=office_id)
+
+
+def evolve_writeback(wb: Writeback | None, e: ev.Event, office_id: str) -> Writeback | None:
+    """The writeback after ``e`` (``None`` before it was requested). Final states absorb."""
+    if isinstance(e, ev.WritebackRequested):
+        if wb is not None:
+            return wb
+        return Writeback(
+            writeback_id=e.writeback_id,
+            office_id=office_id,
+            operation=e.operation,
+            idempotency_key=e.idempotency_key,
+            retry_of=e.retry_of,
+            requested_at=e.at,
+            deadline_at=e.deadline_at,
+            payload_digest=e.payload_digest,
+        )
+    if wb is None:
+        return None
+    if wb.state in FINAL_STATES:
+        return wb
+    match e:
+        case ev.SubmitAttempted():
+            return replace(wb, state="submitting", attempts=e.attempt, attempted_at=e.at, retry_at=None)
+        case ev.WritebackSubmitted():
+            return replace(
+                wb,
+                state="pending",
+                sikka_writeback_id=e.sikka_writeback_id,
+                submitted_at=e.at,
+                next_check_at=e.next_check_at,
+            )
+        case ev.SubmitRefused():
+            return replace(wb, state="queued", attempts=max(0, wb.attempts - 1))
+        case ev.WritebackRejected():
+            return _final(wb, e.at, "failed", error=WritebackError(e.code, e.message), retryable=False)
+        case ev.WritebackDeferred():
+            # answered before Sikka accepted anything: not an attempt
+            return replace(
+                wb,
+                state="deferred",
+                retry_at=e.retry_at,
+                deferred_reason=e.reason,
+                attempts=max(0, wb.attempts - 1),
+            )
+        case ev.OutcomeUnknown():
+            return replace(wb, state="unknown", unknown_since=e.at, next_check_at=e.next_check_at)
+        case ev.WritebackReconciled():
+            return replace(
+                wb,
+                state="pending",
+                sikka_writeback_id=e.sikka_writeback_id,
+                submitted_at=wb.submitted_at or wb.attempted_at or e.at,
+                next_check_at=e.next_check_at,
+                ambiguous=False,
+                unknown_since=None,
+            )
+        case ev.ProvenAbsent():
+            return replace(
+                wb,
+                state="queued",
+                retry_at=None,
+                deferred_reason=None,
+                next_check_at=None,
+                ambiguous=False,
+                unknown_since=None,
+                last_result="",
+            )
+        case ev.RetryScheduled():
+            return replace(wb, state="queued", retry_at=None, deferred_reason=None)
+        case ev.StatusChecked():
+            return replace(
+                wb,
+                checks=wb.checks + 1,
+                next_check_at=e.next_check_at,
+                last_result=e.result or wb.last_result,
+                status_read_due=e.read_status,
+                ambiguous=e.result == "ambiguous",
+            )
+        case ev.CancelRequested():
+            if wb.cancel_requested:
+                return wb
+            return replace(wb, cancel_requested=True, cancel_reason=e.reason)
+        case ev.DeleteAnswered():
+            return replace(
+                wb, delete_answered=True, status_read_due=True, next_check_at=e.at, delete_retry_at=None
+            )
+        case ev.DeleteFailed():
+            return replace(wb, delete_attempts=e.attempt, delete_retry_at=e.retry_at)
+        case ev.WritebackCompleted():
+            return _final(wb, e.at, "completed", created_id=e.created_id, sikka_completed_time=e.sikka_completed_time)
+        case ev.WritebackFailed():
+            return _final(
+                wb,
+                e.at,
+                "failed",
+                error=WritebackError(e.code, e.message),
+                retryable=e.retryable,
+                sikka_completed_time=e.sikka_completed_time,
+            )
+        case ev.WritebackCancelled():
+            return _final(wb, e.at, "cancelled")
+    return wb
+
+
+def _final(wb: Writeback, at: datetime, state: str, **changes) -> Writeback:
+    return replace(
+        wb,
+        state=state,
+        completed_at=at,
+        next_check_at=None,
+        retry_at=None,
+        status_read_due=False,
+        delete_retry_at=None,
+        **changes,
+    )
+
+
+def _without(d: dict, key) -> dict:
+    d = dict(d)
+    d.pop(key, None)
+    return d
+
+
+def evolve(p: Practice, e: ev.Event) -> Practice:
+    """The practice after ``e``. Total: an event that does not apply leaves the state as it is."""
+    writeback_id = getattr(e, "writeback_id", None)
+    wb = p.writebacks.get(writeback_id) if writeback_id is not None else None
+    return step(p, e, wb)[0]
+
+
+def step(p: Practice, e: ev.Event, wb: Writeback | None) -> tuple[Practice, Writeback | None]:
+    """One fold step: the practice after ``e`` and the writeback ``e`` concerns (given as ``wb``).
+
+    ``evolve`` looks ``wb`` up in the practice's open writebacks; the ``writebacks`` projection
+    passes its stored row instead, so both apply exactly the same rules.
+    """
+    p = replace(p, updated_at=e.at)
+    match e:
+        case ev.PracticeRegistered():
+            p = replace(
+                p,
+                registered=True,
+                practice_name=e.practice_name,
+                practice_ids=e.practice_ids,
+                time_zone=e.time_zone,
+                authorized=True,
+            )
+        case ev.PracticeUpdated():
+            p = replace(p, practice_name=e.practice_name, practice_ids=e.practice_ids, time_zone=e.time_zone)
+        case ev.PracticeDeauthorized():
+            p = replace(p, authorized=False, last_error=e.reason or "practice de-authorized the application")
+        case ev.PracticeReauthorized():
+            p = replace(
+                p,
+                authorized=True,
+                setup_required=False,
+                setup_code=None,
+                refresh_grant="request_key",
+                refresh_retry_at=None,
+            )
+        case ev.TokenRefreshed():
+            p = replace(
+                p,
+                token_expires_at=e.expires_at,
+                token_issued_at=e.at,
+                token_stale=False,
+                refresh_requested=False,
+                refresh_failures=0,
+                refresh_retry_at=None,
+                refresh_grant=None,
+                setup_required=False,
+                setup_code=None,
+                last_error=None,
+            )
+        case ev.TokenRefreshFailed():
+            p = replace(
+                p,
+                last_error=_error_text(e.code, e.message),
+                refresh_failures=p.refresh_failures + 1,
+                refresh_retry_at=e.retry_at,
+                refresh_grant=e.next_grant or p.refresh_grant,
+                refresh_requested=False,
+            )
+        case ev.TokenRefreshRequested():
+            p = replace(p, refresh_requested=True, refresh_retry_at=None)
+        case ev.KeyRefused():
+            p = replace(p, token_stale=True)
+        case ev.SetupRequired():
+            p = replace(
+                p,
+                setup_required=True,
+                setup_code=e.code,
+                token_expires_at=None,
+                token_stale=False,
+                refresh_requested=False,
+                refresh_grant="request_key",
+                last_error=_error_text(e.code, e.message),
+            )
+        case ev.PracticePaused():
+            p = replace(p, paused=True)
+        case ev.PracticeResumed():
+            p = replace(p, paused=False)
+        case ev.PracticeParked():
+            p = replace(p, parked_until=e.until, last_error=e.error or p.last_error)
+        case ev.PracticeUnparked():
+            p = replace(p, parked_until=None)
+        case ev.OffboardRequested():
+            p = replace(p, offboarding=True)
+        case ev.PracticeOffboarded():
+            p = replace(p, offboarded=True, offboarding=False, token_expires_at=None, payloads={}, late_watch={})
+        case ev.WritebackRequested():
+            return _requested(p, e, wb)
+        case ev.PayloadPurged():
+            p = replace(
+                p,
+                payloads=_without(p.payloads, e.writeback_id),
+                late_watch=_without(p.late_watch, e.writeback_id),
+            )
+        case ev.LateOutcomeFound():
+            p = replace(
+                p,
+                payloads=_without(p.payloads, e.writeback_id),
+                late_watch=_without(p.late_watch, e.writeback_id),
+                recent_sikka_ids=_remember(p.recent_sikka_ids, e.sikka_writeback_id),
+            )
+        case ev.LateWatchEnded():
+            p = replace(
+                p,
+                payloads=_without(p.payloads, e.writeback_id),
+                late_watch=_without(p.late_watch, e.writeback_id),
+            )
+        case ev.StatusChecked() if e.writeback_id in p.late_watch:
+            watch = replace(p.late_watch[e.writeback_id], next_check_at=e.next_check_at)
+            p = replace(p, late_watch={**p.late_watch, e.writeback_id: watch})
+        case _ if wb is not None:
+            changed = evolve_writeback(wb, e, p.office_id)
+            if changed is not wb:  # a final writeback absorbs the event and stays the same object
+                return _writeback_changed(_practice_side(p, e), changed, e)
+    return p, wb
+
+
+def _practice_side(p: Practice, e: ev.Event) -> Practice:
+    """Practice-wide effects of an event on an open writeback (refused key, submission holds)."""
+    match e:
+        case ev.SubmitRefused() if e.code != "API2007":
+            return replace(p, token_stale=True)
+        case ev.WritebackDeferred():
+            hold = e.retry_at if p.submit_hold_until is None else max(p.submit_hold_until, e.retry_at)
+            streak = p.spu_offline_streak + 1 if e.reason == "spu_offline" else p.spu_offline_streak
+            return replace(p, submit_hold_until=hold, submit_hold_reason=e.reason, spu_offline_streak=streak)
+        case ev.WritebackSubmitted():
+            if p.submit_hold_until is None and p.spu_offline_streak == 0:
+                return p
+            return replace(p, submit_hold_until=None, submit_hold_reason=None, spu_offline_streak=0)
+    return p
+
+
+def _remember(ids: tuple[str, ...], sikka_id: str) -> tuple[str, ...]:
+    if not sikka_id or sikka_id in ids:
+        return ids
+    return (ids + (sikka_id,))[-RECENT_SIKKA_IDS:]
+
+
+def _writeback_changed(p: Practice, wb: Writeback, e: ev.Event) -> tuple[Practice, Writeback]:
+    if wb.state not in FINAL_STATES:
+        return replace(p, writebacks={**p.writebacks, wb.writeback_id: wb}), wb
+    finished = dict(p.finished)
+    finished[wb.state] = finished.get(wb.state, 0) + 1
+    retryable_failed = p.retryable_failed
+    failed_ops = p.failed_ops
+    keep_payload = False
+    late_watch = p.late_watch
+    if wb.state == "failed" and wb.retryable:
+        retryable_failed = retryable_failed + (wb.writeback_id,)
+        failed_ops = {**failed_ops, wb.writeback_id: wb.operation}
+        keep_payload = True  # until retried or purged
+    if wb.state == "failed" and wb.error is not None and wb.error.code == "outcome_unknown":
+        watch = LateWatch(
+            writeback_id=wb.writeback_id,
+            operation=wb.operation,
+            attempted_at=wb.attempted_at or wb.requested_at,
+            failed_at=e.at,
+            next_check_at=e.at,
+        )
+        late_watch = {**late_watch, wb.writeback_id: watch}
+        keep_payload = True  # matched against Sikka's list for 7 days
+    p = replace(
+        p,
+        writebacks=_without(p.writebacks, wb.writeback_id),
+        payloads=p.payloads if keep_payload else _without(p.payloads, wb.writeback_id),
+        finished=finished,
+        retryable_failed=retryable_failed,
+        failed_ops=failed_ops,
+        late_watch=late_watch,
+        recent_sikka_ids=_remember(p.recent_sikka_ids, wb.sikka_writeback_id or ""),
+    )
+    return p, wb
+
+
+def _requested(p: Practice, e: ev.WritebackRequested, wb: Writeback | None) -> tuple[Practice, Writeback]:
+    if wb is not None:
+        return p, wb
+    wb = evolve_writeback(None, e, p.office_id)
+    assert wb is not None
+    wb = replace(wb, seq=p.next_seq)
+    retryable_failed = p.retryable_failed
+    failed_ops = p.failed_ops
+    payloads = p.payloads
+    if e.retry_of is not None:
+        retryable_failed = tuple(i for i in retryable_failed if i != e.retry_of)
+        failed_ops = _without(failed_ops, e.retry_of)
+        payloads = _without(payloads, e.retry_of)
+    p = replace(
+        p,
+        next_seq=p.next_seq + 1,
+        writebacks={**p.writebacks, wb.writeback_id: wb},
+        payloads={**payloads, wb.writeback_id: e.payload},
+        retryable_failed=retryable_failed,
+        failed_ops=failed_ops,
+    )
+    return p, wb
+
+
+def _error_text(code: str, message: str) -> str:
+    return f"{code}: {message}" if message else code
+
+
+def fold(p: Practice, events) -> Practice:
+    for e in events:
+        p = evolve(p, e)
+    return p
+
+
+def writeback_counts(p: Practice) -> dict[str, int]:
+    """Counts by state, for ``PracticeStatus.writebacks`` (final ones from ``finished``)."""
+    counts = {s: 0 for s in WRITEBACK_STATES}
+    for wb in p.writebacks.values():
+        counts[wb.state] += 1
+    for s, n in p.finished.items():
+        counts[s] += n
+    return counts

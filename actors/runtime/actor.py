@@ -1,0 +1,597 @@
+"""The practice actor: the thin trio shell that carries out the pure core's decisions.
+
+One actor per practice owns the practice's request key (in memory, and encrypted at rest), its
+rate budget and its writebacks. Its life::
+
+    recover: snapshot + the stream's tail, folded with ``evolve``; ``recover`` events
+       │      (a writeback left ``submitting`` by a crash becomes ``unknown``, never re-sent)
+       ▼
+    loop: step = next_step(state, now, budget)
+       ├─ Sleep(until)  wait for a message (command, list outcome, wake-up) or the time
+       ├─ Record        append the timer events
+       ├─ Submit        append SubmitAttempted FIRST, then send, then append what it came to
+       ├─ Poll          writeback_status (STATUS lane)
+       ├─ Reconcile     GET /writebacks itself (the app-level task is overdue)
+       ├─ Refresh       a key grant (TOKEN lane); new keys stored encrypted before the event
+       ├─ Cancel        DELETE /writebacks?id= (app-level budget)
+       ├─ KeyCheck      request_key_info of an idle practice (BACKGROUND lane)
+       └─ Offboard      delete keys at Sikka, destroy credentials, shred payloads; then return
+
+Every state change is appended before the actor acts on it, and the state is always
+``fold(previous, appended events)``: the same fold as replay. A message is decided with
+``decide`` and answered (through its reply channel) only after its events are committed.
+
+Shutdown: ``stop()`` lets the current step finish (an HTTP call in flight completes and its
+outcome is recorded, under a shield), then the loop returns. A crash propagates to the
+supervisor, which restarts the actor.
+
+Another writer (an append fails on the stream version): when ``deps.owns`` says this node still
+owns the practice, a peer supervisor stored a command (a submission, a cancel): the actor folds
+the new events and decides again; nothing was sent on the lost decision, since a request leaves
+only after its ``SubmitAttempted`` is committed. When it does not own the practice any more, it
+raises ``LostOwnership`` and stops (no restart): a stale owner can never write twice. A foreign
+``SubmitAttempted`` (another actor of this practice submitted) is a crash: the restart's
+recovery turns that writeback ``unknown`` and reconciliation settles it.
+
+Interactive reads (``read``) run in the caller's task on the same key and budget (READ lane).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import msgspec
+import structlog
+import trio
+from msgspec.structs import replace
+
+from actors.core.decide import recover, decide
+from actors.core.schedule import next_step, conditions, key_usable, bodies_needed
+from actors.core import messages
+from actors.core import events as ev
+from actors.core import outcomes as oc
+from actors.core.operations import PayloadError
+from actors.core.policy import CoreSettings
+from actors.core.ratelimit import Budget, BudgetStats, Lane
+from actors.core.state import Practice, empty, evolve, writeback_counts
+from store.eventlog import ConcurrencyError
+
+log = structlog.get_logger("actor")
+
+SNAPSHOT_SCHEMA = 1
+SNAPSHOT_EVERY = 200  # events between snapshots
+SHIELDED_APPEND_S = 10.0  # how long a shielded append (an outcome already received) may take
+
+
+class LostOwnership(Exception):
+    """Another supervisor owns the practice now: the actor stops (its supervisor does not restart it)."""
+
+
+class ForeignSubmit(Exception):
+    """Another actor of this practice submitted a writeback: restart, so recovery settles it."""
+
+
+class Unavailable(Exception):
+    """A read cannot be served now (``code`` is the admin API's error)."""
+
+    def __init__(self, code: str, detail: str):
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+
+class Envelope(msgspec.Struct):
+    """A message for the actor, and where to send the decision once it is committed."""
+
+    message: Any
+    reply: trio.MemorySendChannel | None = None
+
+
+class Wake(msgspec.Struct, frozen=True):
+    """Something changed outside the actor (e.g. events appended by another writer)."""
+
+
+class ActorStatistics(msgspec.Struct, frozen=True):
+    office_id: str
+    state: str
+    version: int
+    conditions: list[str]
+    token_expires_at: datetime | None
+    last_error: str | None
+    writebacks: dict[str, int]
+    budget: BudgetStats
+    inbox: int
+
+
+class Deps:
+    """What every actor shares: store, credentials, the Sikka client, settings, the clock, the
+    app-level budget and the hooks the supervisor listens to."""
+
+    def __init__(
+        self,
+        *,
+        store,
+        credentials,
+        client,
+        settings,
+        clock: Callable[[], datetime],
+        app_budget: Budget,
+        on_targets_changed: Callable[[], None] = lambda: None,
+        on_events: Callable[[Practice, list[ev.Event]], None] = lambda before, events: None,
+        owns: Callable[[str], Awaitable[bool]] | None = None,
+        owner_of: Callable[[str], Awaitable[str | None]] | None = None,
+    ):
+        self.store = store
+        self.credentials = credentials
+        self.client = client
+        self.settings = settings
+        self.core_settings = CoreSettings.from_settings(settings)
+        self.clock = clock
+        self.app_budget = app_budget
+        self.on_targets_changed = on_targets_changed
+        self.on_events = on_events  # (state before, events appended): the metrics' histograms
+        self.owns = owns or _owned_here
+        self.owner_of = owner_of or _no_leases
+
+    def deadline(self, at: datetime) -> float:
+        """The trio deadline of wall-clock time ``at``."""
+        return trio.current_time() + max(0.0, (at - self.clock()).total_seconds())
+
+
+async def _owned_here(office_id: str) -> bool:
+    """Without leases (one process, tests) this process owns every practice it runs."""
+    return True
+
+
+async def _no_leases(office_id: str) -> str | None:
+    return None
+
+
+CONFLICT_RETRIES = 5  # decisions re-made after another writer's append before giving up (a crash)
+
+
+async def take_budget(budget: Budget, lane: Lane, clock: Callable[[], datetime]) -> float:
+    """Wait until ``budget`` lets ``lane`` send, take the slot, return the send time (POSIX s)."""
+    while True:
+        now = clock().timestamp()
+        at = budget.allowed_at(lane, now)
+        if at <= now and budget.take(lane, now):
+            return now
+        await trio.sleep(max(at - now, 0.01))
+
+
+def observe(budget: Budget, result: oc.Result, sent_at: float, now: float) -> None:
+    """Feed a response's rate-limit headers, 429 or daily quota into the budget."""
+    budget.observe(result.rate, now, sent_at)
+    match result.outcome:
+        case oc.RateLimited(reset_s=reset_s):
+            budget.snooze(reset_s, now)
+        case oc.DailyQuota():
+            budget.exhaust_day(now)
+
+
+class PracticeActor:
+    def __init__(self, office_id: str, deps: Deps):
+        self.office_id = office_id
+        self.stream_id = ev.stream_id(office_id)
+        self.deps = deps
+        self.state: Practice = empty(office_id)
+        self.version = 0
+        self.budget = Budget(deps.settings.rate_limit)
+        self.inbox_send, self._inbox = trio.open_memory_channel[Envelope](256)
+        self._request_key: str | None = None
+        self._snapshot_version = 0
+        self._last_keyed_call_at: datetime | None = None
+        self._stopping = False
+        self._waiting: trio.CancelScope | None = None  # the inbox wait that stop() interrupts
+        self._state_changed = trio.Event()
+
+    # --- public -------------------------------------------------------------------------------
+
+    def statistics(self) -> ActorStatistics:
+        now = self.deps.clock()
+        return ActorStatistics(
+            office_id=self.office_id,
+            state=self.state.state,
+            version=self.version,
+            conditions=conditions(self.state, now),
+            token_expires_at=self.state.token_expires_at,
+            last_error=self.state.last_error,
+            writebacks=writeback_counts(self.state),
+            budget=self.budget.statistics(now.timestamp()),
+            inbox=self.inbox_send.statistics().current_buffer_used,
+        )
+
+    async def ask(self, message) -> messages.Decision:
+        """Deliver a command and wait for its decision (events: committed). ``Unavailable``
+        when the actor stops or crashes before answering (the command may not be recorded)."""
+        reply_send, reply = trio.open_memory_channel(1)
+        try:
+            await self.inbox_send.send(Envelope(message, reply_send))
+            async with reply:
+                return await reply.receive()
+        except (trio.EndOfChannel, trio.BrokenResourceError, trio.ClosedResourceError):
+            raise Unavailable("practice_unavailable", "the practice's actor stopped before answering") from None
+
+    def tell(self, message) -> None:
+        """Deliver a message without waiting (dropped if the inbox is full: senders re-send)."""
+        try:
+            self.inbox_send.send_nowait(Envelope(message))
+        except (trio.WouldBlock, trio.BrokenResourceError):
+            pass
+
+    def stop(self) -> None:
+        """Finish the current step, then return."""
+        self._stopping = True
+        if self._waiting is not None:
+            self._waiting.cancel()
+
+    async def wait_state_changed(self) -> None:
+        await self._state_changed.wait()
+
+    async def read(self, call: Callable[[str], Awaitable[oc.Result]]) -> oc.Result:
+        """An interactive read with the practice's key and budget (READ lane); on a refused key
+        one refresh and one retry."""
+        with structlog.contextvars.bound_contextvars(office_id=self.office_id):
+            return await self._read(call)
+
+    async def _read(self, call: Callable[[str], Awaitable[oc.Result]]) -> oc.Result:
+        for attempt in range(2):
+            if self.state.state != "active":
+                raise Unavailable("practice_unavailable", f"the practice is {self.state.state}")
+            key = await self._usable_key()
+            sent_at = await take_budget(self.budget, Lane.READ, self.deps.clock)
+            result = await call(key)
+            self._after_keyed_call(result, sent_at)
+            if isinstance(result.outcome, oc.KEY_REFUSED) and attempt == 0:
+                await self.ask(messages.RefreshToken())
+                continue
+            return result
+        return result
+
+    # --- the loop -----------------------------------------------------------------------------
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        structlog.contextvars.bind_contextvars(office_id=self.office_id)
+        try:
+            await self._recover()
+            task_status.started()
+            while not self._stopping and not self.state.offboarded:
+                await self._step(
+                    next_step(
+                        self.state,
+                        self.deps.clock(),
+                        self.budget,
+                        self.deps.core_settings,
+                        last_keyed_call_at=self._last_keyed_call_at,
+                    )
+                )
+        finally:
+            self._close_inbox()
+
+    def _close_inbox(self) -> None:
+        """A returning or crashed actor answers nobody: fail the askers still waiting (their
+        replies would otherwise never come; a restarted actor has an inbox of its own)."""
+        while True:
+            try:
+                envelope = self._inbox.receive_nowait()
+            except (trio.WouldBlock, trio.ClosedResourceError, trio.EndOfChannel):
+                break
+            if envelope.reply is not None:
+                envelope.reply.close()
+        self._inbox.close()
+
+    async def _recover(self) -> None:
+        self.state, self.version, self._snapshot_version = await load_practice(self.deps.store, self.office_id)
+        self._request_key = await self.deps.credentials.secret(self.office_id, "request_key")
+        self._last_keyed_call_at = self.deps.clock()
+        for _ in range(CONFLICT_RETRIES):
+            recovered = recover(self.state, self.deps.clock(), self.deps.core_settings)
+            if not recovered:
+                return
+            log.warning("actor.recovered", events=[ev.type_name(e) for e in recovered],
+                        writebacks=[e.writeback_id for e in recovered if isinstance(e, ev.OutcomeUnknown)])
+            if await self._append(recovered):
+                return
+
+    async def _step(self, step: messages.AnyStep) -> None:
+        match step:
+            case messages.Sleep(until=until):
+                await self._wait(until)
+            case messages.Record(events=events):
+                await self._append(list(events))  # on a conflict the next step is planned afresh
+            case messages.Submit():
+                await self._submit(step)
+            case messages.Poll(writeback_id=wid, sikka_writeback_id=sid):
+                result = await self._keyed(Lane.STATUS, lambda key: self.deps.client.writeback_status(key, sid))
+                await self._decide_shielded(messages.StatusOutcome(writeback_id=wid, result=result))
+            case messages.Reconcile(ranges=ranges):
+                await self._decide(await self._fetch_list(ranges))
+            case messages.Refresh(grant=grant):
+                await self._refresh(grant)
+            case messages.Cancel(writeback_id=wid, sikka_writeback_id=sid):
+                sent_at = await take_budget(self.deps.app_budget, Lane.SUBMIT, self.deps.clock)
+                result = await self.deps.client.delete_writeback(sid)
+                observe(self.deps.app_budget, result, sent_at, self.deps.clock().timestamp())
+                await self._decide_shielded(messages.DeleteOutcome(writeback_id=wid, result=result))
+            case messages.KeyCheck():
+                result = await self._keyed(Lane.BACKGROUND, self.deps.client.request_key_info)
+                await self._decide_shielded(messages.KeyCheckOutcome(result=result))
+            case messages.Offboard():
+                await self._offboard()
+            case _:
+                raise TypeError(f"unknown step {step!r}")
+
+    async def _wait(self, until: datetime | None) -> None:
+        envelope = None
+        with trio.move_on_at(self.deps.deadline(until) if until is not None else float("inf")):
+            envelope = await self._receive_or_stop()
+        if envelope is not None:  # handled outside the timer's cancel scope
+            await self._handle(envelope)
+
+    async def _receive_or_stop(self) -> Envelope | None:
+        """The next message, or ``None`` once ``stop()`` was called. One task per actor: ``stop``
+        cancels this wait's scope (a cancelled receive takes nothing from the inbox)."""
+        if self._stopping:
+            return None
+        with trio.CancelScope() as self._waiting:
+            try:
+                return await self._inbox.receive()
+            finally:
+                self._waiting = None
+        return None
+
+    async def _handle(self, envelope: Envelope) -> None:
+        message = envelope.message
+        if isinstance(message, Wake):
+            await self._catch_up()
+            return
+        if isinstance(message, messages.ListOutcome):
+            message = await self._with_bodies(message)
+        try:
+            for _ in range(CONFLICT_RETRIES):
+                decision = decide(self.state, message, self.deps.clock(), self.deps.core_settings)
+                if not isinstance(decision, list) or not decision:
+                    break
+                decision = await reseal_retries(self.deps.credentials, decision)
+                if await self._append(decision):
+                    break
+            else:
+                raise ConcurrencyError(self.stream_id, self.version, -1)
+        except BaseException:
+            if envelope.reply is not None:
+                envelope.reply.close()  # the asker gets Unavailable, not an endless wait
+            raise
+        if envelope.reply is not None:
+            envelope.reply.send_nowait(decision)
+
+    # --- persistence --------------------------------------------------------------------------
+
+    async def _persist(self, events: list[ev.Event]) -> None:
+        if not events:
+            return
+        self.version = await self.deps.store.append(self.stream_id, self.version, events)
+        before = self.state
+        for e in events:
+            self.state = evolve(self.state, e)
+            log.info("practice.event", type=ev.type_name(e), writeback_id=getattr(e, "writeback_id", None))
+        self._state_changed.set()
+        self._state_changed = trio.Event()
+        self.deps.on_targets_changed()
+        self.deps.on_events(before, events)
+        if self.version - self._snapshot_version >= SNAPSHOT_EVERY:
+            await self.deps.store.save_snapshot(
+                self.stream_id, self.version, SNAPSHOT_SCHEMA, msgspec.json.encode(self.state)
+            )
+            self._snapshot_version = self.version
+
+    async def _append(self, events: list[ev.Event]) -> bool:
+        """Persist ``events``; False when another writer got there first and this node still
+        owns the practice (the state is caught up: decide again). ``LostOwnership`` otherwise."""
+        try:
+            await self._persist(events)
+            return True
+        except ConcurrencyError:
+            await self._check_owned()
+            await self._catch_up()
+            return False
+
+    async def _check_owned(self) -> None:
+        if not await self.deps.owns(self.office_id):
+            self._stopping = True
+            raise LostOwnership(f"practice {self.office_id}: another supervisor owns it now")
+
+    async def _catch_up(self) -> None:
+        """Fold events another writer appended (e.g. a writeback stored by a peer supervisor)."""
+        foreign_submit = False
+        for record in await self.deps.store.read_stream(self.stream_id, self.version + 1):
+            self.state = evolve(self.state, record.event)
+            self.version = record.version
+            foreign_submit |= isinstance(record.event, ev.SubmitAttempted)
+        self.deps.on_targets_changed()
+        if foreign_submit:
+            await self._check_owned()
+            raise ForeignSubmit(f"practice {self.office_id}: another actor submitted a writeback")
+
+    async def _decide(self, message) -> None:
+        for _ in range(CONFLICT_RETRIES):
+            decision = decide(self.state, message, self.deps.clock(), self.deps.core_settings)
+            if not isinstance(decision, list) or await self._append(decision):
+                return
+        raise ConcurrencyError(self.stream_id, self.version, -1)
+
+    async def _decide_shielded(self, message) -> None:
+        """Record what a Sikka call that already happened came to, even while stopping."""
+        with trio.CancelScope(shield=True), trio.move_on_after(SHIELDED_APPEND_S):
+            await self._decide(message)
+
+    # --- Sikka calls --------------------------------------------------------------------------
+
+    async def _usable_key(self) -> str:
+        if self._request_key is None or not key_usable(self.state, self.deps.clock()):
+            await self.ask(messages.RefreshToken())
+            if self._request_key is None or not key_usable(self.state, self.deps.clock()):
+                raise Unavailable("practice_unavailable", "the practice has no usable request key")
+        return self._request_key
+
+    def _after_keyed_call(self, result: oc.Result, sent_at: float) -> None:
+        self._last_keyed_call_at = self.deps.clock()
+        observe(self.budget, result, sent_at, self._last_keyed_call_at.timestamp())
+
+    async def _keyed(self, lane: Lane, call: Callable[[str], Awaitable[oc.Result]]) -> oc.Result:
+        sent_at = await take_budget(self.budget, lane, self.deps.clock)
+        result = await call(self._request_key or "")
+        self._after_keyed_call(result, sent_at)
+        return result
+
+    async def _submit(self, step: messages.Submit) -> None:
+        wid = step.writeback_id
+        if not await self._append([step.attempted]):  # the intent is durable before the request leaves
+            return  # another writer came first: nothing was sent; plan again
+        sealed = self.state.payloads.get(wid)
+        payload = await self.deps.credentials.open_payload(wid, sealed) if sealed is not None else None
+        if payload is None:
+            result = oc.Result(oc.Rejected(400, "payload_purged", "the payload was purged before it was sent"))
+        else:
+            try:
+                result = await self._keyed(
+                    Lane.SUBMIT, lambda key: self.deps.client.submit(key, step.operation, json.loads(payload))
+                )
+            except PayloadError as exc:  # nothing was sent
+                result = oc.Result(oc.Rejected(400, exc.code, exc.detail))
+        await self._decide_shielded(messages.SubmitOutcome(writeback_id=wid, result=result))
+
+    async def _refresh(self, grant: str) -> None:
+        credentials, client = self.deps.credentials, self.deps.client
+        refresh_key = await credentials.secret(self.office_id, "refresh_key") if grant == "refresh_key" else None
+        if grant == "refresh_key" and refresh_key is None:
+            grant = "request_key"
+        sent_at = await take_budget(self.budget, Lane.TOKEN, self.deps.clock)
+        if grant == "refresh_key":
+            result = await client.refresh_request_key(refresh_key)
+        else:
+            secret = await credentials.secret(self.office_id, "secret_key")
+            if secret is None:
+                result = oc.Result(oc.Unauthorized("no_secret_key", "no secret key stored: run onboarding"))
+            else:
+                result = await client.issue_request_key(self.office_id, secret)
+        observe(self.budget, result, sent_at, self.deps.clock().timestamp())
+        if isinstance(result.outcome, oc.Ok) and isinstance(result.outcome.value, oc.TokenGrant):
+            token: oc.TokenGrant = result.outcome.value
+            with trio.CancelScope(shield=True):
+                await credentials.put_secret(self.office_id, "request_key", token.request_key)
+                if token.refresh_key:
+                    await credentials.put_secret(self.office_id, "refresh_key", token.refresh_key)
+            self._request_key = token.request_key
+            self._last_keyed_call_at = self.deps.clock()
+        await self._decide_shielded(messages.RefreshOutcome(result=result, grant=grant))
+
+    async def _fetch_list(self, ranges) -> messages.ListOutcome:
+        items, complete = await fetch_writeback_lists(self.deps, ranges)
+        return await self._with_bodies(
+            messages.ListOutcome(
+                items=tuple(i for i in items if i.office_id == self.office_id),
+                ranges=tuple(ranges),
+                fetched_at=self.deps.clock(),
+                complete=complete,
+                failed=not complete and not items,
+            )
+        )
+
+    async def _with_bodies(self, outcome: messages.ListOutcome) -> messages.ListOutcome:
+        """Add the decrypted payloads of writebacks being reconciled, and the Sikka ids that our
+        final writebacks of this practice hold (so no item is matched twice)."""
+        wanted = {wid: self.state.payloads[wid] for wid in bodies_needed(self.state) if wid in self.state.payloads}
+        if not wanted:
+            return outcome
+        opened = await self.deps.credentials.open_payloads(wanted)
+        bodies = {wid: json.loads(plain) for wid, plain in opened.items() if plain is not None}
+        claimed = await self.deps.store.sikka_ids(self.office_id)
+        return replace(outcome, bodies=bodies, claimed_ids=frozenset(claimed))
+
+    async def _offboard(self) -> None:
+        client, credentials = self.deps.client, self.deps.credentials
+        ok = True
+        if self._request_key:
+            ok &= isinstance((await client.revoke_request_key(self._request_key)).outcome, oc.Ok)
+        refresh_key = await credentials.secret(self.office_id, "refresh_key")
+        if refresh_key:
+            ok &= isinstance((await client.revoke_refresh_key(refresh_key)).outcome, oc.Ok)
+        await credentials.destroy_practice(self.office_id)
+        await credentials.purge_payloads(await self.deps.store.writeback_ids(self.office_id))
+        self._request_key = None
+        await self._decide_shielded(messages.OffboardOutcome(ok=True, detail="" if ok else "a key was not deleted at Sikka"))
+
+
+async def load_practice(store, office_id: str) -> tuple[Practice, int, int]:
+    """(state, version, snapshot version): the latest snapshot plus the stream's tail, folded."""
+    stream = ev.stream_id(office_id)
+    state, version, snapshot_version = empty(office_id), 0, 0
+    snapshot = await store.load_snapshot(stream, SNAPSHOT_SCHEMA)
+    if snapshot is not None:
+        state = msgspec.json.decode(snapshot.state, type=Practice)
+        version = snapshot_version = snapshot.version
+    for record in await store.read_stream(stream, version + 1):
+        state = evolve(state, record.event)
+        version = record.version
+    return state, version, snapshot_version
+
+
+async def reseal_retries(credentials, events: list[ev.Event]) -> list[ev.Event]:
+    """A retry (``retry_of``) gets the failed writeback's payload sealed under a data key of its
+    own: payload keys belong to one writeback id, so the old ciphertext could never be opened
+    under the new id (the retry would fail as ``payload_purged``). Every path that appends a
+    decision goes through here."""
+    out = []
+    for e in events:
+        if isinstance(e, ev.WritebackRequested) and e.retry_of is not None:
+            plain = await credentials.open_payload(e.retry_of, e.payload)
+            if plain is not None:
+                e = replace(e, payload=await credentials.seal_payload(e.writeback_id, plain))
+        out.append(e)
+    return out
+
+
+async def decide_and_append(deps: Deps, office_id: str, message) -> messages.Decision:
+    """Decide ``message`` for a practice whose actor is not running here, and append the events
+    (re-deciding on a conflict with another writer)."""
+    for _ in range(5):
+        state, version, _ = await load_practice(deps.store, office_id)
+        decision = decide(state, message, deps.clock(), deps.core_settings)
+        if not isinstance(decision, list) or not decision:
+            return decision
+        decision = await reseal_retries(deps.credentials, decision)
+        try:
+            await deps.store.append(ev.stream_id(office_id), version, decision)
+            return decision
+        except ConcurrencyError:
+            continue
+    raise ConcurrencyError(ev.stream_id(office_id), version, -1)
+
+
+async def fetch_writeback_lists(deps: Deps, ranges) -> tuple[list[oc.WritebackListItem], bool]:
+    """Every ``GET /writebacks`` item for ``ranges`` (each ≤ 7 days) on the app-level budget;
+    ``complete`` is false when any range failed."""
+    items: list[oc.WritebackListItem] = []
+    complete = True
+    for start, end in ranges:
+        sent_at = await take_budget(deps.app_budget, Lane.STATUS, deps.clock)
+        result = await deps.client.writebacks(start, end)
+        observe(deps.app_budget, result, sent_at, deps.clock().timestamp())
+        if isinstance(result.outcome, oc.Ok):
+            items.extend(result.outcome.value)
+        else:
+            complete = False
+    return items, complete
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def mock_clock(epoch: datetime) -> Callable[[], datetime]:
+    """Wall time that follows trio's clock (MockClock in tests): ``epoch + current_time()``."""
+    return lambda: epoch + timedelta(seconds=trio.current_time())

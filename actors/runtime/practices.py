@@ -1,0 +1,168 @@
+"""The practice supervisor: one supervised actor per practice, started and stopped one by one.
+
+``PracticeSupervisor.run`` owns the nursery of practice actors (the only nursery kept on an
+object: the supervisor's own). ``start(office_id)`` runs ``Supervised(...).run(actor)`` for a
+practice (one-for-one restarts, parking after too many crashes: ``actors.supervision``);
+``stop(office_id)`` lets that actor finish its step and return; ``drain(grace)`` does that for
+every actor and cancels whatever has not finished after ``grace`` seconds.
+
+Several supervisors: ``allows(office_id)`` (set by ``actors.ownership``; always yes for a lone
+process without it) is asked before every start and restart, so an actor runs only where its
+practice's lease is held; an actor that finds another node owns its practice
+(``LostOwnership``) ends like a stopped one, without a restart.
+
+While a practice is parked its state shows ``parked`` (``PracticeParked``/``PracticeUnparked``
+events, appended directly since no actor runs).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from datetime import timedelta
+
+import msgspec
+import structlog
+import trio
+
+from actors.core import events as ev
+from actors.runtime.actor import Deps, LostOwnership, PracticeActor, load_practice
+from actors.runtime.supervision import RestartPolicy, Supervised
+from store.eventlog import ConcurrencyError
+
+log = structlog.get_logger("supervisor")
+
+
+class PracticeSupervisorStatistics(msgspec.Struct, frozen=True):
+    supervised: int  # practices with a supervision loop (running, backing off or parked)
+    running: int  # actors running now
+    parked: int
+    restarts: int  # total restarts across practices
+
+
+class PracticeSupervisor:
+    def __init__(self, deps: Deps, policy: RestartPolicy = RestartPolicy(), rng: random.Random | None = None):
+        self.deps = deps
+        self.policy = policy
+        self.rng = rng  # restart jitter; seeded by deterministic simulations
+        self.actors: dict[str, PracticeActor] = {}
+        self.supervised: dict[str, Supervised] = {}
+        self._scopes: dict[str, trio.CancelScope] = {}
+        self._nursery: trio.Nursery | None = None
+        self._started: dict[str, trio.Event] = {}
+        self.allows: Callable[[str], bool] = lambda office_id: True
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            await trio.sleep_forever()
+
+    def statistics(self) -> PracticeSupervisorStatistics:
+        records = list(self.supervised.values())
+        return PracticeSupervisorStatistics(
+            supervised=len(self._scopes),
+            running=len(self.actors),
+            parked=sum(r.parked for r in records),
+            restarts=sum(r.restarts for r in records),
+        )
+
+    def running(self) -> list[str]:
+        return sorted(self._scopes)
+
+    def start(self, office_id: str) -> bool:
+        """Start the practice's supervised actor unless it runs already."""
+        if office_id in self._scopes or self._nursery is None or not self.allows(office_id):
+            return False
+        scope = trio.CancelScope()
+        self._scopes[office_id] = scope
+        self._started[office_id] = trio.Event()
+        self._nursery.start_soon(self._supervise, office_id, scope)
+        return True
+
+    async def wait_started(self, office_id: str) -> None:
+        event = self._started.get(office_id)
+        if event is not None:
+            await event.wait()
+
+    def stop(self, office_id: str) -> None:
+        """Let the practice's actor finish its current step and return (no restart)."""
+        scope = self._scopes.get(office_id)
+        actor = self.actors.get(office_id)
+        if actor is not None:
+            actor.stop()
+        elif scope is not None:
+            scope.cancel()  # not running an actor right now (backing off or parked)
+
+    def cancel(self, office_id: str) -> None:
+        """Cancel the practice's actor now, mid-step (its lease is about to run out)."""
+        scope = self._scopes.get(office_id)
+        if scope is not None:
+            scope.cancel()
+
+    async def drain(self, grace: float) -> None:
+        """Stop every actor; cancel what has not finished after ``grace`` seconds."""
+        for office_id in list(self._scopes):
+            self.stop(office_id)
+        with trio.move_on_after(grace):
+            while self._scopes:
+                await trio.sleep(0.05)
+        for scope in list(self._scopes.values()):
+            scope.cancel()
+
+    async def _supervise(self, office_id: str, scope: trio.CancelScope) -> None:
+        supervised = self.supervised.setdefault(office_id, Supervised(office_id, self.policy, self.rng))
+        stopped = False
+
+        async def child() -> None:
+            nonlocal stopped
+            if not self.allows(office_id):  # the lease went elsewhere while backing off
+                stopped = True
+                return
+            actor = PracticeActor(office_id, self.deps)
+            self.actors[office_id] = actor
+            try:
+                try:
+                    await actor.run(task_status=_Started(self._started[office_id]))
+                except LostOwnership as exc:
+                    log.warning("actor.lost_ownership", office_id=office_id, detail=str(exc))
+                stopped = True
+            finally:
+                if self.actors.get(office_id) is actor:
+                    del self.actors[office_id]
+
+        async def on_park(seconds: float, error: str) -> None:
+            until = self.deps.clock() + timedelta(seconds=seconds)
+            await self._append_directly(office_id, ev.PracticeParked(at=self.deps.clock(), until=until, error=error))
+
+        try:
+            with scope:
+                await supervised.run(child, on_park=on_park)
+        finally:
+            self._scopes.pop(office_id, None)
+            self._started.pop(office_id, None)
+            log.info("actor.stopped", office_id=office_id, clean=stopped)
+
+    async def _append_directly(self, office_id: str, event: ev.Event) -> None:
+        """Record parking; best effort: the practice whose appends keep failing is the one being
+        parked, and a failure here must not escape into the nursery every practice shares."""
+        try:
+            for _ in range(5):
+                _, version, _ = await load_practice(self.deps.store, office_id)
+                try:
+                    await self.deps.store.append(ev.stream_id(office_id), version, [event])
+                    return
+                except ConcurrencyError:
+                    continue
+        except Exception as exc:
+            log.error("supervisor.record_failed", office_id=office_id, event_type=ev.type_name(event), error=repr(exc))
+
+
+class _Started:
+    """A ``task_status`` that also sets an event when the actor has recovered."""
+
+    def __init__(self, event: trio.Event):
+        self.event = event
+
+    def started(self, value=None) -> None:
+        self.event.set()
