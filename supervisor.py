@@ -38,7 +38,8 @@ import trio
 from actors.core import events as ev
 from actors.monitoring import looplag
 from actors.process import systemd
-from actors.runtime.actor import Deps, Wake, utc_now
+from actors.runtime.actor import Wake
+from actors.runtime.deps import Deps, utc_now
 from actors.api.admin import Admin
 from actors.runtime.applevel import AppLevel
 from actors.process.config import Settings

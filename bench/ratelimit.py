@@ -28,7 +28,8 @@ import httpx
 import trio
 import trio.testing
 
-from actors.runtime.actor import mock_clock, observe, take_budget
+from actors.runtime.calls import observe, take_budget
+from actors.runtime.deps import mock_clock
 from actors.core.ratelimit import Budget, Lane
 from actors.runtime.sikka import SikkaClient
 from bench.common import line, quiet_logs

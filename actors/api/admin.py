@@ -26,12 +26,11 @@ from __future__ import annotations
 import hmac
 import importlib.metadata
 import json
-import math
 import re
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 import structlog
@@ -42,7 +41,9 @@ from actors.monitoring import metrics
 from actors.core.figures import percentile
 from actors.core import events as ev
 from actors.core import outcomes as oc
-from actors.runtime.actor import Deps, Unavailable, decide_and_append
+from actors.runtime.actor import Unavailable
+from actors.runtime.commit import decide_and_append
+from actors.runtime.deps import Deps
 from actors.runtime.applevel import AppLevel, OnboardFailed
 from actors.api.http import Request, Response, json_response
 from actors.core.operations import FORBIDDEN_PATH_CHARS, PayloadError, normalize
@@ -92,11 +93,19 @@ def refused(decision: messages.Refused) -> ApiError:
     return ApiError(REFUSED_STATUS.get(decision.code, 400), decision.code, decision.detail, decision.field)
 
 
+IdempotencyKey = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"^[^\x00]*$")]
+"""1 to 200 characters, no NUL (PostgreSQL text cannot hold one)."""
+DeadlineSeconds = Annotated[float, msgspec.Meta(gt=0, le=DEADLINE_MAX_S)]
+
+
 class SubmitBody(msgspec.Struct, forbid_unknown_fields=True):
+    """``POST /practices/{office_id}/writebacks``: every field's rule is here (the operation and
+    its payload fields: ``actors.core.operations.normalize``)."""
+
     operation: str
     payload: dict[str, Any]
-    idempotency_key: str | None = None
-    deadline_s: float | None = None
+    idempotency_key: IdempotencyKey | None = None
+    deadline_s: DeadlineSeconds | None = None
 
 
 _MISSING = re.compile(r"missing required field `([^`]+)`")
@@ -271,12 +280,12 @@ class Admin:
             "restarts": supervised.restarts if supervised else 0,
         }
 
-    async def _ask(self, office_id: str, message) -> messages.Decision:
+    async def _ask(self, office_id: str, message, plaintexts: dict[str, bytes] | None = None) -> messages.Decision:
         actor = self.practices.actors.get(office_id)
         if actor is None:
-            return await decide_and_append(self.deps, office_id, message)
+            return await decide_and_append(self.deps, office_id, message, plaintexts)
         try:
-            return await actor.ask(message)
+            return await actor.ask(message, plaintexts)
         except Unavailable as exc:  # the actor crashed or stopped before answering: the caller retries
             raise ApiError(503, exc.code, exc.detail) from None
 
@@ -316,46 +325,29 @@ class Admin:
             payload = normalize(body.operation, body.payload)
         except PayloadError as exc:
             raise ApiError(400, exc.code, exc.detail, exc.field) from None
-        if body.idempotency_key is not None and not 0 < len(body.idempotency_key) <= 200:
-            raise ApiError(400, "invalid_field", "idempotency_key must be 1 to 200 characters", "idempotency_key")
-        if body.idempotency_key is not None and "\x00" in body.idempotency_key:  # PostgreSQL text cannot hold NUL
-            raise ApiError(400, "invalid_field", "idempotency_key must not contain NUL characters", "idempotency_key")
-        if body.deadline_s is not None and not (
-            math.isfinite(body.deadline_s) and 0 < body.deadline_s <= DEADLINE_MAX_S
-        ):
-            raise ApiError(
-                400,
-                "invalid_field",
-                f"deadline_s must be a number of seconds above 0 and at most {DEADLINE_MAX_S:.0f}",
-                "deadline_s",
-            )
         await self._practice(office_id)
-        digest = await self.deps.credentials.digest(canonical(payload))
+        plaintext = canonical(payload)
+        digest = await self.deps.credentials.digest(plaintext)
         if body.idempotency_key is not None:
             existing = await self._idempotent(office_id, body.idempotency_key, body.operation, digest)
             if existing is not None:
                 return json_response(200, writeback_view(existing))
         writeback_id = self.new_id()
-        sealed = await self.deps.credentials.seal_payload(writeback_id, canonical(payload))
         command = messages.RequestWriteback(
             writeback_id=writeback_id,
             operation=body.operation,
-            payload=sealed,
             payload_digest=digest,
             idempotency_key=body.idempotency_key,
             deadline_s=body.deadline_s,
         )
-        try:
-            decision = await self._ask(office_id, command)
+        try:  # the payload is sealed only if the core accepts the request
+            decision = await self._ask(office_id, command, plaintexts={writeback_id: plaintext})
         except DuplicateIdempotencyKey:  # a concurrent request with the same key won the race
-            await self.deps.credentials.purge_payloads([writeback_id])
             existing = await self._idempotent(office_id, body.idempotency_key, body.operation, digest)
             return json_response(200, writeback_view(existing))
         if isinstance(decision, messages.Refused):
-            await self.deps.credentials.purge_payloads([writeback_id])
             raise refused(decision)
         if isinstance(decision, messages.Duplicate):
-            await self.deps.credentials.purge_payloads([writeback_id])
             return json_response(200, writeback_view(await self.deps.store.writeback(decision.writeback_id)))
         self.audit(request, "submit_writeback", office_id, writeback_id=writeback_id, operation=body.operation)
         return json_response(202, writeback_view(await self.deps.store.writeback(writeback_id)))

@@ -521,7 +521,7 @@ def cmd_onboard(args: argparse.Namespace, settings: config.Settings) -> int:
 
 async def onboard_locally(settings: config.Settings, db) -> list[dict]:
     """``AppLevel.onboard`` with no actor running: registers and stores secret keys, grants none."""
-    from actors.runtime.actor import Deps, utc_now
+    from actors.runtime.deps import Deps, utc_now
     from actors.runtime.applevel import AppLevel
     from actors.runtime.practices import PracticeSupervisor
     from actors.core.ratelimit import Budget

@@ -48,7 +48,6 @@ Times: ``now`` and every event time are aware UTC datetimes. Pure.
 
 from __future__ import annotations
 
-import math
 import uuid
 from datetime import datetime
 
@@ -77,7 +76,6 @@ from actors.core.messages import (
     SubmitOutcome,
     Tick,
 )
-from actors.core.operations import OPERATIONS
 from actors.core.policy import DEFAULT_SETTINGS, CoreSettings
 from actors.core.schedule import anchor_of, due_events, ordered
 from actors.core.state import Practice, evolve
@@ -150,10 +148,6 @@ def _offboarded() -> Refused:
 def _request(p: Practice, msg: RequestWriteback, now: datetime, settings: CoreSettings) -> Decision:
     if p.offboarded or p.offboarding:
         return _offboarded()
-    if msg.operation not in OPERATIONS:
-        return Refused("unknown_operation", f"unknown operation {msg.operation!r}", "operation")
-    if msg.deadline_s is not None and not (math.isfinite(msg.deadline_s) and msg.deadline_s > 0):
-        return Refused("invalid_field", "deadline_s must be a positive number of seconds", "deadline_s")
     if msg.writeback_id in p.writebacks:
         return Duplicate(msg.writeback_id)
     if msg.idempotency_key is not None:
@@ -171,7 +165,6 @@ def _request(p: Practice, msg: RequestWriteback, now: datetime, settings: CoreSe
             at=now,
             writeback_id=msg.writeback_id,
             operation=msg.operation,
-            payload=msg.payload,
             payload_digest=msg.payload_digest,
             deadline_at=policy.deadline_at(now, msg.deadline_s, settings),
             idempotency_key=msg.idempotency_key,
@@ -204,11 +197,10 @@ def _retry_failed(p: Practice, msg: RetryFailed, now: datetime, settings: CoreSe
         if payload is None or operation is None or new_id in p.writebacks:
             continue  # purged payload, or (impossible by the fold) already retried
         out.append(
-            ev.WritebackRequested(
+            ev.WritebackRequested(  # the commit path seals the failed writeback's payload anew
                 at=now,
                 writeback_id=new_id,
                 operation=operation,
-                payload=payload,
                 deadline_at=policy.deadline_at(now, msg.deadline_s, settings),
                 retry_of=failed_id,
             )

@@ -127,12 +127,13 @@ class PracticeOffboarded(Event, frozen=True, kw_only=True):
 
 
 class WritebackRequested(Event, frozen=True, kw_only=True):
-    """Accepted request → ``queued``. ``payload`` is the encrypted JSON payload."""
+    """Accepted request → ``queued``. ``payload`` is the encrypted JSON payload: the core leaves
+    it empty and the commit path (``actors.runtime.commit``) seals it before the append."""
 
     writeback_id: str
     operation: str
-    payload: str
     deadline_at: datetime
+    payload: str = ""
     idempotency_key: str | None = None
     retry_of: str | None = None
     payload_digest: str = ""  # digest of the plaintext payload, for idempotency comparisons

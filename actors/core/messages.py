@@ -37,11 +37,13 @@ class Message(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag=_
 
 
 class RequestWriteback(Message, frozen=True, kw_only=True):
-    """Queue a writeback (payload already validated and encrypted by the caller)."""
+    """Queue a writeback whose fields the admin API validated (``actors.api.schemas``,
+    ``actors.core.operations.normalize``). The payload itself never enters the core: it travels
+    beside the command to the commit path (``actors.runtime.commit``), which seals it only once
+    the core accepted the request; ``payload_digest`` (keyed) serves idempotency comparisons."""
 
     writeback_id: str
     operation: str
-    payload: str
     payload_digest: str = ""
     idempotency_key: str | None = None
     deadline_s: float | None = None

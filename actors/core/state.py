@@ -3,18 +3,8 @@
 The same fold serves the live actor (recovery and every append), the projections and replay,
 so what an operator replays is exactly what the actor believed.
 
-Writeback lifecycle (interface section 4; final states absorb every later event)::
-
-                 requested                       acknowledged
-      ──────────► queued ──► submitting ─────────────────────► pending ──► completed
-                   ▲  ▲          │ │ │ └─ rejected ──► failed      │  └───► failed
-     proven absent │  │ refused  │ │ └── 5xx/timeout/crash ──┐    │  └───► cancelled (DELETE ok)
-                   │  └──────────┘ │                         ▼    │
-                   │   retry       └─ 429/412/quota ──► deferred  │
-                   │  scheduled ◄──────────────────────────┘      │
-                   └───────────────────────────────── unknown ────┘ reconciled
-      queued/deferred ── cancel ──► cancelled;  queued/deferred/unknown ── deadline ──► failed
-      pending ── cancel/deadline ──► (cancel_requested) ── DELETE ──► status read ──► final
+The writeback lifecycle is drawn in ``actors.core.decide``; here final states absorb every
+later event.
 
 ``Practice.writebacks`` holds only writebacks that are not final (plus their encrypted payloads
 in ``payloads``); a final writeback leaves the actor's memory and lives on in the ``writebacks``
@@ -164,45 +154,45 @@ def empty(office_id: str) -> Practice:
 def evolve_writeback(wb: Writeback | None, e: ev.Event, office_id: str) -> Writeback | None:
     """The writeback after ``e`` (``None`` before it was requested). Final states absorb."""
     if isinstance(e, ev.WritebackRequested):
-        if wb is not None:
-            return wb
-        return Writeback(
-            writeback_id=e.writeback_id,
-            office_id=office_id,
-            operation=e.operation,
-            idempotency_key=e.idempotency_key,
-            retry_of=e.retry_of,
-            requested_at=e.at,
-            deadline_at=e.deadline_at,
-            payload_digest=e.payload_digest,
-        )
-    if wb is None:
-        return None
-    if wb.state in FINAL_STATES:
+        return wb if wb is not None else _requested_writeback(e, office_id)
+    if wb is None or wb.state in FINAL_STATES:
         return wb
+    changed = _submission(wb, e)
+    if changed is None:
+        changed = _confirmation(wb, e)
+    return wb if changed is None else changed
+
+
+def _requested_writeback(e: ev.WritebackRequested, office_id: str) -> Writeback:
+    return Writeback(
+        writeback_id=e.writeback_id,
+        office_id=office_id,
+        operation=e.operation,
+        idempotency_key=e.idempotency_key,
+        retry_of=e.retry_of,
+        requested_at=e.at,
+        deadline_at=e.deadline_at,
+        payload_digest=e.payload_digest,
+    )
+
+
+def _submission(wb: Writeback, e: ev.Event) -> Writeback | None:
+    """Sending and its immediate answers: queued, submitting, pending, deferred, unknown."""
     match e:
         case ev.SubmitAttempted():
             return replace(wb, state="submitting", attempts=e.attempt, attempted_at=e.at, retry_at=None)
         case ev.WritebackSubmitted():
             return replace(
-                wb,
-                state="pending",
-                sikka_writeback_id=e.sikka_writeback_id,
-                submitted_at=e.at,
+                wb, state="pending", sikka_writeback_id=e.sikka_writeback_id, submitted_at=e.at,
                 next_check_at=e.next_check_at,
             )
         case ev.SubmitRefused():
             return replace(wb, state="queued", attempts=max(0, wb.attempts - 1))
         case ev.WritebackRejected():
             return _final(wb, e.at, "failed", error=WritebackError(e.code, e.message), retryable=False)
-        case ev.WritebackDeferred():
-            # answered before Sikka accepted anything: not an attempt
+        case ev.WritebackDeferred():  # answered before Sikka accepted anything: not an attempt
             return replace(
-                wb,
-                state="deferred",
-                retry_at=e.retry_at,
-                deferred_reason=e.reason,
-                attempts=max(0, wb.attempts - 1),
+                wb, state="deferred", retry_at=e.retry_at, deferred_reason=e.reason, attempts=max(0, wb.attempts - 1)
             )
         case ev.OutcomeUnknown():
             return replace(wb, state="unknown", unknown_since=e.at, next_check_at=e.next_check_at)
@@ -218,17 +208,17 @@ def evolve_writeback(wb: Writeback | None, e: ev.Event, office_id: str) -> Write
             )
         case ev.ProvenAbsent():
             return replace(
-                wb,
-                state="queued",
-                retry_at=None,
-                deferred_reason=None,
-                next_check_at=None,
-                ambiguous=False,
-                unknown_since=None,
-                last_result="",
+                wb, state="queued", retry_at=None, deferred_reason=None, next_check_at=None, ambiguous=False,
+                unknown_since=None, last_result="",
             )
         case ev.RetryScheduled():
             return replace(wb, state="queued", retry_at=None, deferred_reason=None)
+    return None
+
+
+def _confirmation(wb: Writeback, e: ev.Event) -> Writeback | None:
+    """Checks, cancels and the final outcome."""
+    match e:
         case ev.StatusChecked():
             return replace(
                 wb,
@@ -239,29 +229,21 @@ def evolve_writeback(wb: Writeback | None, e: ev.Event, office_id: str) -> Write
                 ambiguous=e.result == "ambiguous",
             )
         case ev.CancelRequested():
-            if wb.cancel_requested:
-                return wb
-            return replace(wb, cancel_requested=True, cancel_reason=e.reason)
+            return wb if wb.cancel_requested else replace(wb, cancel_requested=True, cancel_reason=e.reason)
         case ev.DeleteAnswered():
-            return replace(
-                wb, delete_answered=True, status_read_due=True, next_check_at=e.at, delete_retry_at=None
-            )
+            return replace(wb, delete_answered=True, status_read_due=True, next_check_at=e.at, delete_retry_at=None)
         case ev.DeleteFailed():
             return replace(wb, delete_attempts=e.attempt, delete_retry_at=e.retry_at)
         case ev.WritebackCompleted():
             return _final(wb, e.at, "completed", created_id=e.created_id, sikka_completed_time=e.sikka_completed_time)
         case ev.WritebackFailed():
             return _final(
-                wb,
-                e.at,
-                "failed",
-                error=WritebackError(e.code, e.message),
-                retryable=e.retryable,
+                wb, e.at, "failed", error=WritebackError(e.code, e.message), retryable=e.retryable,
                 sikka_completed_time=e.sikka_completed_time,
             )
         case ev.WritebackCancelled():
             return _final(wb, e.at, "cancelled")
-    return wb
+    return None
 
 
 def _final(wb: Writeback, at: datetime, state: str, **changes) -> Writeback:
@@ -298,30 +280,42 @@ def step(p: Practice, e: ev.Event, wb: Writeback | None) -> tuple[Practice, Writ
     """
     p = replace(p, updated_at=e.at)
     match e:
+        case ev.WritebackRequested():
+            return _requested(p, e, wb)
+        case ev.StatusChecked() if e.writeback_id in p.late_watch:
+            watch = replace(p.late_watch[e.writeback_id], next_check_at=e.next_check_at)
+            return replace(p, late_watch={**p.late_watch, e.writeback_id: watch}), wb
+    changed = _authorization(p, e)
+    if changed is None:
+        changed = _practice_lifecycle(p, e)
+    if changed is not None:
+        return changed, wb
+    if wb is not None:
+        after = evolve_writeback(wb, e, p.office_id)
+        if after is not wb:  # a final writeback absorbs the event and stays the same object
+            return _writeback_changed(_practice_side(p, e), after, e)
+    return p, wb
+
+
+def _authorization(p: Practice, e: ev.Event) -> Practice | None:
+    """Registration, authorization and the request key."""
+    match e:
         case ev.PracticeRegistered():
-            p = replace(
-                p,
-                registered=True,
-                practice_name=e.practice_name,
-                practice_ids=e.practice_ids,
-                time_zone=e.time_zone,
-                authorized=True,
+            return replace(
+                p, registered=True, practice_name=e.practice_name, practice_ids=e.practice_ids,
+                time_zone=e.time_zone, authorized=True,
             )
         case ev.PracticeUpdated():
-            p = replace(p, practice_name=e.practice_name, practice_ids=e.practice_ids, time_zone=e.time_zone)
+            return replace(p, practice_name=e.practice_name, practice_ids=e.practice_ids, time_zone=e.time_zone)
         case ev.PracticeDeauthorized():
-            p = replace(p, authorized=False, last_error=e.reason or "practice de-authorized the application")
+            return replace(p, authorized=False, last_error=e.reason or "practice de-authorized the application")
         case ev.PracticeReauthorized():
-            p = replace(
-                p,
-                authorized=True,
-                setup_required=False,
-                setup_code=None,
-                refresh_grant="request_key",
+            return replace(
+                p, authorized=True, setup_required=False, setup_code=None, refresh_grant="request_key",
                 refresh_retry_at=None,
             )
         case ev.TokenRefreshed():
-            p = replace(
+            return replace(
                 p,
                 token_expires_at=e.expires_at,
                 token_issued_at=e.at,
@@ -335,7 +329,7 @@ def step(p: Practice, e: ev.Event, wb: Writeback | None) -> tuple[Practice, Writ
                 last_error=None,
             )
         case ev.TokenRefreshFailed():
-            p = replace(
+            return replace(
                 p,
                 last_error=_error_text(e.code, e.message),
                 refresh_failures=p.refresh_failures + 1,
@@ -344,11 +338,11 @@ def step(p: Practice, e: ev.Event, wb: Writeback | None) -> tuple[Practice, Writ
                 refresh_requested=False,
             )
         case ev.TokenRefreshRequested():
-            p = replace(p, refresh_requested=True, refresh_retry_at=None)
+            return replace(p, refresh_requested=True, refresh_retry_at=None)
         case ev.KeyRefused():
-            p = replace(p, token_stale=True)
+            return replace(p, token_stale=True)
         case ev.SetupRequired():
-            p = replace(
+            return replace(
                 p,
                 setup_required=True,
                 setup_code=e.code,
@@ -358,47 +352,34 @@ def step(p: Practice, e: ev.Event, wb: Writeback | None) -> tuple[Practice, Writ
                 refresh_grant="request_key",
                 last_error=_error_text(e.code, e.message),
             )
+    return None
+
+
+def _practice_lifecycle(p: Practice, e: ev.Event) -> Practice | None:
+    """Pause, parking, offboarding, and the payloads kept after a writeback ended."""
+    match e:
         case ev.PracticePaused():
-            p = replace(p, paused=True)
+            return replace(p, paused=True)
         case ev.PracticeResumed():
-            p = replace(p, paused=False)
+            return replace(p, paused=False)
         case ev.PracticeParked():
-            p = replace(p, parked_until=e.until, last_error=e.error or p.last_error)
+            return replace(p, parked_until=e.until, last_error=e.error or p.last_error)
         case ev.PracticeUnparked():
-            p = replace(p, parked_until=None)
+            return replace(p, parked_until=None)
         case ev.OffboardRequested():
-            p = replace(p, offboarding=True)
+            return replace(p, offboarding=True)
         case ev.PracticeOffboarded():
-            p = replace(p, offboarded=True, offboarding=False, token_expires_at=None, payloads={}, late_watch={})
-        case ev.WritebackRequested():
-            return _requested(p, e, wb)
-        case ev.PayloadPurged():
-            p = replace(
-                p,
-                payloads=_without(p.payloads, e.writeback_id),
-                late_watch=_without(p.late_watch, e.writeback_id),
-            )
+            return replace(p, offboarded=True, offboarding=False, token_expires_at=None, payloads={}, late_watch={})
+        case ev.PayloadPurged() | ev.LateWatchEnded():
+            return _forget_payload(p, e.writeback_id)
         case ev.LateOutcomeFound():
-            p = replace(
-                p,
-                payloads=_without(p.payloads, e.writeback_id),
-                late_watch=_without(p.late_watch, e.writeback_id),
-                recent_sikka_ids=_remember(p.recent_sikka_ids, e.sikka_writeback_id),
-            )
-        case ev.LateWatchEnded():
-            p = replace(
-                p,
-                payloads=_without(p.payloads, e.writeback_id),
-                late_watch=_without(p.late_watch, e.writeback_id),
-            )
-        case ev.StatusChecked() if e.writeback_id in p.late_watch:
-            watch = replace(p.late_watch[e.writeback_id], next_check_at=e.next_check_at)
-            p = replace(p, late_watch={**p.late_watch, e.writeback_id: watch})
-        case _ if wb is not None:
-            changed = evolve_writeback(wb, e, p.office_id)
-            if changed is not wb:  # a final writeback absorbs the event and stays the same object
-                return _writeback_changed(_practice_side(p, e), changed, e)
-    return p, wb
+            p = _forget_payload(p, e.writeback_id)
+            return replace(p, recent_sikka_ids=_remember(p.recent_sikka_ids, e.sikka_writeback_id))
+    return None
+
+
+def _forget_payload(p: Practice, writeback_id: str) -> Practice:
+    return replace(p, payloads=_without(p.payloads, writeback_id), late_watch=_without(p.late_watch, writeback_id))
 
 
 def _practice_side(p: Practice, e: ev.Event) -> Practice:

@@ -39,8 +39,8 @@ Interactive reads (``read``) run in the caller's task on the same key and budget
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -48,20 +48,22 @@ import structlog
 import trio
 from msgspec.structs import replace
 
-from actors.core.decide import recover, decide
-from actors.core.schedule import next_step, conditions, key_usable, bodies_needed
-from actors.core import messages
 from actors.core import events as ev
+from actors.core import messages
 from actors.core import outcomes as oc
+from actors.core.decide import decide, recover
+from actors.core.messages import Decision
 from actors.core.operations import PayloadError
-from actors.core.policy import CoreSettings
 from actors.core.ratelimit import Budget, BudgetStats, Lane
+from actors.core.schedule import bodies_needed, conditions, key_usable, next_step
 from actors.core.state import Practice, empty, evolve, writeback_counts
+from actors.runtime.calls import fetch_writeback_lists, observe, take_budget
+from actors.runtime.commit import SNAPSHOT_SCHEMA, commit, load_practice
+from actors.runtime.deps import Deps
 from store.eventlog import ConcurrencyError
 
 log = structlog.get_logger("actor")
 
-SNAPSHOT_SCHEMA = 1
 SNAPSHOT_EVERY = 200  # events between snapshots
 SHIELDED_APPEND_S = 10.0  # how long a shielded append (an outcome already received) may take
 
@@ -84,10 +86,12 @@ class Unavailable(Exception):
 
 
 class Envelope(msgspec.Struct):
-    """A message for the actor, and where to send the decision once it is committed."""
+    """A message for the actor, where to send the decision once it is committed, and the
+    plaintext payloads it carries (a submission's, sealed only if the core accepts it)."""
 
     message: Any
     reply: trio.MemorySendChannel | None = None
+    plaintexts: Mapping[str, bytes] | None = None
 
 
 class Wake(msgspec.Struct, frozen=True):
@@ -104,73 +108,6 @@ class ActorStatistics(msgspec.Struct, frozen=True):
     writebacks: dict[str, int]
     budget: BudgetStats
     inbox: int
-
-
-class Deps:
-    """What every actor shares: store, credentials, the Sikka client, settings, the clock, the
-    app-level budget and the hooks the supervisor listens to."""
-
-    def __init__(
-        self,
-        *,
-        store,
-        credentials,
-        client,
-        settings,
-        clock: Callable[[], datetime],
-        app_budget: Budget,
-        on_targets_changed: Callable[[], None] = lambda: None,
-        on_events: Callable[[Practice, list[ev.Event]], None] = lambda before, events: None,
-        owns: Callable[[str], Awaitable[bool]] | None = None,
-        owner_of: Callable[[str], Awaitable[str | None]] | None = None,
-    ):
-        self.store = store
-        self.credentials = credentials
-        self.client = client
-        self.settings = settings
-        self.core_settings = CoreSettings.from_settings(settings)
-        self.clock = clock
-        self.app_budget = app_budget
-        self.on_targets_changed = on_targets_changed
-        self.on_events = on_events  # (state before, events appended): the metrics' histograms
-        self.owns = owns or _owned_here
-        self.owner_of = owner_of or _no_leases
-
-    def deadline(self, at: datetime) -> float:
-        """The trio deadline of wall-clock time ``at``."""
-        return trio.current_time() + max(0.0, (at - self.clock()).total_seconds())
-
-
-async def _owned_here(office_id: str) -> bool:
-    """Without leases (one process, tests) this process owns every practice it runs."""
-    return True
-
-
-async def _no_leases(office_id: str) -> str | None:
-    return None
-
-
-CONFLICT_RETRIES = 5  # decisions re-made after another writer's append before giving up (a crash)
-
-
-async def take_budget(budget: Budget, lane: Lane, clock: Callable[[], datetime]) -> float:
-    """Wait until ``budget`` lets ``lane`` send, take the slot, return the send time (POSIX s)."""
-    while True:
-        now = clock().timestamp()
-        at = budget.allowed_at(lane, now)
-        if at <= now and budget.take(lane, now):
-            return now
-        await trio.sleep(max(at - now, 0.01))
-
-
-def observe(budget: Budget, result: oc.Result, sent_at: float, now: float) -> None:
-    """Feed a response's rate-limit headers, 429 or daily quota into the budget."""
-    budget.observe(result.rate, now, sent_at)
-    match result.outcome:
-        case oc.RateLimited(reset_s=reset_s):
-            budget.snooze(reset_s, now)
-        case oc.DailyQuota():
-            budget.exhaust_day(now)
 
 
 class PracticeActor:
@@ -205,12 +142,12 @@ class PracticeActor:
             inbox=self.inbox_send.statistics().current_buffer_used,
         )
 
-    async def ask(self, message) -> messages.Decision:
+    async def ask(self, message, plaintexts: Mapping[str, bytes] | None = None) -> Decision:
         """Deliver a command and wait for its decision (events: committed). ``Unavailable``
         when the actor stops or crashes before answering (the command may not be recorded)."""
         reply_send, reply = trio.open_memory_channel(1)
         try:
-            await self.inbox_send.send(Envelope(message, reply_send))
+            await self.inbox_send.send(Envelope(message, reply_send, plaintexts))
             async with reply:
                 return await reply.receive()
         except (trio.EndOfChannel, trio.BrokenResourceError, trio.ClosedResourceError):
@@ -288,21 +225,22 @@ class PracticeActor:
         self.state, self.version, self._snapshot_version = await load_practice(self.deps.store, self.office_id)
         self._request_key = await self.deps.credentials.secret(self.office_id, "request_key")
         self._last_keyed_call_at = self.deps.clock()
-        for _ in range(CONFLICT_RETRIES):
-            recovered = recover(self.state, self.deps.clock(), self.deps.core_settings)
-            if not recovered:
-                return
-            log.warning("actor.recovered", events=[ev.type_name(e) for e in recovered],
-                        writebacks=[e.writeback_id for e in recovered if isinstance(e, ev.OutcomeUnknown)])
-            if await self._append(recovered):
-                return
+
+        def recovered(state: Practice) -> list[ev.Event]:
+            events = recover(state, self.deps.clock(), self.deps.core_settings)
+            if events:
+                log.warning("actor.recovered", events=[ev.type_name(e) for e in events],
+                            writebacks=[e.writeback_id for e in events if isinstance(e, ev.OutcomeUnknown)])
+            return events
+
+        await self._commit(recovered)
 
     async def _step(self, step: messages.AnyStep) -> None:
         match step:
             case messages.Sleep(until=until):
                 await self._wait(until)
             case messages.Record(events=events):
-                await self._append(list(events))  # on a conflict the next step is planned afresh
+                await self._commit(lambda state: list(events), attempts=1)  # on a conflict: plan afresh
             case messages.Submit():
                 await self._submit(step)
             case messages.Poll(writeback_id=wid, sikka_writeback_id=sid):
@@ -347,20 +285,12 @@ class PracticeActor:
     async def _handle(self, envelope: Envelope) -> None:
         message = envelope.message
         if isinstance(message, Wake):
-            await self._catch_up()
+            await self._fold_tail()
             return
         if isinstance(message, messages.ListOutcome):
             message = await self._with_bodies(message)
         try:
-            for _ in range(CONFLICT_RETRIES):
-                decision = decide(self.state, message, self.deps.clock(), self.deps.core_settings)
-                if not isinstance(decision, list) or not decision:
-                    break
-                decision = await reseal_retries(self.deps.credentials, decision)
-                if await self._append(decision):
-                    break
-            else:
-                raise ConcurrencyError(self.stream_id, self.version, -1)
+            decision = await self._decide(message, envelope.plaintexts)
         except BaseException:
             if envelope.reply is not None:
                 envelope.reply.close()  # the asker gets Unavailable, not an endless wait
@@ -368,11 +298,28 @@ class PracticeActor:
         if envelope.reply is not None:
             envelope.reply.send_nowait(decision)
 
-    # --- persistence --------------------------------------------------------------------------
+    # --- the commit path (actors.runtime.commit; this actor is its Stream) ----------------------
 
-    async def _persist(self, events: list[ev.Event]) -> None:
-        if not events:
-            return
+    async def _commit(self, decision_for, *, plaintexts=None, attempts=None) -> Decision | None:
+        kw = {"attempts": attempts} if attempts is not None else {}
+        return await commit(self, decision_for, self.deps.credentials, plaintexts=plaintexts, **kw)
+
+    async def _decide(self, message, plaintexts: Mapping[str, bytes] | None = None) -> Decision:
+        decision = await self._commit(
+            lambda state: decide(state, message, self.deps.clock(), self.deps.core_settings), plaintexts=plaintexts
+        )
+        if decision is None:
+            raise ConcurrencyError(self.stream_id, self.version, -1)  # a crash: the restart re-reads
+        return decision
+
+    async def _decide_shielded(self, message) -> None:
+        """Record what a Sikka call that already happened came to, even while stopping."""
+        with trio.CancelScope(shield=True), trio.move_on_after(SHIELDED_APPEND_S):
+            await self._decide(message)
+
+    async def append(self, events: list[ev.Event]) -> None:
+        """Stream: append at this version (``ConcurrencyError`` if another writer came first),
+        fold, tell the listeners, snapshot now and then."""
         self.version = await self.deps.store.append(self.stream_id, self.version, events)
         before = self.state
         for e in events:
@@ -388,23 +335,18 @@ class PracticeActor:
             )
             self._snapshot_version = self.version
 
-    async def _append(self, events: list[ev.Event]) -> bool:
-        """Persist ``events``; False when another writer got there first and this node still
-        owns the practice (the state is caught up: decide again). ``LostOwnership`` otherwise."""
-        try:
-            await self._persist(events)
-            return True
-        except ConcurrencyError:
-            await self._check_owned()
-            await self._catch_up()
-            return False
+    async def catch_up(self) -> None:
+        """Stream, after a conflict: a peer supervisor stored a command (fold it and decide
+        again), unless this node no longer owns the practice (``LostOwnership``: stop)."""
+        await self._check_owned()
+        await self._fold_tail()
 
     async def _check_owned(self) -> None:
         if not await self.deps.owns(self.office_id):
             self._stopping = True
             raise LostOwnership(f"practice {self.office_id}: another supervisor owns it now")
 
-    async def _catch_up(self) -> None:
+    async def _fold_tail(self) -> None:
         """Fold events another writer appended (e.g. a writeback stored by a peer supervisor)."""
         foreign_submit = False
         for record in await self.deps.store.read_stream(self.stream_id, self.version + 1):
@@ -415,18 +357,6 @@ class PracticeActor:
         if foreign_submit:
             await self._check_owned()
             raise ForeignSubmit(f"practice {self.office_id}: another actor submitted a writeback")
-
-    async def _decide(self, message) -> None:
-        for _ in range(CONFLICT_RETRIES):
-            decision = decide(self.state, message, self.deps.clock(), self.deps.core_settings)
-            if not isinstance(decision, list) or await self._append(decision):
-                return
-        raise ConcurrencyError(self.stream_id, self.version, -1)
-
-    async def _decide_shielded(self, message) -> None:
-        """Record what a Sikka call that already happened came to, even while stopping."""
-        with trio.CancelScope(shield=True), trio.move_on_after(SHIELDED_APPEND_S):
-            await self._decide(message)
 
     # --- Sikka calls --------------------------------------------------------------------------
 
@@ -449,10 +379,11 @@ class PracticeActor:
 
     async def _submit(self, step: messages.Submit) -> None:
         wid = step.writeback_id
-        if not await self._append([step.attempted]):  # the intent is durable before the request leaves
-            return  # another writer came first: nothing was sent; plan again
+        # the intent is durable before the request leaves; another writer first: nothing was sent, plan again
+        if await self._commit(lambda state: [step.attempted], attempts=1) is None:
+            return
         sealed = self.state.payloads.get(wid)
-        payload = await self.deps.credentials.open_payload(wid, sealed) if sealed is not None else None
+        payload = await self.deps.credentials.open_payload(wid, sealed) if sealed else None
         if payload is None:
             result = oc.Result(oc.Rejected(400, "payload_purged", "the payload was purged before it was sent"))
         else:
@@ -524,74 +455,3 @@ class PracticeActor:
         await credentials.purge_payloads(await self.deps.store.writeback_ids(self.office_id))
         self._request_key = None
         await self._decide_shielded(messages.OffboardOutcome(ok=True, detail="" if ok else "a key was not deleted at Sikka"))
-
-
-async def load_practice(store, office_id: str) -> tuple[Practice, int, int]:
-    """(state, version, snapshot version): the latest snapshot plus the stream's tail, folded."""
-    stream = ev.stream_id(office_id)
-    state, version, snapshot_version = empty(office_id), 0, 0
-    snapshot = await store.load_snapshot(stream, SNAPSHOT_SCHEMA)
-    if snapshot is not None:
-        state = msgspec.json.decode(snapshot.state, type=Practice)
-        version = snapshot_version = snapshot.version
-    for record in await store.read_stream(stream, version + 1):
-        state = evolve(state, record.event)
-        version = record.version
-    return state, version, snapshot_version
-
-
-async def reseal_retries(credentials, events: list[ev.Event]) -> list[ev.Event]:
-    """A retry (``retry_of``) gets the failed writeback's payload sealed under a data key of its
-    own: payload keys belong to one writeback id, so the old ciphertext could never be opened
-    under the new id (the retry would fail as ``payload_purged``). Every path that appends a
-    decision goes through here."""
-    out = []
-    for e in events:
-        if isinstance(e, ev.WritebackRequested) and e.retry_of is not None:
-            plain = await credentials.open_payload(e.retry_of, e.payload)
-            if plain is not None:
-                e = replace(e, payload=await credentials.seal_payload(e.writeback_id, plain))
-        out.append(e)
-    return out
-
-
-async def decide_and_append(deps: Deps, office_id: str, message) -> messages.Decision:
-    """Decide ``message`` for a practice whose actor is not running here, and append the events
-    (re-deciding on a conflict with another writer)."""
-    for _ in range(5):
-        state, version, _ = await load_practice(deps.store, office_id)
-        decision = decide(state, message, deps.clock(), deps.core_settings)
-        if not isinstance(decision, list) or not decision:
-            return decision
-        decision = await reseal_retries(deps.credentials, decision)
-        try:
-            await deps.store.append(ev.stream_id(office_id), version, decision)
-            return decision
-        except ConcurrencyError:
-            continue
-    raise ConcurrencyError(ev.stream_id(office_id), version, -1)
-
-
-async def fetch_writeback_lists(deps: Deps, ranges) -> tuple[list[oc.WritebackListItem], bool]:
-    """Every ``GET /writebacks`` item for ``ranges`` (each ≤ 7 days) on the app-level budget;
-    ``complete`` is false when any range failed."""
-    items: list[oc.WritebackListItem] = []
-    complete = True
-    for start, end in ranges:
-        sent_at = await take_budget(deps.app_budget, Lane.STATUS, deps.clock)
-        result = await deps.client.writebacks(start, end)
-        observe(deps.app_budget, result, sent_at, deps.clock().timestamp())
-        if isinstance(result.outcome, oc.Ok):
-            items.extend(result.outcome.value)
-        else:
-            complete = False
-    return items, complete
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def mock_clock(epoch: datetime) -> Callable[[], datetime]:
-    """Wall time that follows trio's clock (MockClock in tests): ``epoch + current_time()``."""
-    return lambda: epoch + timedelta(seconds=trio.current_time())

@@ -18,21 +18,16 @@ import msgspec
 import structlog
 import trio
 
-from actors.core import onboarding
+from actors.core import listplan, messages, onboarding
 from actors.core import outcomes as oc
-from actors.runtime.actor import (
-    Deps,
-    Unavailable,
-    decide_and_append,
-    fetch_writeback_lists,
-    observe,
-    take_budget,
-)
-from actors.runtime.practices import PracticeSupervisor
 from actors.core.ratelimit import BudgetStats, Lane
-from store.db import DatabaseUnavailable
 from actors.core.schedule import list_targets
-from actors.core import messages, listplan
+from actors.runtime.actor import Unavailable
+from actors.runtime.calls import fetch_writeback_lists, observe, take_budget
+from actors.runtime.commit import decide_and_append
+from actors.runtime.deps import Deps
+from actors.runtime.practices import PracticeSupervisor
+from store.db import DatabaseUnavailable
 
 log = structlog.get_logger("applevel")
 

@@ -26,9 +26,10 @@ import structlog
 import trio
 
 from actors.core import events as ev
-from actors.runtime.actor import Deps, LostOwnership, PracticeActor, load_practice
+from actors.runtime.actor import LostOwnership, PracticeActor
+from actors.runtime.commit import StoredStream, commit
+from actors.runtime.deps import Deps
 from actors.runtime.supervision import RestartPolicy, Supervised
-from store.eventlog import ConcurrencyError
 
 log = structlog.get_logger("supervisor")
 
@@ -147,13 +148,8 @@ class PracticeSupervisor:
         """Record parking; best effort: the practice whose appends keep failing is the one being
         parked, and a failure here must not escape into the nursery every practice shares."""
         try:
-            for _ in range(5):
-                _, version, _ = await load_practice(self.deps.store, office_id)
-                try:
-                    await self.deps.store.append(ev.stream_id(office_id), version, [event])
-                    return
-                except ConcurrencyError:
-                    continue
+            stream = await StoredStream.load(self.deps.store, office_id)
+            await commit(stream, lambda state: [event], self.deps.credentials)
         except Exception as exc:
             log.error("supervisor.record_failed", office_id=office_id, event_type=ev.type_name(event), error=repr(exc))
 

@@ -83,7 +83,7 @@ async def test_retry_failed_without_a_running_actor_reseals_the_payload(nursery,
     decided while no actor ran (``decide_and_append``) kept the failed writeback's ciphertext,
     which no key of the new id opens: the retry would fail as payload_purged."""
     from actors.core import messages
-    from actors.runtime.actor import decide_and_append
+    from actors.runtime.commit import decide_and_append
 
     system = await start_system(nursery, sim_config=SimConfig(practices=1))
     office = system.offices()[0]

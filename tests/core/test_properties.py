@@ -131,7 +131,7 @@ class Driver:
         wid = f"w{self.n}"
         self.plain[wid] = payload
         deadline = self.draw(st.sampled_from([None, 120.0, 900.0, 3600.0]))
-        self.decide(messages.RequestWriteback(writeback_id=wid, operation=op, payload=f"enc:{wid}", deadline_s=deadline))
+        self.decide(messages.RequestWriteback(writeback_id=wid, operation=op, deadline_s=deadline))
 
     def cancel(self) -> None:
         if self.p.writebacks:

@@ -14,7 +14,7 @@ import trio
 from cryptography.fernet import Fernet
 
 from actors.process import config
-from actors.runtime.actor import Deps, mock_clock
+from actors.runtime.deps import Deps, mock_clock
 from actors.runtime.applevel import AppLevel
 from actors.runtime.practices import PracticeSupervisor
 from actors.core.ratelimit import Budget
@@ -46,9 +46,9 @@ class System:
 
     async def request(self, office_id: str, operation: str, payload: dict, **kw) -> str:
         writeback_id = str(uuid.uuid4())
-        sealed = await self.credentials.seal_payload(writeback_id, json.dumps(payload).encode())
         decision = await self.practices.actors[office_id].ask(
-            messages.RequestWriteback(writeback_id=writeback_id, operation=operation, payload=sealed, **kw)
+            messages.RequestWriteback(writeback_id=writeback_id, operation=operation, **kw),
+            {writeback_id: json.dumps(payload).encode()},
         )
         assert isinstance(decision, list), decision
         return writeback_id

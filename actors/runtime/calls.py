@@ -1,0 +1,53 @@
+"""Sikka calls on a rate budget: wait for a slot, send, feed the answer back to the budget.
+
+Every call the supervisor makes goes ``take_budget`` → the client → ``observe``: the practice's
+budget for keyed calls (``actors.core.ratelimit``, lanes by priority), the app-level budget for
+App-Id/App-Key calls. ``fetch_writeback_lists`` is the app-level ``GET /writebacks`` round (one
+call per date range, every page) that the list task and an actor's own fallback share.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+import trio
+
+from actors.core import outcomes as oc
+from actors.core.ratelimit import Budget, Lane
+
+
+async def take_budget(budget: Budget, lane: Lane, clock: Callable[[], datetime]) -> float:
+    """Wait until ``budget`` lets ``lane`` send, take the slot, return the send time (POSIX s)."""
+    while True:
+        now = clock().timestamp()
+        at = budget.allowed_at(lane, now)
+        if at <= now and budget.take(lane, now):
+            return now
+        await trio.sleep(max(at - now, 0.01))
+
+
+def observe(budget: Budget, result: oc.Result, sent_at: float, now: float) -> None:
+    """Feed a response's rate-limit headers, 429 or daily quota into the budget."""
+    budget.observe(result.rate, now, sent_at)
+    match result.outcome:
+        case oc.RateLimited(reset_s=reset_s):
+            budget.snooze(reset_s, now)
+        case oc.DailyQuota():
+            budget.exhaust_day(now)
+
+
+async def fetch_writeback_lists(deps, ranges) -> tuple[list[oc.WritebackListItem], bool]:
+    """Every ``GET /writebacks`` item for ``ranges`` (each ≤ 7 days) on the app-level budget;
+    ``complete`` is false when any range failed."""
+    items: list[oc.WritebackListItem] = []
+    complete = True
+    for start, end in ranges:
+        sent_at = await take_budget(deps.app_budget, Lane.STATUS, deps.clock)
+        result = await deps.client.writebacks(start, end)
+        observe(deps.app_budget, result, sent_at, deps.clock().timestamp())
+        if isinstance(result.outcome, oc.Ok):
+            items.extend(result.outcome.value)
+        else:
+            complete = False
+    return items, complete
