@@ -21,7 +21,8 @@ from actors.core.outcomes import (
     WritebackListItem,
     WritebackStatus,
 )
-from actors.runtime.sikka import SikkaClient, parse_ack, rate_headers
+from actors.core.sikka_parse import parse_ack, rate_headers
+from actors.runtime.sikka import SikkaClient
 from tests.support.sikka import (
     APP_ID,
     APP_KEY,

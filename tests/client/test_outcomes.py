@@ -27,7 +27,8 @@ from actors.core.outcomes import (
     Unknown,
     WritebackAck,
 )
-from actors.runtime.sikka import SikkaClient, http_date, rate_headers, user_agent
+from actors.core.sikka_parse import http_date, rate_headers
+from actors.runtime.sikka import SikkaClient, user_agent
 from tests.support.sikka import APP_ID, APP_KEY, BASE, BOOKING, NODE, REQUEST_KEY, envelope
 
 BOOK = dict(BOOKING)
