@@ -98,11 +98,13 @@ class Running:
                 await trio.sleep(0.1)
 
     def counts(self) -> tuple[int, int, int]:
-        """(events, credentials, writebacks) rows in the database."""
+        """(writeback_requested events, credentials, writebacks) rows in the database: what a
+        submission stores. (Other events may land at any time: earlier tests' writebacks being
+        confirmed, token refreshes.)"""
         with self.db._pool.connection() as conn:
             return tuple(
                 conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-                for table in ("events", "credentials", "writebacks")
+                for table in ("events WHERE type = 'writeback_requested'", "credentials", "writebacks")
             )
 
     async def aclose(self) -> None:
