@@ -37,7 +37,7 @@ def seed(url: str, practices: int, events: int, secrets_key: str, sim_seed: int 
     from sim.data import secret_key
     from store.credentials import Credentials, PgCredentialRows, Vault, parse_keys
     from store.db import Database
-    from store.eventlog import PgEventStore
+    from store.pglog import PgEventStore
 
     per_practice = max(1, round((events / practices - 2) / 5.6))  # a lifecycle averages about 5.6 events
 

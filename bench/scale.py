@@ -10,9 +10,10 @@ Two runs, each on a fresh database (embedded PostgreSQL, or ``DATABASE_URL``'s s
 
 Measured on the supervisor process only (the simulator and PostgreSQL are other processes):
 ``rss_baseline_mib``, ``rss_mib``, ``kib_per_practice`` = (RSS at N − RSS at 0) / N after the
-settle; ``loop_lag_p99_ms``: the p99 of every ``loop.lag`` sample over the settle (``actors.looplag``:
-a task asking to sleep 50 ms, its lateness), as the upper bound of its histogram bucket (1, 2, 5,
-10, 20, 50, 100 … ms), with ``loop_lag_over_50ms_share`` and ``loop_lag_max_ms`` beside it;
+settle; ``loop_lag_p99_ms``: the p99 of every ``loop.lag`` sample over the settle
+(``actors.monitoring.looplag``: a task asking to sleep 50 ms, its lateness), as the upper bound
+of its histogram bucket (1, 2, 5, 10, 20, 50, 100 … ms), with ``loop_lag_over_50ms_share`` and
+``loop_lag_max_ms`` beside it;
 ``cpu_share``: the supervisor's user + system CPU over the settle / wall time (1.0 = one core);
 ``ready_s``: from start to every actor running (``GET /usage`` lists them all) and every
 practice active. Commitments (issue 10): ``kib_per_practice ≤ 20``, ``loop_lag_p99_ms ≤ 50``.

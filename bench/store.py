@@ -22,7 +22,7 @@ from actors.core.state import empty, evolve
 from bench.processes import fresh_database, postgres
 from bench.workload import practice_streams
 from store.db import Database
-from store.eventlog import PgEventStore, iterate_log
+from store.pglog import PgEventStore, iterate_log
 
 
 def bench_database(admin_url: str) -> str:

@@ -1,4 +1,4 @@
-"""Lease and node rows in PostgreSQL (migration 0003): the statements ``actors.ownership`` runs.
+"""Lease and node rows in PostgreSQL (migration 0003): the statements ``actors.runtime.ownership`` runs.
 
 Every function takes a connection (``Database.run(fn, ...)``). Times are the database's
 (``now()``), one clock for every node. Releasing and joining send ``NOTIFY leases`` so peers

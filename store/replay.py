@@ -18,7 +18,8 @@ from msgspec.structs import replace
 from actors.core import events as ev
 from actors.core.state import Practice, empty, evolve
 from store.credentials import PURGED
-from store.eventlog import RecordedEvent, iterate_log
+from store.eventlog import RecordedEvent
+from store.pglog import iterate_log
 from store.locks import RUN_LOCK
 
 REDACTED = "[redacted]"

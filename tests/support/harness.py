@@ -22,7 +22,7 @@ from actors.runtime.sikka import SikkaClient
 from actors.runtime.supervision import RestartPolicy
 from sim import SimConfig, Simulator
 from store.credentials import Credentials, MemoryCredentialRows, Vault, parse_keys
-from store.eventlog import MemoryEventStore
+from store.memory import MemoryEventStore
 from actors.core import messages
 
 EPOCH = datetime(2026, 3, 2, 14, 0, tzinfo=UTC)  # a Monday, 09:00 in New York
