@@ -27,29 +27,21 @@ from pathlib import Path
 
 from actors.monitoring import looplag
 from bench.common import line
-from bench.processes import cpu_seconds, fresh_database, loop_lag_reports, postgres, rss_bytes
+from bench.processes import (
+    Sim,
+    Supervisor,
+    cpu_seconds,
+    fresh_database,
+    loop_lag_reports,
+    postgres,
+    rss_bytes,
+    wait_ready,
+)
 
 MIB = 1024 * 1024
 
 
-def wait_ready(supervisor, practices: int, timeout: float) -> None:
-    """Until every practice is active with a running actor."""
-    start = time.monotonic()
-    with supervisor.client(timeout=60) as admin:
-        while True:
-            running = len(admin.get("/usage").json()["practices"])
-            if running >= practices:
-                states = [p["state"] for p in admin.get("/practices").json()["practices"]]
-                if len(states) >= practices and all(s == "active" for s in states):
-                    return
-            if time.monotonic() - start > timeout:
-                raise TimeoutError(f"{running} of {practices} actors running after {timeout:.0f} s")
-            time.sleep(1.0)
-
-
 def run_once(admin_url: str, tmp: Path, practices: int, settle: float, timeout: float) -> dict[str, float]:
-    from tests.e2e.test_processes import Sim, Supervisor  # the end-to-end tests' process wrappers
-
     tmp.mkdir(parents=True, exist_ok=True)
     url = fresh_database(admin_url, "sikka_bench_scale")
     sim = Sim(tmp, practices, "--token-ttl", "86400")

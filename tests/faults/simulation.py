@@ -66,7 +66,7 @@ from sim import SimConfig
 from store.credentials import DIGEST_KEY
 from tests.support.faults import FaultyStore
 from store.projections import fold_log
-from tests.support.harness import System, start_system
+from bench.system import System, start_system
 
 REQUEST_CAP = 2000  # Sikka requests per seed, about
 WORKLOAD_STOP_AT = 1500  # no new submissions once the simulator saw this many requests

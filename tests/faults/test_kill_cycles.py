@@ -24,7 +24,7 @@ import httpx
 import psycopg
 
 from store.rebuild import rebuild
-from tests.e2e.test_processes import Sim, Supervisor
+from bench.processes import Sim, Supervisor
 
 CYCLES = int(os.environ.get("SIKKA_KILL_CYCLES", "3"))
 PRACTICES = 3
