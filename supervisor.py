@@ -55,7 +55,7 @@ from actors.monitoring.slack import SlackNotifier
 from store.credentials import Credentials, PgCredentialRows, Vault, load_master_key
 from store.db import Database, DatabaseUnavailable
 from store import leases, retention
-from store.eventlog import PgEventStore
+from store.pglog import PgEventStore
 
 log = structlog.get_logger("supervisor")
 

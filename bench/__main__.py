@@ -95,7 +95,9 @@ def old_cells(text: str) -> dict[tuple[str, str], tuple[str, str]]:
     return cells
 
 
-def table(results: dict[str, dict[str, str] | None], previous: dict[tuple[str, str], tuple[str, str]], stamp: str) -> str:
+def table(
+    results: dict[str, dict[str, str] | None], previous: dict[tuple[str, str], tuple[str, str]], stamp: str
+) -> str:
     lines = [BEGIN, f"Measured {stamp}; rows of benchmarks not run then are kept from an earlier run.", "",
              "| benchmark | figure | measured | commitment | holds |", "|---|---|---|---|---|"]
     for row in ROWS:

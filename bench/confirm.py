@@ -1,7 +1,7 @@
 """``python -m bench.confirm``: confirmation overshoot and status calls, our actors vs the peer's strategy.
 
 Each scenario is one simulated run on trio's MockClock against the in-process simulator, played
-twice on the same seed: by our actors (``tests.actors.harness.start_system``: the practice
+twice on the same seed: by our actors (``bench.system.start_system``: the practice
 actors, the app-level list task, the in-memory store) and by ``bench.peer``, the existing
 integration's tracker (each writeback polled on its own with ``writeback_status``: first check
 10 s after the acknowledgement, then 10, 10, 20, 30, 60, 120, 300, 600, 1800 s; a calendar-minute
@@ -44,6 +44,7 @@ import trio.testing
 from actors.core.figures import percentile
 from bench.common import count_requests, line, quiet_logs
 from bench.peer import run_peer_tracker
+from bench.system import booking, start_system
 from sim import SimConfig, Simulator
 
 DELAYS: dict[str, tuple[float, float]] = {
@@ -102,7 +103,8 @@ def measure(sim: Simulator, counts: Counter, recorded: dict[str, float]) -> Run:
     run.confirmed = len(recorded)
     run.status_calls = counts["GET /v4/writebacks"] + counts["GET /v4/writeback_status"]
     stats = sim.stats()
-    limits = [(stats["app"], sim.config.app_rate_limit)] + [(s, sim.config.rate_limit) for s in stats["practices"].values()]
+    limits = [(stats["app"], sim.config.app_rate_limit)]
+    limits += [(s, sim.config.rate_limit) for s in stats["practices"].values()]
     run.status_429 = sum(s["status_429"] for s, _ in limits)
     run.budget_peak_share = max(s["max_in_any_60s"] / limit for s, limit in limits)
     return run
@@ -112,8 +114,6 @@ def measure(sim: Simulator, counts: Counter, recorded: dict[str, float]) -> Run:
 
 
 async def run_actors(scenario: Scenario, seed: int) -> Run:
-    from tests.support.harness import booking, start_system
-
     async with trio.open_nursery() as nursery:
         system = await start_system(nursery, sim_config=sim_config(scenario, seed))
         counts = count_requests(system.sim)

@@ -25,6 +25,7 @@ import trio
 from actors.core import outcomes as oc
 from actors.runtime.sikka import SikkaClient
 from bench.common import count_requests
+from bench.system import EPOCH, booking
 from sim import SimConfig, Simulator
 
 FIRST_CHECK_S = 10.0
@@ -82,8 +83,6 @@ async def run_peer_tracker(
     Returns the simulator, the requests it served by ``METHOD /path``, and Sikka writeback id →
     when the peer recorded the outcome (POSIX seconds on the simulator's clock).
     """
-    from tests.support.harness import EPOCH, booking
-
     start = EPOCH.timestamp() - trio.current_time()  # the simulator's clock, as in the actor runs
     sim = Simulator(config, clock=lambda: start + trio.current_time(), rng=random.Random(config.seed))
     counts = count_requests(sim)

@@ -6,8 +6,8 @@ drawn from ``--latency-ms`` (the window counts arrivals; the client learns of th
 ``--workers`` concurrent callers each loop on a keyed read (``GET /providers``), so demand is
 far above the limit, for ``--windows`` windows. Two runs on the same seed:
 
-- ``actors``: every call takes the practice's ``actors.ratelimit.Budget`` first and feeds the
-  answer back (``actors.actor.take_budget`` / ``observe``: the path every actor call takes);
+- ``actors``: every call takes the practice's ``actors.core.ratelimit.Budget`` first and feeds the
+  answer back (``actors.runtime.actor.take_budget`` / ``observe``: the path every actor call takes);
 - ``peer``: the existing integration's calendar-minute counter with its safe limit of 150
   (``bench.peer.MinuteCounter``).
 

@@ -22,11 +22,16 @@ import argparse
 import time
 from pathlib import Path
 
+import psycopg
 import trio
 
 from bench.common import line
-from bench.processes import fresh_database, postgres
+from bench.processes import Sim, Supervisor, bookings, fresh_database, postgres, wait_ready
 from bench.workload import practice_streams
+from sim.data import secret_key
+from store.credentials import Credentials, PgCredentialRows, Vault, parse_keys
+from store.db import Database
+from store.pglog import PgEventStore
 
 CHECKED = ("status_checked", "writeback_completed", "writeback_failed", "writeback_reconciled")
 
@@ -34,11 +39,6 @@ CHECKED = ("status_checked", "writeback_completed", "writeback_failed", "writeba
 def seed(url: str, practices: int, events: int, secrets_key: str, sim_seed: int = 1) -> int:
     """Append about ``events`` events over ``practices`` streams and store each practice's secret
     key (the simulator's, as onboarding would); how many events were appended."""
-    from sim.data import secret_key
-    from store.credentials import Credentials, PgCredentialRows, Vault, parse_keys
-    from store.db import Database
-    from store.eventlog import PgEventStore
-
     per_practice = max(1, round((events / practices - 2) / 5.6))  # a lifecycle averages about 5.6 events
 
     async def run() -> int:
@@ -61,15 +61,11 @@ def seed(url: str, practices: int, events: int, secrets_key: str, sim_seed: int 
 
 
 def last_position(url: str) -> int:
-    import psycopg
-
     with psycopg.connect(url) as conn:
         return conn.execute("SELECT coalesce(max(position), 0) FROM events").fetchone()[0]
 
 
 def checked_since(url: str, position: int, writeback_ids: list[str]) -> set[str]:
-    import psycopg
-
     with psycopg.connect(url) as conn:
         rows = conn.execute(
             "SELECT DISTINCT data->>'writeback_id' FROM events"
@@ -79,9 +75,7 @@ def checked_since(url: str, position: int, writeback_ids: list[str]) -> set[str]
     return {r[0] for r in rows}
 
 
-def submit_inflight(sim, supervisor, offices: list[str]) -> list[str]:
-    from tests.e2e.test_processes import bookings
-
+def submit_inflight(sim: Sim, supervisor: Supervisor, offices: list[str]) -> list[str]:
     ids = []
     with supervisor.client() as admin:
         for office, key, payload in bookings(sim, offices, 1):
@@ -99,9 +93,6 @@ def submit_inflight(sim, supervisor, offices: list[str]) -> list[str]:
 
 
 def measure(admin_url: str, tmp: Path, practices: int, events: int, inflight: int, timeout: float) -> dict:
-    from bench.scale import wait_ready
-    from tests.e2e.test_processes import Sim, Supervisor
-
     url = fresh_database(admin_url, "sikka_bench_recovery")
     sim = Sim(tmp, practices, "--token-ttl", "86400", "--writeback-delay", "3600:7200")
     supervisor = Supervisor(tmp, sim, url)

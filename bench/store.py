@@ -18,11 +18,12 @@ import time
 import psycopg
 import trio
 
+from actors.core import events as ev
 from actors.core.state import empty, evolve
 from bench.processes import fresh_database, postgres
 from bench.workload import practice_streams
 from store.db import Database
-from store.eventlog import PgEventStore, iterate_log
+from store.pglog import PgEventStore, iterate_log
 
 
 def bench_database(admin_url: str) -> str:
@@ -87,8 +88,6 @@ async def main(args: argparse.Namespace, admin_url: str) -> None:
     try:
         _, one_practice = next(practice_streams(seed=9, practices=1, writebacks_per_practice=args.single // 6 + 1))
         sample = one_practice[-1]
-        from actors.core import events as ev
-
         raw = await raw_inserts(db, args.single, ev.encode(sample).decode())
         single = await single_appends(store, one_practice[: args.single])
         print(f"raw_insert_per_s: {raw:.0f}")

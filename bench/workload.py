@@ -54,7 +54,8 @@ def writeback_lifecycle(rng: random.Random, writeback_id: str, at: datetime) -> 
     for _ in range(rng.randrange(0, 4)):
         add(ev.StatusChecked, next_check_at=t + timedelta(seconds=5))
     if rng.random() < 0.9:
-        add(ev.WritebackCompleted, created_id=str(rng.randrange(1000, 99999)), sikka_completed_time="2026-01-05 09:03:00")
+        created_id = str(rng.randrange(1000, 99999))
+        add(ev.WritebackCompleted, created_id=created_id, sikka_completed_time="2026-01-05 09:03:00")
     else:
         add(ev.WritebackFailed, code="sikka_error", message="Appointment slot not available", retryable=False)
     return out

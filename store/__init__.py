@@ -2,10 +2,16 @@
 
 - ``embedded``    the embedded PostgreSQL server (pgserver) when ``DATABASE_URL`` is unset
 - ``db``          sync psycopg + psycopg_pool in worker threads behind a small trio API
-- ``migrate``     versioned schema migrations under an advisory lock
-- ``eventlog``    ``EventStore``: ``PgEventStore`` and ``MemoryEventStore`` (same contract)
-- ``faults``      a fault-injecting wrapper for either store
-- ``projections`` ``practices``/``writebacks`` rows from the fold; rebuild into shadow tables
+- ``connect``     from settings to a migrated database
+- ``migrate``     versioned schema migrations (``migrations/``) under an advisory lock
+- ``locks``       the advisory lock keys
+- ``eventlog``    the event stores' contract and what they share (errors, ``RecordedEvent``)
+- ``pglog``       ``PgEventStore``: the event log and its projections in PostgreSQL
+- ``memory``      ``MemoryEventStore``: the same contract in memory (tests, simulations, bench)
+- ``projections`` ``practices``/``writebacks`` rows from the production fold (pure)
+- ``rebuild``     the projection tables rebuilt from the log into shadow tables and swapped in
 - ``credentials`` Fernet-encrypted secrets and per-writeback payload keys
+- ``leases``      node leases and practice ownership rows
+- ``retention``   the retention sweep (payload keys and old rows)
 - ``replay``      ``sikka-supervisor replay``
 """

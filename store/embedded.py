@@ -20,7 +20,9 @@ pgserver's habits, and how they are handled here:
 from __future__ import annotations
 
 import json
+import logging
 import os
+import warnings
 from pathlib import Path
 
 _server = None
@@ -64,13 +66,10 @@ def start(data_dir: Path) -> str:
     _ensure_runtime_dir(data_dir)
     pgdata = (data_dir / "pg").resolve()
     _prune_dead_pids(pgdata)
-    import logging
-    import warnings
-
     logging.getLogger("pgserver").setLevel(logging.WARNING)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        import pgserver
+        import pgserver  # lazy: it reads XDG_RUNTIME_DIR when imported (set just above)
 
         _server = pgserver.get_server(pgdata, cleanup_mode="stop")
     return _server.get_uri()

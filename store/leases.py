@@ -1,4 +1,4 @@
-"""Lease and node rows in PostgreSQL (migration 0003): the statements ``actors.ownership`` runs.
+"""Lease and node rows in PostgreSQL (migration 0003): the statements ``actors.runtime.ownership`` runs.
 
 Every function takes a connection (``Database.run(fn, ...)``). Times are the database's
 (``now()``), one clock for every node. Releasing and joining send ``NOTIFY leases`` so peers
@@ -39,7 +39,8 @@ def hold_node_lock(conninfo: str, node_id: str) -> psycopg.Connection:
     """A session holding this node's lock and a shared run lock, for as long as it stays open."""
     conn = psycopg.connect(conninfo, autocommit=True)
     try:
-        if not conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", (NODE_LOCK_NAMESPACE, node_id)).fetchone()[0]:
+        locked = conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", (NODE_LOCK_NAMESPACE, node_id))
+        if not locked.fetchone()[0]:
             raise AlreadyRunning(
                 f"another sikka-supervisor with SIKKA_NODE_ID={node_id!r} is already running on this database"
             )

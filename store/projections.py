@@ -2,16 +2,15 @@
 
 Both stores keep the projections in step with the log by applying ``project`` to every batch
 they append, in the same transaction (PostgreSQL) or the same step (memory): a reader of the
-tables never sees an event without its effect. ``project`` uses ``actors.state.step``, the very
-function the live actor folds with, on the stored practice summary and writeback rows.
+tables never sees an event without its effect. ``project`` uses ``actors.core.state.step``, the
+very function the live actor folds with, on the stored practice summary and writeback rows;
+``fold_log`` applies it to a whole log (``store.rebuild`` rebuilds the tables with it).
 
 A practice row stores the practice-level fold state (``PracticeSummary``: the ``Practice``
 without its open writebacks and payloads) in ``fold``; a writeback row stores the whole
 ``Writeback`` in ``fold``. The typed columns beside them are for dashboards (interface §6).
 
-Rebuild (``rebuild``): fold the whole log into shadow tables, compare, and swap them in with one
-transaction (``TRUNCATE`` + ``INSERT … SELECT`` under the append lock, so names, indexes and
-constraints stay as the migrations made them).
+Pure: no I/O and nothing of the shell (``tests/core/test_purity.py``).
 """
 
 from __future__ import annotations
@@ -56,19 +55,10 @@ def project(
     return p, changed
 
 
-def touched_writebacks(events: Iterable[ev.Event]) -> list[str]:
-    seen: dict[str, None] = {}
-    for e in events:
-        writeback_id = getattr(e, "writeback_id", None)
-        if writeback_id is not None:
-            seen[writeback_id] = None
-    return list(seen)
-
-
 # --- rows ---------------------------------------------------------------------------------------
 #
 # Rows travel to PostgreSQL as JSON objects keyed by column name and are turned into table rows
-# by ``jsonb_populate_record(set)``, in ``sikka_append`` and in ``rebuild`` alike.
+# by ``jsonb_populate_record(set)``, in ``sikka_append`` and in ``store.rebuild`` alike.
 
 _enc = msgspec.json.Encoder()
 _practice_dec = msgspec.json.Decoder(Practice)
@@ -129,18 +119,12 @@ def decode_writeback(fold: str | bytes) -> Writeback:
     return _writeback_dec.decode(fold)
 
 
-# --- rebuild -------------------------------------------------------------------------------------
-
-
-class RebuildReport(msgspec.Struct, frozen=True):
-    events: int
-    practices: int
-    writebacks: int
-    differences: int  # rows that differed between the live tables and the rebuild (before the swap)
+# --- the whole log ------------------------------------------------------------------------------
 
 
 def fold_log(records: Iterable) -> tuple[dict[str, tuple[Practice, int]], dict[str, Writeback]]:
-    """Every practice summary (with its stream version) and writeback row, from the whole log."""
+    """Every practice summary (with its stream version) and writeback row, from the whole log
+    (``store.eventlog.RecordedEvent``s in position order)."""
     practices: dict[str, tuple[Practice, int]] = {}
     writebacks: dict[str, Writeback] = {}
     for r in records:
@@ -153,49 +137,3 @@ def fold_log(records: Iterable) -> tuple[dict[str, tuple[Practice, int]], dict[s
         practices[office_id] = (p, r.version)
         writebacks.update(changed)
     return practices, writebacks
-
-
-def rebuild(conn, *, swap: bool = True) -> RebuildReport:
-    """Fold the log into shadow tables, count the rows that differ from the live ones, and (with
-    ``swap``) replace the live rows in the same transaction. Appends wait meanwhile."""
-    from store.eventlog import iterate_log
-    from store.locks import APPEND_LOCK
-
-    with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", APPEND_LOCK)
-        count = 0
-
-        def counted():
-            nonlocal count
-            for r in iterate_log(conn):
-                count += 1
-                yield r
-
-        practices, writebacks = fold_log(counted())
-        for table in ("practices", "writebacks"):
-            conn.execute(
-                f"CREATE TEMP TABLE {table}_shadow (LIKE {table} INCLUDING ALL)"
-                " ON COMMIT DROP"
-            )
-        conn.execute(
-            "INSERT INTO practices_shadow SELECT * FROM jsonb_populate_recordset(NULL::practices, %s::jsonb)",
-            (encode_json([practice_record(p, v) for p, v in practices.values()]),),
-        )
-        conn.execute(
-            "INSERT INTO writebacks_shadow SELECT * FROM jsonb_populate_recordset(NULL::writebacks, %s::jsonb)",
-            (encode_json([writeback_record(w) for w in writebacks.values()]),),
-        )
-        conn.execute(
-            "UPDATE practices_shadow s SET owner = p.owner FROM practices p WHERE p.office_id = s.office_id"
-        )
-        differences = 0
-        for table in ("practices", "writebacks"):
-            differences += conn.execute(
-                f"SELECT (SELECT count(*) FROM (TABLE {table} EXCEPT TABLE {table}_shadow) a)"
-                f" + (SELECT count(*) FROM (TABLE {table}_shadow EXCEPT TABLE {table}) b)"
-            ).fetchone()[0]
-        if swap:
-            conn.execute("TRUNCATE practices, writebacks")
-            conn.execute("INSERT INTO practices TABLE practices_shadow")
-            conn.execute("INSERT INTO writebacks TABLE writebacks_shadow")
-    return RebuildReport(events=count, practices=len(practices), writebacks=len(writebacks), differences=differences)

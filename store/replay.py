@@ -18,14 +18,17 @@ from msgspec.structs import replace
 from actors.core import events as ev
 from actors.core.state import Practice, empty, evolve
 from store.credentials import PURGED
-from store.eventlog import RecordedEvent, iterate_log
+from store.eventlog import RecordedEvent
+from store.pglog import iterate_log
 from store.locks import RUN_LOCK
 
 REDACTED = "[redacted]"
 _json = msgspec.json.Encoder()
 
 
-def replayed(records: Iterator[RecordedEvent], office_id: str | None = None) -> Iterator[tuple[RecordedEvent, Practice]]:
+def replayed(
+    records: Iterator[RecordedEvent], office_id: str | None = None
+) -> Iterator[tuple[RecordedEvent, Practice]]:
     """(event, the practice's state after it), folding each stream with ``evolve``."""
     states: dict[str, Practice] = {}
     wanted = ev.stream_id(office_id) if office_id else None
@@ -78,8 +81,12 @@ def print_replay(
         else:
             writeback_id = data.get("writeback_id")
             wb = state.writebacks.get(writeback_id) if writeback_id else None
-            after = f"writeback {writeback_id} {wb.state if wb else 'final'}" if writeback_id else f"practice {state.state}"
-            out.write(f"{r.position:>8} {r.stream_id} v{r.version} {r.type} {r.recorded_at:%Y-%m-%dT%H:%M:%SZ} → {after}\n")
+            if writeback_id:
+                after = f"writeback {writeback_id} {wb.state if wb else 'final'}"
+            else:
+                after = f"practice {state.state}"
+            stamp = f"{r.recorded_at:%Y-%m-%dT%H:%M:%SZ}"
+            out.write(f"{r.position:>8} {r.stream_id} v{r.version} {r.type} {stamp} → {after}\n")
     return count
 
 

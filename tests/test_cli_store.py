@@ -19,7 +19,7 @@ from cryptography.fernet import Fernet
 from actors.core import events as ev
 from bench.workload import EPOCH, practice_streams
 from store.credentials import Credentials, PgCredentialRows, Vault, parse_keys
-from store.eventlog import PgEventStore
+from store.pglog import PgEventStore
 from store.locks import RUN_LOCK
 
 CANARY_SECRET = "canary-Zr8fK1wq"

@@ -116,7 +116,7 @@ def cmd_rotate_keys(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     from store import replay
     from store.connect import close_database, open_database
-    from store.projections import rebuild
+    from store.rebuild import rebuild
 
     settings = _settings(args)
     db = open_database(settings, max_size=2)

@@ -539,7 +539,7 @@ async def onboard_locally(settings: config.Settings, db) -> list[dict]:
 
 
 def _store(db):
-    from store.eventlog import PgEventStore
+    from store.pglog import PgEventStore
 
     return PgEventStore(db)
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import trio
 
 from sim import SimConfig
-from tests.support.harness import booking, start_system
+from bench.system import booking, start_system
 
 
 async def ground_truth(system, office_id):

@@ -10,7 +10,7 @@ import trio
 from actors.api.admin import Admin
 from actors.api.http import Request
 from tests.support.faults import FaultyStore
-from tests.support.harness import booking, start_system
+from bench.system import booking, start_system
 
 
 async def test_submission_to_an_actor_that_crashes_answers_503_not_500(nursery, autojump_clock):

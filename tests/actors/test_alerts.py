@@ -17,7 +17,7 @@ from actors.monitoring.monitor import Monitor
 from actors.runtime.supervision import RestartPolicy
 from sim import SimConfig
 from tests.support.faults import FaultyStore
-from tests.support.harness import booking, start_system
+from bench.system import booking, start_system
 
 OFFICE = "D1000"
 

@@ -15,7 +15,8 @@ from actors.runtime.deps import Deps
 from actors.runtime.practices import PracticeSupervisor
 from actors.core.ratelimit import Budget
 from sim import SimConfig
-from tests.support.harness import booking, sim_created, start_system, stream
+from bench.system import booking, start_system
+from tests.support.harness import sim_created, stream
 
 OFFICE = "D1000"
 

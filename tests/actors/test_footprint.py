@@ -16,7 +16,7 @@ from actors.monitoring import looplag
 from actors.core.ratelimit import Budget, Lane
 from actors.runtime.supervision import RestartPolicy, Supervised
 from sim import SimConfig
-from tests.support.harness import start_system
+from bench.system import start_system
 
 
 def all_tasks() -> list:

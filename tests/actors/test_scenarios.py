@@ -17,15 +17,8 @@ from actors.runtime.commit import SNAPSHOT_SCHEMA
 from actors.core.state import empty, fold
 from actors.core.timezones import zone_for
 from sim import SimConfig
-from tests.support.harness import (
-    booking,
-    sim_created,
-    sim_requests,
-    sim_stats,
-    start_system,
-    stream,
-    wait_until,
-)
+from bench.system import booking, start_system
+from tests.support.harness import sim_created, sim_requests, sim_stats, stream, wait_until
 
 
 def of_type(records, cls):

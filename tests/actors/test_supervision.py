@@ -103,7 +103,7 @@ async def test_onboarding_loop_survives_an_unreachable_database(nursery, autojum
     actor crashing under it) escaped into the supervisor's nursery and took the whole process
     down. It now logs and tries again at the next round."""
     from tests.support.faults import FaultyStore
-    from tests.support.harness import start_system
+    from bench.system import start_system
 
     system = await start_system(nursery, wrap_store=FaultyStore)
     system.store.unreachable = True
@@ -121,7 +121,7 @@ async def test_append_follower_survives_an_unreachable_database(nursery, autojum
     error escape and end the process. It now logs, pauses and follows on from where it was."""
     from tests.support.faults import FaultyStore
     from supervisor import FOLLOW_RETRY_S, follow_appends
-    from tests.support.harness import start_system
+    from bench.system import start_system
 
     class Ownership:
         def __init__(self):

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import random
 from datetime import date, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tzlocal.windows_tz import win_tz
 
 from actors.core.schedule import list_targets, next_step, key_usable
 from actors.core.decide import decide
@@ -19,7 +21,7 @@ from actors.core import policy
 from actors.core.operations import OPERATIONS
 from actors.core.listplan import ListTarget
 from actors.core.state import empty, fold
-from actors.core.timezones import WINDOWS_TO_IANA, zone_for, zone_name
+from actors.core.timezones import zone_for, zone_name
 
 from tests.support.core import T0, at, list_item
 
@@ -280,8 +282,9 @@ def test_windows_zone_names_map_to_iana():
     assert zone_name("America/Denver") == "America/Denver"
     for unknown in (None, "", "Mars Standard Time", "Not/AZone"):
         assert zone_name(unknown) == "UTC" and zone_for(unknown) == timezone.utc
-    for windows, iana in WINDOWS_TO_IANA.items():
-        assert zone_for(windows) is not None, windows
+    for windows, iana in win_tz.items():  # every CLDR name maps to a zone the tz database holds
+        assert zone_name(windows) == iana, windows
+        assert zone_for(windows) == (UTC if iana in ("UTC", "Etc/UTC") else ZoneInfo(iana)), windows
 
 
 def utc(*args) -> datetime:

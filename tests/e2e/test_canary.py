@@ -17,7 +17,7 @@ import trio
 from sim.data import secret_key
 from store.credentials import Credentials, PgCredentialRows, Vault, parse_keys
 from store.db import Database
-from tests.e2e.test_processes import Sim, Supervisor
+from bench.processes import Sim, Supervisor
 
 APP_KEY = "CANARY-APPKEY-5f1e7d3c9b"
 SEED = 4242

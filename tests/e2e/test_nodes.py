@@ -24,7 +24,8 @@ import pytest
 from cryptography.fernet import Fernet
 
 from actors.core.leases import desired_owner
-from tests.e2e.test_processes import Sim, Supervisor, bookings, check_ground_truth, wait_all_final
+from bench.processes import Sim, Supervisor, bookings
+from tests.e2e.test_processes import check_ground_truth, wait_all_final
 
 
 def start_nodes(tmp: Path, sim: Sim, database_url: str, names: list[str], ttl: float) -> dict[str, Supervisor]:

@@ -5,7 +5,8 @@ Each run ends with the checks that matter: every booking ``completed``; the simu
 truth holds exactly one appointment per booking; no 429 earned by exceeding a window; no call
 made with a key after its announced expiry; ``SIGTERM`` exits 0. The kill variant adds cut
 connections after Sikka accepted (``drop_after_accept_rate``) and ``kill -9`` of the supervisor,
-with the client re-sending unanswered requests under their idempotency keys.
+with the client re-sending unanswered requests under their idempotency keys. The process
+wrappers (``Sim``, ``Supervisor``, ``bookings``) are ``bench.processes``', shared with the benchmarks.
 
 The default suite runs a short version of each; the ``slow`` marker holds the full sizes (5
 practices, 100 bookings each, three kills) for the ``CI=true`` stage.
@@ -13,111 +14,14 @@ practices, 100 bookings each, three kills) for the ``CI=true`` stage.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import httpx
 import pytest
-from cryptography.fernet import Fernet
 
-BIN = Path(sys.executable).parent
-
-
-class Sim:
-    def __init__(self, tmp: Path, practices: int, *extra: str):
-        self.log = open(tmp / "sim.log", "w+")
-        self.proc = subprocess.Popen(
-            [str(BIN / "sikka-sim"), "--port", "0", "--practices", str(practices), "--token-ttl", "60",
-             "--writeback-delay", "1:6", *extra],
-            stdout=subprocess.PIPE, stderr=self.log, text=True,
-        )
-        first = self.proc.stdout.readline().strip()
-        assert first.startswith("listening on http://"), first
-        self.url = first.removeprefix("listening on ")
-        self.http = httpx.Client(base_url=self.url, timeout=30)
-
-    def get(self, path: str):
-        return self.http.get(path).json()
-
-    def faults(self, faults: dict) -> None:
-        assert self.http.post("/_sim/faults", json=faults).status_code == 200
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
-
-
-class Supervisor:
-    def __init__(self, tmp: Path, sim: Sim, database_url: str):
-        self.tmp = tmp
-        self.socket = tmp / "admin.sock"
-        self.env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("SIKKA_")},
-            "DATABASE_URL": database_url,
-            "SIKKA_DATA_DIR": str(tmp / "data"),
-            "SIKKA_ADMIN_SOCKET": str(self.socket),
-            "SIKKA_SECRETS_KEY": Fernet.generate_key().decode(),
-            "SIKKA_APP_ID": "sim-app-id",
-            "SIKKA_APP_KEY": "sim-app-key",
-            "SIKKA_API_URL": f"{sim.url}/v4",
-            "SIKKA_NODE_ID": "e2e",
-            "SIKKA_HTTP_TIMEOUT": "5",
-            "SIKKA_LOG_FORMAT": "json",
-        }
-        self.proc: subprocess.Popen | None = None
-        self.starts = 0
-
-    def start(self) -> None:
-        self.starts += 1
-        log = open(self.tmp / f"supervisor-{self.starts}.log", "w")
-        self.proc = subprocess.Popen([str(BIN / "sikka-supervisor"), "run"], env=self.env, stdout=log, stderr=log)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, (self.tmp / f"supervisor-{self.starts}.log").read_text()
-            try:
-                if self.client(timeout=2).get("/health").status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError("the supervisor did not come up")
-
-    def client(self, timeout: float = 30) -> httpx.Client:
-        return httpx.Client(transport=httpx.HTTPTransport(uds=str(self.socket)), base_url="http://localhost", timeout=timeout)
-
-    def kill9(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def terminate(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(30)
-
-
-def bookings(sim: Sim, offices: list[str], per_practice: int) -> list[tuple[str, str, dict]]:
-    """(office, idempotency key, payload): each booking in a slot of its own, so the ground
-    truth can tell every booking apart."""
-    out = []
-    for office in offices:
-        seeded = sim.get(f"/_sim/practices/{office}/appointments")["items"][0]
-        patient = sim.get(f"/_sim/practices/{office}/patients")["items"][0]["patient_id"]
-        for n in range(per_practice):
-            payload = {
-                "patient_id": patient,
-                "date": f"2027-{1 + n // 28 % 12:02d}-{1 + n % 28:02d}",
-                "time": f"{8 + n // 336 % 10:02d}:{(n // 28 // 12 % 6) * 10:02d}",
-                "length": 30,
-                "provider_id": seeded["provider_id"],
-                "operatory": seeded["operatory"],
-                "practice_id": "1",
-            }
-            out.append((office, f"booking-{office}-{n}", payload))
-    return out
+from bench.processes import Sim, Supervisor, bookings
 
 
 def submit_all(supervisor: Supervisor, work, *, kill_after: list[int] = ()) -> dict[str, str]:

@@ -8,7 +8,7 @@ creations, cancels and client re-submissions, over two simulated hours) and a fa
 and after the server answered, latency past the client's timeout, SPU-offline spells, keys expired
 mid-flight, revocations and re-authorizations, database errors, lost commit answers, slow commits
 and outages through ``FaultyStore``, duplicated and forged webhooks). The whole supervisor runs
-on trio's MockClock with the in-process simulator (``tests.actors.harness.start_system``), and
+on trio's MockClock with the in-process simulator (``bench.system.start_system``), and
 the admin API is called in-process as a client would (idempotency keys, retries on 503).
 
 When the workload and the schedule are done, every fault is lifted, and the run waits (simulated
@@ -66,7 +66,7 @@ from sim import SimConfig
 from store.credentials import DIGEST_KEY
 from tests.support.faults import FaultyStore
 from store.projections import fold_log
-from tests.support.harness import System, start_system
+from bench.system import System, start_system
 
 REQUEST_CAP = 2000  # Sikka requests per seed, about
 WORKLOAD_STOP_AT = 1500  # no new submissions once the simulator saw this many requests

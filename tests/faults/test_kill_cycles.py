@@ -7,7 +7,7 @@ Each kill lands at a random moment (a seeded ``random.Random``), not between req
 re-sends anything unanswered under its idempotency key. When the cycles are done the faults are
 lifted and the run ends with the fault suite's score, from the simulator's ground truth
 (``/_sim/practices/{id}/appointments`` and ``/patients``, ``/_sim/stats``) and the database
-(``store.projections.rebuild(swap=False)``: the production fold over the whole log against the
+(``store.rebuild.rebuild(swap=False)``: the production fold over the whole log against the
 live projections). Every term must be zero.
 
 Cycles: ``SIKKA_KILL_CYCLES`` (default 3; the ``CI=true`` stage runs 20).
@@ -23,8 +23,8 @@ import time
 import httpx
 import psycopg
 
-from store.projections import rebuild
-from tests.e2e.test_processes import Sim, Supervisor
+from store.rebuild import rebuild
+from bench.processes import Sim, Supervisor
 
 CYCLES = int(os.environ.get("SIKKA_KILL_CYCLES", "3"))
 PRACTICES = 3

@@ -11,7 +11,9 @@ import trio
 from actors.core import events as ev
 from actors.core.state import fold, empty
 from bench.workload import EPOCH, practice_streams, writeback_lifecycle
-from store.eventlog import ConcurrencyError, DuplicateIdempotencyKey, MemoryEventStore, PgEventStore
+from store.eventlog import ConcurrencyError, DuplicateIdempotencyKey
+from store.memory import MemoryEventStore
+from store.pglog import PgEventStore
 
 
 @pytest.fixture(params=["memory", "postgres"])

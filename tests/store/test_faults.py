@@ -9,7 +9,8 @@ import trio
 
 from bench.workload import practice_streams
 from store.db import DatabaseUnavailable
-from store.eventlog import MemoryEventStore, PgEventStore
+from store.memory import MemoryEventStore
+from store.pglog import PgEventStore
 from tests.support.faults import FaultyStore
 
 

@@ -10,8 +10,9 @@ import textwrap
 import trio
 
 from bench.workload import practice_streams
-from store.eventlog import ConcurrencyError, PgEventStore
-from store.projections import rebuild
+from store.eventlog import ConcurrencyError
+from store.pglog import PgEventStore
+from store.rebuild import rebuild
 
 KILLED_WRITER = textwrap.dedent(
     """

@@ -1,130 +1,18 @@
-"""A whole supervisor on trio's MockClock: in-memory store and credentials, the simulator's
-in-process transport, the practice supervisor and the app-level tasks. No real I/O runs, so
-autojump time is safe."""
+"""Ground truth and stream helpers for the scenario tests, on a ``bench.system.System``: the
+simulator's control endpoints (``/_sim/...``), a practice's recorded events, polling on the mock
+clock. The system itself (``start_system``, ``booking``) is ``bench.system``'s, shared with the
+benchmarks."""
 
 from __future__ import annotations
 
-import json
-import random
-import uuid
-from datetime import UTC, datetime
-
-import httpx
+import msgspec
 import trio
-from cryptography.fernet import Fernet
 
-from actors.process import config
-from actors.runtime.deps import Deps, mock_clock
-from actors.runtime.applevel import AppLevel
-from actors.runtime.practices import PracticeSupervisor
-from actors.core.ratelimit import Budget
-from actors.runtime.sikka import SikkaClient
-from actors.runtime.supervision import RestartPolicy
-from sim import SimConfig, Simulator
-from store.credentials import Credentials, MemoryCredentialRows, Vault, parse_keys
-from store.eventlog import MemoryEventStore
-from actors.core import messages
-
-EPOCH = datetime(2026, 3, 2, 14, 0, tzinfo=UTC)  # a Monday, 09:00 in New York
-
-
-class System:
-    def __init__(self, sim: Simulator, deps: Deps, practices: PracticeSupervisor, app: AppLevel):
-        self.sim = sim
-        self.deps = deps
-        self.practices = practices
-        self.app = app
-        self.store = deps.store
-        self.credentials = deps.credentials
-
-    @property
-    def clock(self):
-        return self.deps.clock
-
-    def offices(self) -> list[str]:
-        return [f"D{1000 + n}" for n in range(self.sim.config.practices)]
-
-    async def request(self, office_id: str, operation: str, payload: dict, **kw) -> str:
-        writeback_id = str(uuid.uuid4())
-        decision = await self.practices.actors[office_id].ask(
-            messages.RequestWriteback(writeback_id=writeback_id, operation=operation, **kw),
-            {writeback_id: json.dumps(payload).encode()},
-        )
-        assert isinstance(decision, list), decision
-        return writeback_id
-
-    async def wait_final(self, writeback_ids, timeout: float = 3600, step: float = 1) -> dict:
-        with trio.fail_after(timeout):
-            while True:
-                rows = {w: await self.store.writeback(w) for w in writeback_ids}
-                if all(r is not None and r.state in ("completed", "failed", "cancelled") for r in rows.values()):
-                    return rows
-                await trio.sleep(step)
-
-
-def booking(sim: Simulator, office_id: str, n: int) -> dict:
-    """A valid booking payload for the simulator's seeded data of ``office_id``."""
-    data = sim.data(sim.practice(office_id))
-    patients = sorted(data.patients)
-    return {
-        "patient_id": patients[n % len(patients)],
-        "date": "2026-03-10",
-        "time": f"{9 + n % 8:02d}:{(n * 10) % 60:02d}",
-        "length": 30,
-        "provider_id": data.providers[0].provider_id,
-        "operatory": data.operatories[n % len(data.operatories)],
-        "practice_id": "1",
-    }
-
-
-async def start_system(nursery: trio.Nursery, *, sim_config: SimConfig | None = None, env: dict | None = None,
-                       policy: RestartPolicy = RestartPolicy(), onboard: bool = True, wrap_store=None,
-                       wrap_transport=None, rng: random.Random | None = None) -> System:
-    """``wrap_store``/``wrap_transport`` wrap the memory store and the simulator's transport (fault
-    injection); ``rng`` seeds the restart jitter (deterministic simulations)."""
-    clock = mock_clock(EPOCH)
-    sim_config = sim_config or SimConfig(practices=2, writeback_delay=(5.0, 20.0))
-    sim = Simulator(sim_config, clock=lambda: clock().timestamp(), rng=random.Random(sim_config.seed))
-    settings = config.load(
-        {
-            "SIKKA_APP_ID": sim_config.app_id,
-            "SIKKA_APP_KEY": sim_config.app_key,
-            "SIKKA_API_URL": "http://sikka.test/v4",
-            "SIKKA_NODE_ID": "test-node",
-            **(env or {}),
-        }
-    )
-    transport = sim.transport() if wrap_transport is None else wrap_transport(sim.transport(), settings)
-    http = httpx.AsyncClient(transport=transport, timeout=settings.http_timeout)
-    client = SikkaClient(http, settings.api_url, settings.app_id, settings.app_key, settings.node_id)
-    deps = Deps(
-        store=MemoryEventStore(clock=clock) if wrap_store is None else wrap_store(MemoryEventStore(clock=clock)),
-        credentials=Credentials(Vault(parse_keys(Fernet.generate_key().decode())), MemoryCredentialRows()),
-        client=client,
-        settings=settings,
-        clock=clock,
-        app_budget=Budget(settings.app_rate_limit),
-    )
-    practices = PracticeSupervisor(deps, policy, rng)
-    app = AppLevel(deps, practices)
-    deps.on_targets_changed = app.targets_changed
-    await nursery.start(practices.run)
-    nursery.start_soon(app.run_lists)
-    system = System(sim, deps, practices, app)
-    if onboard:
-        await app.onboard()
-        for office in system.offices():
-            await practices.wait_started(office)
-    return system
-
-
-# --- ground truth and stream helpers (scenario tests) -----------------------------------------
+from bench.system import System
 
 
 async def sim_get(system: System, path: str):
     """A simulator control endpoint (``/_sim/...``), decoded."""
-    import msgspec
-
     resp = await system.sim.app("GET", path, [], b"")
     assert resp.status == 200, (path, resp.status)
     return msgspec.json.decode(resp.body)
