@@ -26,7 +26,6 @@ remains is cancelled (a submit cut short is reconciled by the next owner); exit 
 
 from __future__ import annotations
 
-import hmac
 import signal
 import sys
 from functools import partial
@@ -35,15 +34,15 @@ import httpx
 import structlog
 import trio
 
-from actors.core import events as ev
 from actors.monitoring import looplag
 from actors.process import systemd
-from actors.runtime.actor import Wake
 from actors.runtime.deps import Deps, utc_now
 from actors.api.admin import Admin
+from actors.api.auth import bearer_guard
 from actors.runtime.applevel import AppLevel
+from actors.runtime.follower import follow_appends
 from actors.process.config import Settings
-from actors.api.http import Request, Response, bind_unix_listener, json_response, serve_connection
+from actors.api.http import bind_unix_listener, serve_connection
 from actors.process.gcpolicy import freeze_long_lived
 from actors.monitoring.metrics import Metrics, StateCollector, TimedStore
 from actors.monitoring.monitor import Monitor
@@ -53,62 +52,17 @@ from actors.core.ratelimit import Budget
 from actors.runtime.sikka import SikkaClient
 from actors.monitoring.slack import SlackNotifier
 from store.credentials import Credentials, PgCredentialRows, Vault, load_master_key
-from store.db import Database, DatabaseUnavailable
+from store.db import Database
 from store import leases, retention
 from store.pglog import PgEventStore
 
 log = structlog.get_logger("supervisor")
 
 DRAIN_S = 20.0  # actors' grace on shutdown (under systemd's TimeoutStopSec and the 30 s promise)
-FOLLOW_RETRY_S = 1.0  # the append follower's pause after a database error
 
 
 hold_run_lock = leases.hold_node_lock  # (conninfo, node_id): the session that holds this node's lock
 AlreadyRunning = leases.AlreadyRunning
-
-
-async def follow_appends(store: PgEventStore, practices: PracticeSupervisor, ownership: Ownership) -> None:
-    """Wake the actor of every stream another process extended (a writeback submitted to a
-    peer reaches its owner within a second), and let ownership know of practices it has not seen."""
-    position = None
-    while True:
-        try:
-            if position is None:
-                position = await store.last_position()
-            await store.wait_for_append(position)
-            position, heads = await store.stream_heads_since(position)
-        except DatabaseUnavailable as exc:  # a database blip must not take the process down
-            log.warning("supervisor.follow_failed", error=str(exc))
-            await trio.sleep(FOLLOW_RETRY_S)
-            continue
-        for stream_id, version in heads.items():
-            office_id = ev.office_of(stream_id)
-            actor = practices.actors.get(office_id)
-            if actor is None:
-                ownership.notice(office_id)
-            elif version > actor.version:
-                actor.tell(Wake())
-
-
-def bearer_guard(token: str, handle):
-    """The TCP listener's handler: every request but the webhook (which has its callback-key)
-    needs ``Authorization: Bearer <SIKKA_API_TOKEN>``, compared in constant time."""
-    expected = f"Bearer {token}".encode()
-
-    async def guarded(request: Request) -> Response:
-        given = request.headers.get("authorization", "").encode()
-        if request.path != "/webhooks/sikka" and not hmac.compare_digest(given, expected):
-            error = {"error": "unauthorized", "detail": "a valid bearer token is required", "field": None}
-            return json_response(401, error)
-        return await handle(request)
-
-    return guarded
-
-
-async def watchdog(interval: float) -> None:
-    while True:
-        systemd.notify("WATCHDOG=1")
-        await trio.sleep(interval)
 
 
 async def _wait_for_stop(stop: trio.Event | None) -> None:
@@ -187,7 +141,7 @@ async def serve(
                 root.start_soon(freeze_long_lived)
                 interval = systemd.watchdog_interval()
                 if interval:
-                    root.start_soon(watchdog, interval)
+                    root.start_soon(systemd.watchdog, interval)
                 systemd.notify("READY=1")
                 log.info("supervisor.ready", node=settings.node_id, socket=str(settings.admin_socket))
                 task_status.started(deps)

@@ -120,7 +120,7 @@ async def test_append_follower_survives_an_unreachable_database(nursery, autojum
     """Regression: the process-wide task that follows other writers' appends let a database
     error escape and end the process. It now logs, pauses and follows on from where it was."""
     from tests.support.faults import FaultyStore
-    from supervisor import FOLLOW_RETRY_S, follow_appends
+    from actors.runtime.follower import FOLLOW_RETRY_S, follow_appends
     from bench.system import start_system
 
     class Ownership:
