@@ -1,22 +1,33 @@
-"""``sikka-supervisor``: the command line, and the supervisor process that ``run`` starts.
+"""``sikka-supervisor``: the composition root. ``main`` parses the command line, builds what the
+command needs, once, here, and hands it over; the supervisor process is ``serve``.
 
-The process (any number per database, one per ``SIKKA_NODE_ID``)::
+Every part is built by one small builder of this module, and by nothing else: the settings
+(``load_settings``), the database (``database``: the embedded server or ``DATABASE_URL``, migrated),
+the credentials vault (``credentials``), the event store (``event_store``), the Sikka client on its
+HTTP client (``http_client``, ``sikka_client``, ``sikka_session``), what the actors share
+(``actor_deps``). The command modules (``actors.cli``: ``commands`` on the admin socket, ``local``
+and ``doctor`` without a supervisor, ``demo``) receive them as parameters (or their builders, to
+open a part at the step that needs it) and never import this module; the demo receives ``serve``
+itself, a local ``onboard`` the flow ``onboard_here``.
+
+The process (``run``; any number per database, one per ``SIKKA_NODE_ID``)::
 
     settings ─► logging ─► database (migrated) ─► node lock (same node id running: exit 2)
     root nursery
      ├─ LISTEN bridge (wake-ups on append)
      ├─ practice supervisor ── one supervised actor per practice whose lease this node holds
      ├─ monitor (alerts every 5 s; onsets and clearings to Slack), loop-lag probe
-     ├─ ownership (actors.ownership): heartbeat, practice leases by rendezvous hashing, the
-     │   safety guard; a lone node owns every practice from its first round
+     ├─ ownership (actors.runtime.ownership): heartbeat, practice leases by rendezvous hashing,
+     │   the safety guard; a lone node owns every practice from its first round
      ├─ intake (stopped first on SIGTERM)
      │   ├─ app-level list poller (batched GET /writebacks, fanned out to actors)
      │   ├─ onboarding (at start, every SIKKA_ONBOARD_INTERVAL, on request)
-     │   ├─ append follower (another process extended a stream: its actor here wakes at once;
-     │   │   a practice never seen: ownership re-plans)
+     │   ├─ append follower (actors.runtime.follower: another process extended a stream: its
+     │   │   actor here wakes at once; a practice never seen: ownership re-plans)
      │   ├─ payload retention (hourly: keys of payloads final for SIKKA_PAYLOAD_RETENTION_DAYS)
-     │   └─ admin API on the Unix socket (and on SIKKA_HTTP_LISTEN with a bearer token)
-     └─ systemd watchdog pings
+     │   └─ admin API on the Unix socket (and on SIKKA_HTTP_LISTEN with a bearer token:
+     │       actors.api.auth)
+     └─ systemd watchdog pings (actors.process.systemd)
 
 SIGTERM/SIGINT: STOPPING=1; the intake stops (no new work); the node leaves the live set and
 every actor finishes its step (an HTTP call in flight completes and its outcome is recorded),
@@ -26,43 +37,124 @@ remains is cancelled (a submit cut short is reconciled by the next owner); exit 
 
 from __future__ import annotations
 
+import argparse
 import signal
 import sys
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from functools import partial
 
 import httpx
 import structlog
 import trio
 
-from actors.monitoring import looplag
-from actors.process import systemd
-from actors.runtime.deps import Deps, utc_now
-from actors.api.admin import Admin
+from actors.api.admin import VERSION, Admin
 from actors.api.auth import bearer_guard
-from actors.runtime.applevel import AppLevel
-from actors.runtime.follower import follow_appends
-from actors.process.config import Settings
 from actors.api.http import bind_unix_listener, serve_connection
-from actors.process.gcpolicy import freeze_long_lived
+from actors.cli import commands, demo, doctor, local
+from actors.cli.args import parser
+from actors.cli.client import EXIT_OK, EXIT_SOCKET, EXIT_USAGE, SocketUnreachable, UsageError, err
+from actors.cli.doctor import Builders
+from actors.core.ratelimit import Budget
+from actors.monitoring import looplag, tracking
 from actors.monitoring.metrics import Metrics, StateCollector, TimedStore
 from actors.monitoring.monitor import Monitor
+from actors.monitoring.slack import SlackNotifier
+from actors.process import config, logs, systemd
+from actors.process.config import Settings
+from actors.process.gcpolicy import freeze_long_lived
+from actors.runtime.applevel import AppLevel
+from actors.runtime.deps import Deps, utc_now
+from actors.runtime.follower import follow_appends
 from actors.runtime.ownership import Ownership
 from actors.runtime.practices import PracticeSupervisor
-from actors.core.ratelimit import Budget
 from actors.runtime.sikka import SikkaClient
-from actors.monitoring.slack import SlackNotifier
-from store.credentials import Credentials, PgCredentialRows, Vault, load_master_key
-from store.db import Database
 from store import leases, retention
+from store.connect import close_database, open_database
+from store.credentials import Credentials, PgCredentialRows, SecretsKeyError, Vault, load_master_key
+from store.db import Database, DatabaseUnavailable
 from store.pglog import PgEventStore
 
 log = structlog.get_logger("supervisor")
 
 DRAIN_S = 20.0  # actors' grace on shutdown (under systemd's TimeoutStopSec and the 30 s promise)
+HTTP_LIMITS = httpx.Limits(max_connections=200, max_keepalive_connections=50)
 
 
-hold_run_lock = leases.hold_node_lock  # (conninfo, node_id): the session that holds this node's lock
-AlreadyRunning = leases.AlreadyRunning
+# --- the builders: each part is built here, one way ------------------------------------------------
+
+
+def load_settings(args: argparse.Namespace) -> Settings:
+    """The environment's settings, with the command line's global options over them."""
+    return config.load(
+        database_url=args.database_url, data_dir=args.data_dir, admin_socket=args.admin_socket, api_url=args.api_url
+    )
+
+
+@contextmanager
+def database(settings: Settings, *, max_size: int, migrate_schema: bool = True) -> Iterator[Database]:
+    """The configured database (migrated unless told not to), closed on exit."""
+    db = open_database(settings, max_size=max_size, migrate_schema=migrate_schema)
+    try:
+        yield db
+    finally:
+        close_database(db)
+
+
+def credentials(settings: Settings, db: Database) -> Credentials:
+    """The credentials vault: rows in ``db``, sealed under ``SIKKA_SECRETS_KEY`` (or the key file)."""
+    return Credentials(Vault(load_master_key(settings.secrets_key, settings.data_dir)), PgCredentialRows(db))
+
+
+def event_store(db: Database) -> PgEventStore:
+    return PgEventStore(db)
+
+
+def http_client(settings: Settings) -> httpx.AsyncClient:
+    """The process's HTTP client (Sikka, Slack)."""
+    return httpx.AsyncClient(timeout=settings.http_timeout, limits=HTTP_LIMITS)
+
+
+def sikka_client(settings: Settings, http: httpx.AsyncClient, on_call=None) -> SikkaClient:
+    return SikkaClient(http, settings.api_url, settings.app_id, settings.app_key, settings.node_id, on_call=on_call)
+
+
+@asynccontextmanager
+async def sikka_session(settings: Settings) -> AsyncIterator[SikkaClient]:
+    """A Sikka client on an HTTP client of its own, closed on exit (for a command)."""
+    async with http_client(settings) as http:
+        yield sikka_client(settings, http)
+
+
+def actor_deps(settings: Settings, store, vault: Credentials, client: SikkaClient, **hooks) -> Deps:
+    """What every actor shares; ``hooks``: the supervisor's listeners (``on_events``, …)."""
+    return Deps(
+        store=store,
+        credentials=vault,
+        client=client,
+        settings=settings,
+        clock=utc_now,
+        app_budget=Budget(settings.app_rate_limit),
+        **hooks,
+    )
+
+
+async def onboard_here(settings: Settings, db: Database) -> list[dict]:
+    """``AppLevel.onboard`` with a practice supervisor that never runs (``onboard`` when no
+    supervisor answers): practices are registered (events appended directly) and secret keys
+    stored, but no actor starts, so no key is granted; the supervisor stays the only token writer."""
+    async with sikka_session(settings) as client:
+        store = event_store(db)
+        vault = credentials(settings, db)
+        await vault.verify()
+        deps = actor_deps(settings, store, vault, client)
+        return await AppLevel(deps, PracticeSupervisor(deps)).onboard()  # never run: start() is a no-op
+
+
+BUILDERS = Builders(database=database, credentials=credentials, event_store=event_store, sikka=sikka_session)
+
+
+# --- the supervisor process ------------------------------------------------------------------------
 
 
 async def _wait_for_stop(stop: trio.Event | None) -> None:
@@ -89,23 +181,12 @@ async def serve(
     """Run the supervisor until SIGTERM/SIGINT (or until ``stop`` is set: for tests), then shut
     down as on SIGTERM."""
     metrics = Metrics()
-    store = TimedStore(PgEventStore(db), metrics.event_append)
-    credentials = Credentials(Vault(load_master_key(settings.secrets_key, settings.data_dir)), PgCredentialRows(db))
-    await credentials.verify()
-    limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
-    async with httpx.AsyncClient(timeout=settings.http_timeout, limits=limits) as http:
-        client = SikkaClient(
-            http, settings.api_url, settings.app_id, settings.app_key, settings.node_id, on_call=metrics.on_call
-        )
-        deps = Deps(
-            store=store,
-            credentials=credentials,
-            client=client,
-            settings=settings,
-            clock=utc_now,
-            app_budget=Budget(settings.app_rate_limit),
-            on_events=metrics.observe_events,
-        )
+    store = TimedStore(event_store(db), metrics.event_append)
+    vault = credentials(settings, db)
+    await vault.verify()
+    async with http_client(settings) as http:
+        client = sikka_client(settings, http, on_call=metrics.on_call)
+        deps = actor_deps(settings, store, vault, client, on_events=metrics.observe_events)
         practices = PracticeSupervisor(deps)
         ownership = Ownership(db, settings.node_id, settings.lease_ttl, practices)
         deps.owns, deps.owner_of = ownership.owns, ownership.owner_of
@@ -130,7 +211,7 @@ async def serve(
                 intake.start_soon(app.run_lists)
                 intake.start_soon(app.run_onboarding)
                 intake.start_soon(follow_appends, store, practices, ownership)
-                intake.start_soon(retention.run, db, credentials, settings.payload_retention_days)
+                intake.start_soon(retention.run, db, vault, settings.payload_retention_days)
                 intake.start_soon(partial(trio.serve_listeners, partial(serve_connection, handler=admin.handle), [listener]))
                 if settings.http_listen:
                     host, port = settings.http_listen
@@ -156,10 +237,86 @@ async def serve(
     log.info("supervisor.stopped")
 
 
-def main(argv: list[str] | None = None) -> int:
-    from actors.cli.args import run_cli
+# --- the commands: what each needs, built and handed over -------------------------------------------
 
-    return run_cli(sys.argv[1:] if argv is None else argv)
+
+def cmd_run(args: argparse.Namespace) -> int:
+    settings = load_settings(args)
+    settings.require_app_credentials()
+    logs.configure(settings.log_format)
+    if settings.sentry_dsn:
+        tracking.init(settings.sentry_dsn, release=VERSION, node=settings.node_id)
+    with database(settings, max_size=10) as db:
+        try:
+            lock = leases.hold_node_lock(db.conninfo, settings.node_id)
+        except leases.AlreadyRunning as exc:
+            raise UsageError(str(exc)) from None
+        try:
+            trio.run(serve, settings, db)
+        finally:
+            lock.close()
+    return EXIT_OK
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    with database(load_settings(args), max_size=1, migrate_schema=False) as db:
+        return local.cmd_migrate(db)
+
+
+def cmd_rotate_keys(args: argparse.Namespace) -> int:
+    settings = load_settings(args)
+    with database(settings, max_size=2) as db:
+        return local.cmd_rotate_keys(credentials(settings, db))
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    settings = load_settings(args)
+    with database(settings, max_size=2) as db:
+        return local.cmd_replay(args, db, partial(credentials, settings, db))
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    return demo.cmd_demo(args, serve, database)
+
+
+def cmd_onboard(args: argparse.Namespace) -> int:
+    return local.cmd_onboard(load_settings(args), database, onboard_here)
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    return doctor.cmd_doctor(partial(load_settings, args), BUILDERS)
+
+
+def cmd_socket(args: argparse.Namespace) -> int:
+    return commands.run(args, load_settings(args).admin_socket)
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "run": cmd_run,
+    "migrate": cmd_migrate,
+    "rotate-keys": cmd_rotate_keys,
+    "replay": cmd_replay,
+    "demo": cmd_demo,
+    "onboard": cmd_onboard,
+    "doctor": cmd_doctor,
+    **{name: cmd_socket for name in commands.SOCKET_COMMANDS},
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The console script: parse, run the command, map what went wrong to its exit status
+    (``actors.cli.client``: 2 bad usage or settings, 3 the admin socket unreachable)."""
+    args = parser().parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (UsageError, config.ConfigError, DatabaseUnavailable, SecretsKeyError) as exc:
+        err(str(exc))
+        return EXIT_USAGE
+    except SocketUnreachable as exc:
+        err(str(exc))
+        return EXIT_SOCKET
+    except BrokenPipeError:
+        return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 A whole supervisor (``supervisor.serve``) runs in-process on the real clock with real PostgreSQL
 (the ``db`` fixture) and the simulator served over real HTTP; the commands run as an operator
-runs them: ``run_cli([...])`` in a worker thread (stdout/stderr captured), or, for the commands
+runs them: ``main([...])`` in a worker thread (stdout/stderr captured), or, for the commands
 that open the database themselves (``doctor``, ``onboard`` without a supervisor), the
 ``sikka-supervisor`` console script in a subprocess. For every command: the table people read
 (at most 80 columns), ``--json`` (exactly the admin API's body: compared with a direct call) and
@@ -29,11 +29,10 @@ import trio
 from cryptography.fernet import Fernet
 
 from actors.process import config
-from actors.cli.args import run_cli
 from sim import SimConfig, Simulator
 from sim import serve as sim_serve
 from tests.test_admin_api import booking
-from supervisor import serve
+from supervisor import main, serve
 
 OFFICES = ("D1000", "D1001")
 FINAL = {"completed", "failed", "cancelled"}
@@ -89,7 +88,7 @@ class Env:
         """``sikka-supervisor --admin-socket S ARGS`` in this process: (status, stdout, stderr)."""
         self.capsys.readouterr()
         argv = ["--admin-socket", str(self.socket), *args]
-        status = await trio.to_thread.run_sync(run_cli, argv)
+        status = await trio.to_thread.run_sync(main, argv)
         out, err = self.capsys.readouterr()
         return status, out, err
 
@@ -189,7 +188,7 @@ async def test_socket_unreachable_is_exit_3(socket_dir, capsys, args):
         s.bind(str(stale))
     for path in (socket_dir / "missing.sock", stale):
         capsys.readouterr()
-        status = await trio.to_thread.run_sync(run_cli, ["--admin-socket", str(path), *args])
+        status = await trio.to_thread.run_sync(main, ["--admin-socket", str(path), *args])
         out, err = capsys.readouterr()
         assert status == 3, (args, err)
         assert out == ""

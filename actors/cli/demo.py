@@ -8,14 +8,16 @@ What runs (interface section 3, the ``demo`` row)::
      │    writebacks complete 2–20 s after acceptance; 20–120 ms per answer;
      │    one practice's rate limit lowered (the supervisor learns it from X-Rate-Limit-*);
      │    one practice's SPU offline for a spell (its writebacks wait at "Sikka")
-     ├─ the supervisor (supervisor.serve): its own start-up onboarding against the simulator,
-     │    one actor per practice, the admin API on the Unix socket in the data dir
+     ├─ the supervisor (``serve``, handed in by the composition root: ``supervisor.serve``): its
+     │    own start-up onboarding against the simulator, one actor per practice, the admin API
+     │    on the Unix socket in the data dir
      └─ the driver: waits until every practice is active, submits M book_appointment writebacks
           through the admin socket (valid payloads from the simulator's ground truth, distinct
           slots, idempotency keys), prints progress on stderr every second, then the summary on
           stdout once every writeback is final (or the time bound passed)
 
-Nothing is read from the environment: the settings are built here (app credentials of the
+The demo builds nothing the composition root builds: it receives the supervisor (``serve``) and
+the database builder (``database``) from ``supervisor.py``. Nothing is read from the environment: the settings are built here (app credentials of the
 simulator, the data dir, the socket in it, ``SIKKA_SECRETS_KEY`` unset so the key file is created
 in the data dir). ``DATABASE_URL`` is deliberately ignored: the demo never writes to a configured
 database. The supervisor's log lines go to ``supervisor.log`` in the data dir; a temporary data
@@ -29,22 +31,26 @@ refused, or when the practices did not become active.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import shutil
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import httpx
+import trio
+from msgspec.structs import replace
+
+from actors.cli.local import OpenDatabase
 from actors.core.figures import percentile
 from actors.core.state import FINAL_STATES, WRITEBACK_STATES
+from actors.process import config, logs
 
-DEFAULT_PRACTICES = 3
-DEFAULT_WRITEBACKS = 30
-DEFAULT_TIMEOUT_S = 300.0
 WRITEBACK_DELAY_S = (2.0, 20.0)  # simulator: acceptance → completed at "Sikka"
 LATENCY_MS = "20:120"  # simulator: time to answer each request
 LOWERED_RATE_LIMIT = 20  # requests per 60 s for the rate-limited practice (the others: 250)
@@ -59,38 +65,6 @@ STATES = WRITEBACK_STATES
 FINAL = tuple(s for s in WRITEBACK_STATES if s in FINAL_STATES)  # in display order
 SLOT_TIMES = tuple(f"{h:02d}:{m:02d}" for h in range(8, 17) for m in (0, 30))  # 08:00 … 16:30
 SOCKET_MAX = 100
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
-    return value
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number")
-    return value
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--practices", type=positive_int, default=DEFAULT_PRACTICES, metavar="N",
-                        help=f"simulated practices (default {DEFAULT_PRACTICES})")
-    parser.add_argument("--writebacks", type=positive_int, default=DEFAULT_WRITEBACKS, metavar="M",
-                        help=f"booking writebacks to submit (default {DEFAULT_WRITEBACKS})")
-    parser.add_argument("--data-dir", dest="demo_data_dir", metavar="D",
-                        help="data directory to use (default: a fresh temporary one, removed afterwards)")
-    parser.add_argument("--timeout", type=positive_float, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
-                        help="give up (exit 1) when writebacks are not all final by then "
-                        f"(default {DEFAULT_TIMEOUT_S:g})")
 
 
 def plural(n: int, word: str) -> str:
@@ -226,12 +200,10 @@ def _data_dir(chosen: str | None) -> tuple[Path, bool]:
     return path, True
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    import trio
-
-    from actors.process import config, logs
-    from sim import SimConfig, Simulator
-    from store.connect import close_database, open_database
+def cmd_demo(args: argparse.Namespace, serve: Callable[..., Awaitable[None]], database: OpenDatabase) -> int:
+    """The demo. ``serve(settings, db, *, stop, task_status)`` runs the whole supervisor;
+    ``database(settings, max_size=...)`` opens (and on exit closes) the database of ``settings``."""
+    from sim import SimConfig, Simulator  # the simulator: only the demo loads it
 
     started = time.monotonic()
     data_dir, temporary = _data_dir(getattr(args, "demo_data_dir", None) or getattr(args, "data_dir", None))
@@ -253,11 +225,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         log_file = open(data_dir / "supervisor.log", "a")
         try:
             logs.configure("json", stream=log_file)
-            db = open_database(settings, max_size=10)
-            try:
-                ok = trio.run(_demo, args, settings, db, simulator, started)
-            finally:
-                close_database(db)
+            with database(settings, max_size=10) as db:
+                ok = trio.run(_demo, args, settings, db, simulator, serve, started)
         finally:
             log_file.close()
     finally:
@@ -268,12 +237,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
-async def _demo(args, settings, db, simulator, started: float) -> bool:
-    import trio
-    from msgspec.structs import replace
-
-    from sim import serve as sim_serve
-    from supervisor import serve
+async def _demo(args, settings, db, simulator, serve, started: float) -> bool:
+    from sim import serve as serve_simulator  # the simulator: only the demo loads it
 
     lowered = f"D{1000 + args.practices - 1}"  # the last practice (with one practice, the same as offline)
     offline = "D1000"
@@ -284,7 +249,7 @@ async def _demo(args, settings, db, simulator, started: float) -> bool:
     ]
     result = {"ok": False}
     async with trio.open_nursery() as nursery:
-        port = await nursery.start(sim_serve, simulator, "127.0.0.1", 0)
+        port = await nursery.start(serve_simulator, simulator, "127.0.0.1", 0)
         settings = replace(settings, api_url=f"http://127.0.0.1:{port}/v4")
         err(f"demo: simulator on http://127.0.0.1:{port} ({plural(args.practices, 'practice')}, writebacks complete "
             f"{WRITEBACK_DELAY_S[0]:g}–{WRITEBACK_DELAY_S[1]:g} s after acceptance); {faults[0]}")
@@ -322,9 +287,7 @@ async def _demo(args, settings, db, simulator, started: float) -> bool:
 
 
 async def _drive(args, settings, simulator, port, offline, faults, started) -> bool:
-    import httpx
-    import trio
-
+    """Wait for the practices, submit the bookings, follow them until final, print the summary."""
     deadline = started + args.timeout
     admin = httpx.AsyncClient(
         transport=httpx.AsyncHTTPTransport(uds=str(settings.admin_socket)), base_url="http://localhost", timeout=30
@@ -332,109 +295,128 @@ async def _drive(args, settings, simulator, port, offline, faults, started) -> b
     sim = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30)
     async with admin, sim:
         offices = [f"D{1000 + i}" for i in range(args.practices)]
-        # 1. the supervisor's own start-up onboarding: every practice registered and active
-        with trio.move_on_at(trio.current_time() + min(ACTIVE_TIMEOUT_S, deadline - time.monotonic())) as scope:
-            while True:
-                try:
-                    listed = (await admin.get("/practices")).json()["practices"]
-                except (httpx.TransportError, ValueError, KeyError):
-                    listed = []
-                states = {p["office_id"]: p["state"] for p in listed}
-                if all(states.get(o) == "active" for o in offices):
-                    break
-                await trio.sleep(0.2)
-        if scope.cancelled_caught:
-            err(f"demo: the practices did not all become active within {ACTIVE_TIMEOUT_S:g} s: {states}")
+        if not await _until_active(admin, offices, started, deadline):
             return False
-        err(f"demo: onboarded {plural(len(offices), 'practice')} in {time.monotonic() - started:.1f} s: all active")
-
-        # 2. valid bookings from the simulator's ground truth
-        truth = {}
-        for office in offices:
-            truth[office] = {
-                "patients": (await sim.get(f"/_sim/practices/{office}/patients")).json()["items"],
-                "appointments": (await sim.get(f"/_sim/practices/{office}/appointments")).json()["items"],
-            }
+        truth = {office: await _ground_truth(sim, office) for office in offices}
         run_id = uuid.uuid4().hex[:8]
         plans = plan_bookings(offices, args.writebacks, truth, simulator.today + timedelta(days=1), run_id)
         stats_before = (await sim.get("/_sim/stats")).json()
-
-        ids: list[str] = []
-        views: dict[str, dict] = {}
-        refused = 0
-        submitted_at = time.monotonic()
-        gap = min(SUBMIT_GAP_S, SUBMIT_SPREAD_S / len(plans))
-
-        async def spu_spell():
-            await trio.sleep(SPU_OFFLINE_AFTER_S)
-            simulator.set_faults({"spu_offline": [offline]})
-            err(f"demo: fault: {offline} SPU offline (its writebacks wait at Sikka for {SPU_OFFLINE_FOR_S:g} s)")
-            try:
-                await trio.sleep(SPU_OFFLINE_FOR_S)
-            finally:
-                simulator.set_faults({"spu_offline": None})
-                err(f"demo: fault cleared: {offline} SPU back online")
-
-        async def submit_all():
-            nonlocal refused
-            for office, body in plans:
-                try:
-                    r = await admin.post(f"/practices/{office}/writebacks", json=body)
-                except httpx.TransportError as exc:
-                    err(f"demo: submission to {office} failed: {exc!r}")
-                    refused += 1
-                    continue
-                if r.status_code in (200, 202):
-                    wb = r.json()
-                    ids.append(wb["writeback_id"])
-                    views[wb["writeback_id"]] = wb
-                else:
-                    err(f"demo: submission to {office} refused: {r.status_code} {r.text.strip()}")
-                    refused += 1
-                await trio.sleep(gap)
-
-        async def refresh(limiter: trio.CapacityLimiter, wid: str):
-            async with limiter:
-                try:
-                    r = await admin.get(f"/writebacks/{wid}")
-                except httpx.TransportError:
-                    return
-                if r.status_code == 200:
-                    views[wid] = r.json()
-
+        bookings = Bookings(admin, plans)
         faults.append(f"{offline}: SPU offline {SPU_OFFLINE_FOR_S:g} s, from {SPU_OFFLINE_AFTER_S:g} s after the "
                       "first submission")
-        all_final = False
         async with trio.open_nursery() as work:
-            work.start_soon(spu_spell)
-            work.start_soon(submit_all)
-            limiter = trio.CapacityLimiter(16)
-            while True:
-                await trio.sleep(PROGRESS_EVERY_S)
-                async with trio.open_nursery() as polls:
-                    for wid in list(ids):
-                        if views[wid]["state"] not in FINAL:
-                            polls.start_soon(refresh, limiter, wid)
-                counts = {s: 0 for s in STATES}
-                for wid in ids:
-                    state = views[wid]["state"]
-                    counts[state] = counts.get(state, 0) + 1
-                done_submitting = len(ids) + refused == len(plans)
-                err(progress_line(time.monotonic() - started, counts, len(ids) + refused, len(plans)))
-                if done_submitting and all(views[w]["state"] in FINAL for w in ids):
-                    all_final = True
-                    break
-                if time.monotonic() >= deadline:
-                    err(f"demo: not every writeback was final after {args.timeout:g} s")
-                    break
+            work.start_soon(_spu_spell, simulator, offline)
+            work.start_soon(bookings.submit_all)
+            all_final = await bookings.follow(started, deadline, args.timeout)
             stats_after = (await sim.get("/_sim/stats")).json()
             work.cancel_scope.cancel()  # the SPU spell, if still on (its finally clause clears it)
         for line in summary_lines(
-            practices=len(offices), writebacks={w: views[w] for w in ids}, total=len(plans), refused=refused,
-            elapsed=time.monotonic() - started, writeback_phase=time.monotonic() - submitted_at,
-            stats_before=stats_before, stats_after=stats_after, faults=faults,
-            limits=simulator.faults.get("rate_limit", {}), default_limit=simulator.config.rate_limit,
-            app_limit=simulator.config.app_rate_limit,
+            practices=len(offices), writebacks={w: bookings.views[w] for w in bookings.ids}, total=len(plans),
+            refused=bookings.refused, elapsed=time.monotonic() - started,
+            writeback_phase=time.monotonic() - bookings.submitted_at, stats_before=stats_before,
+            stats_after=stats_after, faults=faults, limits=simulator.faults.get("rate_limit", {}),
+            default_limit=simulator.config.rate_limit, app_limit=simulator.config.app_rate_limit,
         ):
             print(line, flush=True)
-        return all_final and refused == 0
+        return all_final and bookings.refused == 0
+
+
+async def _until_active(admin: httpx.AsyncClient, offices: list[str], started: float, deadline: float) -> bool:
+    """The supervisor's own start-up onboarding: every practice registered and active."""
+    states: dict[str, str] = {}
+    with trio.move_on_at(trio.current_time() + min(ACTIVE_TIMEOUT_S, deadline - time.monotonic())) as scope:
+        while True:
+            try:
+                listed = (await admin.get("/practices")).json()["practices"]
+            except (httpx.TransportError, ValueError, KeyError):
+                listed = []
+            states = {p["office_id"]: p["state"] for p in listed}
+            if all(states.get(o) == "active" for o in offices):
+                break
+            await trio.sleep(0.2)
+    if scope.cancelled_caught:
+        err(f"demo: the practices did not all become active within {ACTIVE_TIMEOUT_S:g} s: {states}")
+        return False
+    err(f"demo: onboarded {plural(len(offices), 'practice')} in {time.monotonic() - started:.1f} s: all active")
+    return True
+
+
+async def _ground_truth(sim: httpx.AsyncClient, office: str) -> dict[str, list[dict]]:
+    """The simulator's patients and appointments of a practice: valid bookings are made of them."""
+    return {
+        "patients": (await sim.get(f"/_sim/practices/{office}/patients")).json()["items"],
+        "appointments": (await sim.get(f"/_sim/practices/{office}/appointments")).json()["items"],
+    }
+
+
+async def _spu_spell(simulator, offline: str) -> None:
+    await trio.sleep(SPU_OFFLINE_AFTER_S)
+    simulator.set_faults({"spu_offline": [offline]})
+    err(f"demo: fault: {offline} SPU offline (its writebacks wait at Sikka for {SPU_OFFLINE_FOR_S:g} s)")
+    try:
+        await trio.sleep(SPU_OFFLINE_FOR_S)
+    finally:
+        simulator.set_faults({"spu_offline": None})
+        err(f"demo: fault cleared: {offline} SPU back online")
+
+
+class Bookings:
+    """The demo's writebacks through the admin socket: submitted a little apart, then the latest
+    view of each polled every second (progress on stderr) until all are final."""
+
+    def __init__(self, admin: httpx.AsyncClient, plans: list[tuple[str, dict]]):
+        self.admin = admin
+        self.plans = plans
+        self.ids: list[str] = []
+        self.views: dict[str, dict[str, Any]] = {}
+        self.refused = 0
+        self.submitted_at = time.monotonic()
+        self.gap = min(SUBMIT_GAP_S, SUBMIT_SPREAD_S / len(plans))
+
+    async def submit_all(self) -> None:
+        for office, body in self.plans:
+            try:
+                r = await self.admin.post(f"/practices/{office}/writebacks", json=body)
+            except httpx.TransportError as exc:
+                err(f"demo: submission to {office} failed: {exc!r}")
+                self.refused += 1
+                continue
+            if r.status_code in (200, 202):
+                wb = r.json()
+                self.ids.append(wb["writeback_id"])
+                self.views[wb["writeback_id"]] = wb
+            else:
+                err(f"demo: submission to {office} refused: {r.status_code} {r.text.strip()}")
+                self.refused += 1
+            await trio.sleep(self.gap)
+
+    async def follow(self, started: float, deadline: float, timeout: float) -> bool:
+        """Every second: refresh the writebacks not yet final and print the progress line; True
+        once all were submitted and are final, False when ``deadline`` passes first."""
+        limiter = trio.CapacityLimiter(16)
+        while True:
+            await trio.sleep(PROGRESS_EVERY_S)
+            async with trio.open_nursery() as polls:
+                for wid in list(self.ids):
+                    if self.views[wid]["state"] not in FINAL:
+                        polls.start_soon(self._refresh, limiter, wid)
+            counts = {s: 0 for s in STATES}
+            for wid in self.ids:
+                state = self.views[wid]["state"]
+                counts[state] = counts.get(state, 0) + 1
+            done_submitting = len(self.ids) + self.refused == len(self.plans)
+            err(progress_line(time.monotonic() - started, counts, len(self.ids) + self.refused, len(self.plans)))
+            if done_submitting and all(self.views[w]["state"] in FINAL for w in self.ids):
+                return True
+            if time.monotonic() >= deadline:
+                err(f"demo: not every writeback was final after {timeout:g} s")
+                return False
+
+    async def _refresh(self, limiter: trio.CapacityLimiter, wid: str) -> None:
+        async with limiter:
+            try:
+                r = await self.admin.get(f"/writebacks/{wid}")
+            except httpx.TransportError:
+                return
+            if r.status_code == 200:
+                self.views[wid] = r.json()
