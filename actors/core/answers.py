@@ -11,7 +11,14 @@ from actors.core import events as ev
 from actors.core import outcomes as oc
 from actors.core import policy
 from actors.core import reconcile as rc
-from actors.core.messages import DeleteOutcome, KeyCheckOutcome, RefreshOutcome, StatusOutcome, SubmitOutcome
+from actors.core.messages import (
+    CheckByStatus,
+    DeleteOutcome,
+    KeyCheckOutcome,
+    RefreshOutcome,
+    StatusOutcome,
+    SubmitOutcome,
+)
 from actors.core.policy import CoreSettings, seconds
 from actors.core.schedule import anchor_of
 from actors.core.state import Practice, Writeback
@@ -178,8 +185,21 @@ def status_outcome(p: Practice, msg: StatusOutcome, now: datetime) -> list[ev.Ev
         retry = policy.rate_limited_retry_at(now, outcome.reset_s)
     return [
         ev.StatusChecked(
-            at=now, writeback_id=wb.writeback_id, result="", read_status=wb.status_read_due, next_check_at=retry
+            at=now, writeback_id=wb.writeback_id, result="error", read_status=wb.status_read_due, next_check_at=retry
         )
+    ]
+
+
+def plan_status_reads(p: Practice, msg: CheckByStatus, now: datetime) -> list[ev.Event]:
+    """A ``writeback_status`` read as the next check of each pending writeback named (transient)."""
+    return [
+        ev.StatusReadPlanned(at=now, writeback_id=wid)
+        for wid in msg.writeback_ids
+        if (wb := p.writebacks.get(wid)) is not None
+        and wb.state == "pending"
+        and wb.sikka_writeback_id
+        and not wb.status_read_due
+        and not wb.status_check_planned
     ]
 
 

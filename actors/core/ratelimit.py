@@ -196,6 +196,10 @@ class Budget:
     def may_send(self, lane: int, now: float) -> bool:
         return self._earliest(lane, now) <= now
 
+    def free_at(self, lane: int, now: float) -> float:
+        """``allowed_at`` as a question only (no "waited for budget" bookkeeping): planners."""
+        return self._earliest(lane, now)
+
     # --- updates -----------------------------------------------------------------------------
 
     def take(self, lane: int, now: float) -> bool:

@@ -123,6 +123,14 @@ class WritebackItem(msgspec.Struct):
     description: str | None = None
 
 
+class WritebackPage(msgspec.Struct, frozen=True):
+    """One page of ``GET /writebacks``: Sikka's items as given and its ``total_count`` (which the
+    examples show can disagree with the items: only a short page ends a list)."""
+
+    items: list[WritebackItem]
+    total: int | None = None
+
+
 def _int(value: object) -> int | None:
     try:
         return int(str(value).strip())

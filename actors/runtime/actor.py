@@ -10,8 +10,9 @@ rate budget and its writebacks. Its life::
        ├─ Sleep(until)  wait for a message (command, list outcome, wake-up) or the time
        ├─ Record        append the timer events
        ├─ Submit        append SubmitAttempted FIRST, then send, then append what it came to
-       ├─ Poll          writeback_status (STATUS lane)
-       ├─ Reconcile     GET /writebacks itself (the app-level task is overdue)
+       ├─ Poll          writeback_status (STATUS lane): created_id, error detail, or the
+       │                planner's choice of check (``CheckByStatus``)
+       ├─ Reconcile     GET /writebacks itself, every page (the app-level task is overdue)
        ├─ Refresh       a key grant (TOKEN lane); new keys stored encrypted before the event
        ├─ Cancel        DELETE /writebacks?id= (app-level budget)
        ├─ KeyCheck      request_key_info of an idle practice (BACKGROUND lane)
@@ -51,13 +52,15 @@ from msgspec.structs import replace
 from actors.core import events as ev
 from actors.core import messages
 from actors.core import outcomes as oc
+from actors.core.checks import loaded
 from actors.core.decide import decide, recover
 from actors.core.messages import Decision
 from actors.core.operations import PayloadError
 from actors.core.ratelimit import Budget, BudgetStats, Lane
-from actors.core.schedule import bodies_needed, conditions, key_usable, next_step
+from actors.core.listread import ListMemory, RoundReader
+from actors.core.schedule import bodies_needed, conditions, key_usable, list_targets, next_step
 from actors.core.state import Practice, empty, evolve, writeback_counts
-from actors.runtime.calls import fetch_writeback_lists, observe, take_budget
+from actors.runtime.calls import observe, read_list_round, take_budget
 from actors.runtime.commit import SNAPSHOT_SCHEMA, commit, load_practice
 from actors.runtime.deps import Deps
 from store.eventlog import ConcurrencyError
@@ -223,6 +226,7 @@ class PracticeActor:
 
     async def _recover(self) -> None:
         self.state, self.version, self._snapshot_version = await load_practice(self.deps.store, self.office_id)
+        self.state = loaded(self.state)
         self._request_key = await self.deps.credentials.secret(self.office_id, "request_key")
         self._last_keyed_call_at = self.deps.clock()
 
@@ -318,12 +322,16 @@ class PracticeActor:
             await self._decide(message)
 
     async def append(self, events: list[ev.Event]) -> None:
-        """Stream: append at this version (``ConcurrencyError`` if another writer came first),
-        fold, tell the listeners, snapshot now and then."""
-        self.version = await self.deps.store.append(self.stream_id, self.version, events)
+        """Stream: append the recorded events at this version (``ConcurrencyError`` if another
+        writer came first), fold them all (transient ones too: ``actors.core.checks``), tell the
+        listeners, snapshot now and then."""
+        recorded = [e for e in events if ev.recorded(e)]
+        if recorded:
+            self.version = await self.deps.store.append(self.stream_id, self.version, recorded)
         before = self.state
         for e in events:
             self.state = evolve(self.state, e)
+        for e in recorded:
             log.info("practice.event", type=ev.type_name(e), writeback_id=getattr(e, "writeback_id", None))
         self._state_changed.set()
         self._state_changed = trio.Event()
@@ -421,14 +429,18 @@ class PracticeActor:
         await self._decide_shielded(messages.RefreshOutcome(result=result, grant=grant))
 
     async def _fetch_list(self, ranges) -> messages.ListOutcome:
-        items, complete = await fetch_writeback_lists(self.deps, ranges)
+        """The whole list for ``ranges`` (every page: it may have to reconcile), this office's items."""
+        known = frozenset(t.sikka_writeback_id for t in list_targets(self.state) if t.sikka_writeback_id)
+        reader = RoundReader(tuple(ranges), ListMemory(), wanted=known, known=known,
+                             offices=frozenset({self.office_id}), complete=True)
+        await read_list_round(self.deps, reader)
         return await self._with_bodies(
             messages.ListOutcome(
-                items=tuple(i for i in items if i.office_id == self.office_id),
+                items=tuple(i for i in reader.items if i.office_id == self.office_id),
                 ranges=tuple(ranges),
                 fetched_at=self.deps.clock(),
-                complete=complete,
-                failed=not complete and not items,
+                complete=reader.complete,
+                failed=reader.failed,
             )
         )
 

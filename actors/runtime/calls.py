@@ -2,8 +2,8 @@
 
 Every call the supervisor makes goes ``take_budget`` → the client → ``observe``: the practice's
 budget for keyed calls (``actors.core.ratelimit``, lanes by priority), the app-level budget for
-App-Id/App-Key calls. ``fetch_writeback_lists`` is the app-level ``GET /writebacks`` round (one
-call per date range, every page) that the list task and an actor's own fallback share.
+App-Id/App-Key calls. ``read_list_round`` reads an app-level ``GET /writebacks`` round page by
+page (each page one call on the app budget) for the app-level task and an actor's own fallback.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from datetime import datetime
 import trio
 
 from actors.core import outcomes as oc
+from actors.core.listread import RoundReader
 from actors.core.ratelimit import Budget, Lane
 
 
@@ -37,17 +38,12 @@ def observe(budget: Budget, result: oc.Result, sent_at: float, now: float) -> No
             budget.exhaust_day(now)
 
 
-async def fetch_writeback_lists(deps, ranges) -> tuple[list[oc.WritebackListItem], bool]:
-    """Every ``GET /writebacks`` item for ``ranges`` (each ≤ 7 days) on the app-level budget;
-    ``complete`` is false when any range failed."""
-    items: list[oc.WritebackListItem] = []
-    complete = True
-    for start, end in ranges:
+async def read_list_round(deps, reader: RoundReader) -> None:
+    """Read the pages ``reader`` asks for (``actors.core.listread``), each paid for on the
+    app-level budget before it is sent: one ``GET /writebacks`` page is one app-level call."""
+    while (request := reader.next_request()) is not None:
+        (start, end), page = request
         sent_at = await take_budget(deps.app_budget, Lane.STATUS, deps.clock)
-        result = await deps.client.writebacks(start, end)
+        result = await deps.client.writebacks_page(start, end, page, limit=reader.limit)
         observe(deps.app_budget, result, sent_at, deps.clock().timestamp())
-        if isinstance(result.outcome, oc.Ok):
-            items.extend(result.outcome.value)
-        else:
-            complete = False
-    return items, complete
+        reader.take((start, end), page, result.value if isinstance(result.outcome, oc.Ok) else None)

@@ -46,7 +46,8 @@ class Stream(Protocol):
     version: int
 
     async def append(self, events: list[ev.Event]) -> None:
-        """Append at ``version`` (``ConcurrencyError`` if the stream moved on) and fold."""
+        """Append the recorded ones at ``version`` (``ConcurrencyError`` if the stream moved on)
+        and fold them all (``actors.core.events.TRANSIENT`` are only folded)."""
 
     async def catch_up(self) -> None:
         """After a conflict: take in what the other writer appended."""
@@ -82,7 +83,9 @@ class StoredStream:
         return stream
 
     async def append(self, events: list[ev.Event]) -> None:
-        self.version = await self.store.append(ev.stream_id(self.office_id), self.version, events)
+        recorded = [e for e in events if ev.recorded(e)]
+        if recorded:
+            self.version = await self.store.append(ev.stream_id(self.office_id), self.version, recorded)
         self.state = fold(self.state, events)
 
     async def catch_up(self) -> None:
