@@ -188,7 +188,7 @@ async def serve(
         client = sikka_client(settings, http, on_call=metrics.on_call)
         deps = actor_deps(settings, store, vault, client, on_events=metrics.observe_events)
         practices = PracticeSupervisor(deps)
-        ownership = Ownership(db, settings.node_id, settings.lease_ttl, practices)
+        ownership = Ownership(db, settings.node_id, settings.lease_ttl, practices, deps.app_budget)
         deps.owns, deps.owner_of = ownership.owns, ownership.owner_of
         app = AppLevel(deps, practices)
         deps.on_targets_changed = app.targets_changed
@@ -196,7 +196,7 @@ async def serve(
         monitor = Monitor(deps, practices, publish=slack.publish if slack else lambda t: None)
         admin = Admin(deps, practices, app, monitor=monitor, metrics=metrics)
         monitor.webhook_last_at = lambda: admin.last_webhook_at
-        metrics.registry.register(StateCollector(practices, lambda: monitor.table, deps.clock))
+        metrics.registry.register(StateCollector(practices, lambda: monitor.table, deps.clock, app_level=app))
         listener = await bind_unix_listener(
             settings.admin_socket, mode=0o660 if settings.admin_group else 0o600, group=settings.admin_group
         )

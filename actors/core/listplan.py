@@ -115,12 +115,14 @@ def plan_round(
     last_call_at: datetime | None = None,
     memory: ListMemory | None = None,
     app_free_at: datetime | None = None,
+    status_reads: bool = True,
     min_interval_s: float = LIST_MIN_INTERVAL_S,
     max_days: int = LIST_MAX_DAYS,
 ) -> ListPlan | None:
     """The next round for every target across practices, or ``None`` when nothing waits (see
     the module docstring). ``memory``: what the last list rounds found where; ``app_free_at``:
-    when the app-level budget can next send a list page (``None``: now)."""
+    when the app-level budget can next send a list page (``None``: now); ``status_reads``: False
+    plans list rounds only (the strategy before status reads, which ``bench.fleet`` measures)."""
     targets = list(targets)
     if not targets:
         return None
@@ -136,7 +138,7 @@ def plan_round(
     pending = [t for t in targets if t.kind == "pending" and covers(ranges, t.anchor)]
     complete = any(t.kind != "pending" for t in due_now)
     wanted = frozenset(t.sikka_writeback_id for t in due_now if t.kind == "pending" and t.sikka_writeback_id)
-    if not complete:
+    if status_reads and not complete:
         merged = sum(check_due(t.next_check_at, horizon, t.anchor) for t in pending)
         app_late = app_free_at is not None and app_free_at > horizon + seconds(APP_WAIT_S)
         if app_late or merged <= expected_pages(memory or ListMemory(), ranges, wanted, complete=False):

@@ -118,7 +118,7 @@ class SikkaClient:
         app_key: str,
         node_id: str,
         *,
-        page_size: int = 500,
+        page_size: int = MAX_PAGE_SIZE,
         on_call: Callable[[str, int | None, str], None] | None = None,
     ) -> None:
         if not app_id or not app_key:
