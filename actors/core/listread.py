@@ -30,7 +30,7 @@ from datetime import date
 import msgspec
 
 from actors.core.outcomes import WritebackListItem
-from actors.core.sikka_parse import WritebackPage, to_writeback_list_item
+from actors.core.sikka_parse import WritebackPage, writeback_item, writeback_key
 
 PAGE_SIZE = 5000  # Sikka's licence maximum per page
 MAX_PAGES = 1000  # a list that never ends a page short is not read past 5 million items
@@ -129,13 +129,14 @@ class RoundReader:
             self._end[r] = page if end is None else min(end, page)
         hinted = self._memory.ranges.get(r, RangeMemory()).found
         for raw in result.items:
-            if raw.id in self.known:
-                self._found[r][raw.id] = page
-                self.missing.discard(raw.id)
-                if raw.id not in hinted and (page > 0 or len(result.items) == self.limit):
+            key = writeback_key(raw)
+            if key.id in self.known:
+                self._found[r][key.id] = page
+                self.missing.discard(key.id)
+                if key.id not in hinted and (page > 0 or len(result.items) == self.limit):
                     self._newest_first[r] = page == 0  # where a new target turned up in a longer list
-            if raw.id in self.known or (raw.office_id or "") in self.offices:
-                self._items.append(to_writeback_list_item(raw))
+            if key.id in self.known or (key.office_id or "") in self.offices:
+                self._items.append(writeback_item(raw))
 
     @property
     def complete(self) -> bool:

@@ -55,7 +55,6 @@ from actors.core.outcomes import (
 from actors.core.sikka_parse import (
     PracticeItem,
     StatusItem,
-    WritebackItem,
     WritebackPage,
     classify,
     http_date,
@@ -258,7 +257,7 @@ class SikkaClient:
         params = {"startdate": startdate.isoformat(), "enddate": enddate.isoformat(), "offset": str(page), "limit": str(limit)}
         return await self._call(
             "GET", "/writebacks", auth=self._app_auth(), params=params,
-            parse=lambda r: WritebackPage(*parse_page(r.content, WritebackItem)),
+            parse=lambda r: WritebackPage(*parse_page(r.content, msgspec.Raw)),
         )
 
     async def delete_writeback(self, sikka_writeback_id: str) -> Result:

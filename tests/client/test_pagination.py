@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from actors.core.outcomes import AuthorizedPractice, ServerError
+from actors.core.sikka_parse import writeback_item, writeback_key
 from actors.runtime.sikka import MAX_PAGE_SIZE, SikkaClient
 from tests.support.sikka import APP_ID, APP_KEY, BASE, NODE, REQUEST_KEY, envelope
 
@@ -169,8 +170,8 @@ async def test_writebacks_page_is_one_call_for_one_page_of_sikkas_items(http, si
 
     result = await small_pages(http).writebacks_page(date(2025, 3, 1), date(2025, 3, 8), 1, limit=2)
 
-    assert [w.id for w in result.value.items] == ["2", "3"] and result.value.total == 5
-    assert result.value.items[0].api_request_body == "request_key=x***&patient_id=2"  # decoded only when needed
+    assert [writeback_key(w).id for w in result.value.items] == ["2", "3"] and result.value.total == 5
+    assert writeback_item(result.value.items[0]).request_body == {"patient_id": "2"}  # decoded only when needed
     assert route.call_count == 1
     params = route.calls.last.request.url.params
     assert (params["offset"], params["limit"], params["startdate"], params["enddate"]) == ("1", "2", "2025-03-01", "2025-03-08")

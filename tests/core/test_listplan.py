@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
+import msgspec
 import pytest
 
 from actors.core import listplan
@@ -124,8 +125,10 @@ def test_fan_out_groups_items_per_practice():
 # --- reading a round page by page ------------------------------------------------------------
 
 
-def raw(n: int, office: str = "A") -> WritebackItem:
-    return WritebackItem(id=str(n), office_id=office, method="POST", api_name="appointment", result="pending")
+def raw(n: int, office: str = "A") -> msgspec.Raw:
+    """An item as Sikka sends it (``RoundReader`` decodes what it needs)."""
+    item = WritebackItem(id=str(n), office_id=office, method="POST", api_name="appointment", result="pending")
+    return msgspec.Raw(msgspec.json.encode(item))
 
 
 class Pager:

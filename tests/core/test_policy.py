@@ -6,6 +6,7 @@ import random
 from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
+import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -144,11 +145,12 @@ def simulate_confirmations(specs, *, page_size: int = 5000, history: int = 0):
     return list_calls, status_calls, recorded
 
 
-def raw_item(item: oc.WritebackListItem) -> WritebackItem:
+def raw_item(item: oc.WritebackListItem) -> msgspec.Raw:
     """The list item as Sikka sends it (``RoundReader`` decodes what it needs)."""
     body = "&".join(f"{k}={v}" for k, v in item.request_body.items())
-    return WritebackItem(id=item.id, office_id=item.office_id, method=item.method, api_name=item.api_name,
-                         result=item.result, command_time=item.command_time, api_request_body=body)
+    raw = WritebackItem(id=item.id, office_id=item.office_id, method=item.method, api_name=item.api_name,
+                        result=item.result, command_time=item.command_time, api_request_body=body)
+    return msgspec.Raw(msgspec.json.encode(raw))
 
 
 ops_st = st.sampled_from(sorted(OPERATIONS))
