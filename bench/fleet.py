@@ -74,17 +74,20 @@ class History:
         if method.upper() != "GET" or path != "/v4/writebacks":
             return self.handle(method, target, headers, body, *args, **kwargs)
         query = dict(urllib.parse.parse_qsl(qs))
-        own = self.handle(method, f"{path}?{urllib.parse.urlencode({**query, 'offset': 0, 'limit': 5000})}",
+        start, end = date.fromisoformat(query["startdate"]), date.fromisoformat(query["enddate"])
+        counts = self._counts(start, end)
+        history = sum(n for _, n in counts)
+        page, limit = int(query.get("offset", 0)), int(query.get("limit", 50))
+        tail = (page + 1) * limit > history  # the page reaches the simulator's own items
+        own = self.handle(method, f"{path}?{urllib.parse.urlencode({**query, 'offset': 0, 'limit': 5000 if tail else 1})}",
                           headers, body, *args, **kwargs)
         if own.status != 200:
             return own
-        start, end = date.fromisoformat(query["startdate"]), date.fromisoformat(query["enddate"])
-        counts = self._counts(start, end)
-        page, limit = int(query.get("offset", 0)), int(query.get("limit", 50))
-        mine = msgspec.json.decode(own.body)["items"]
-        total = sum(n for _, n in counts) + len(mine)
-        items = [self._item(counts, i) for i in range(page * limit, min((page + 1) * limit, total - len(mine)))]
-        skip = max(0, page * limit - (total - len(mine)))
+        answer = msgspec.json.decode(own.body)
+        mine = answer["items"] if tail else []
+        total = history + int(answer["total_count"])
+        items = [self._item(counts, i) for i in range(page * limit, min((page + 1) * limit, history))]
+        skip = max(0, page * limit - history)
         items += mine[skip:skip + limit - len(items)]
         envelope = {"offset": str(page), "limit": str(limit), "total_count": str(total), "items": items}
         return msgspec.structs.replace(own, body=msgspec.json.encode(envelope))
