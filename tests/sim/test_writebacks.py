@@ -44,7 +44,7 @@ async def test_acknowledgements(api, autojump_clock):
         assert ack["more_information"] == f"http://sim.test/v4/writeback_status?id={wid}"
         ids.append(int(wid))
     assert ids == list(range(ids[0], ids[0] + 6))
-    assert api(seed=2).sim._next_wb_id != a.sim._next_wb_id - 6  # the base is drawn from the seed
+    assert api(seed=2).sim._writebacks.next_id != a.sim._writebacks.next_id - 6  # the base is drawn from the seed
     assert (await a.stats())["writebacks_submitted"] == 6
 
 
