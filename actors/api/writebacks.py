@@ -13,8 +13,9 @@ Submission::
       ─► 202 with the committed Writeback
 
 A request that loses the race for its idempotency key to a concurrent one answers 200 with the
-winner. Cancelling a pending writeback answers once Sikka's DELETE and the status read that
-settles it are done, or after ``CANCEL_WAIT_S``.
+winner. A cancel that leaves the writeback pending (the cancel is recorded; Sikka's DELETE and
+the status read that settle it follow) answers once it is final, or after ``CANCEL_WAIT_S``;
+one that was submitting when read and pending by the time the actor decided waits the same way.
 """
 
 from __future__ import annotations
@@ -129,9 +130,10 @@ class WritebackHandlers:
                 raise ApiError(409, "not_cancellable", f"the writeback is already {now.state}")
             raise refused(decision)
         audit(request, "cancel_writeback", wb.office_id, writeback_id=writeback_id)
+        wb = await self.deps.store.writeback(writeback_id)  # as the decision left it (it may have moved on)
         if wb.state == "pending":  # the DELETE at Sikka and the status read that decides follow
-            return json_response(200, writeback_view(await self._settled(writeback_id, CANCEL_WAIT_S)))
-        return json_response(200, writeback_view(await self.deps.store.writeback(writeback_id)))
+            wb = await self._settled(writeback_id, CANCEL_WAIT_S)
+        return json_response(200, writeback_view(wb))
 
     async def _known(self, writeback_id: str) -> Writeback:
         wb = await self.deps.store.writeback(writeback_id)
