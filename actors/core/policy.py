@@ -1,7 +1,7 @@
 """Schedules, backoffs, quiet hours and deadlines. Pure: every function takes ``now``.
 
 Times here are aware UTC ``datetime`` values (the events' clock); durations are float seconds.
-The rate budget (``actors.ratelimit``) is the one exception: it works in float POSIX seconds.
+The rate budget (``actors.core.ratelimit``) is the one exception: it works in float POSIX seconds.
 
 Confirmation polling (pending writebacks)::
 
@@ -77,7 +77,7 @@ def key_safety(issued_at: datetime | None, expires_at: datetime) -> timedelta:
 
 
 class CoreSettings(msgspec.Struct, frozen=True, kw_only=True):
-    """The settings the pure core depends on (a subset of ``actors.config.Settings``)."""
+    """The settings the pure core depends on (a subset of ``actors.process.config.Settings``)."""
 
     deadline_s: float = 21600.0
     http_timeout: float = 30.0

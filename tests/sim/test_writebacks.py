@@ -11,7 +11,7 @@ import trio
 
 from sim import SimConfig, Simulator
 from sim.http import send_webhooks
-from tests.sim.conftest import APP, T0, writeback_id
+from tests.support.sim import APP, T0, writeback_id
 
 VALID = {
     ("POST", "/appointment"): {"patient_id": "10001", "date": "2026-02-03", "time": "10:00", "length": "30",

@@ -1,4 +1,4 @@
-"""Writeback payload validation (``actors.operations.validate``/``prepare``): pure."""
+"""Writeback payload validation (``actors.core.operations.validate``/``prepare``): pure."""
 
 from __future__ import annotations
 
