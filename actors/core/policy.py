@@ -249,10 +249,6 @@ def quiet_windows(around: datetime, zone: str | None, window) -> list[tuple[date
     return out
 
 
-def in_quiet_hours(now: datetime, zone: str | None, window=("00:00", "06:00")) -> bool:
-    return any(start <= now < end for start, end in quiet_windows(now, zone, window))
-
-
 def next_quiet_time(after: datetime, zone: str | None, window=("00:00", "06:00")) -> datetime:
     """The earliest instant at or after ``after`` inside the practice-local quiet hours."""
     probe = after
@@ -275,8 +271,3 @@ def next_utc_midnight(now: datetime) -> datetime:
 def daily_quota_retry_at(now: datetime, zone: str | None, window=("00:00", "06:00")) -> datetime:
     """After a daily quota (429 API2011/API2012): quiet hours after the quota's UTC reset."""
     return next_quiet_time(next_utc_midnight(now), zone, window)
-
-
-def local_date(now: datetime, zone: str | None) -> date:
-    """The practice-local date of ``now`` ("next day" is practice-local)."""
-    return now.astimezone(zone_for(zone)).date()
