@@ -24,7 +24,7 @@ import pytest
 
 from actors.core.leases import desired_owner
 from bench.processes import Sim, Supervisor, bookings, start_nodes
-from tests.e2e.test_processes import check_ground_truth, wait_all_final
+from tests.support.processes import check_ground_truth, wait_all_final
 
 
 def owners(node: Supervisor) -> dict[str, str | None]:

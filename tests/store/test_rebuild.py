@@ -16,7 +16,7 @@ from bench.workload import practice_streams
 from store.eventlog import ConcurrencyError
 from store.pglog import PgEventStore
 from store.rebuild import rebuild
-from tests.e2e.test_processes import submit_all, wait_all_final
+from tests.support.processes import submit_all, wait_all_final
 
 KILLED_WRITER = textwrap.dedent(
     """

@@ -13,7 +13,7 @@ import trio
 from actors.core.leases import APP_RESERVE
 from actors.core.ratelimit import Budget
 from actors.runtime.ownership import Ownership
-from tests.test_admin_api import OFFICES, socket_dir, start  # noqa: F401 (fixtures)
+from tests.support.supervisor import OFFICES
 
 TTL = 4.0
 
