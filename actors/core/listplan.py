@@ -19,7 +19,8 @@ to serve it:
   targets) are fewer than the checks it serves: every pending target whose scheduled check a
   list fetched now would count (``policy.check_due``: due within one gap, the neighbours that a
   round merges). A list round stops as soon as every due pending writeback's Sikka id was found
-  (``wanted``), in any order Sikka pages its list;
+  (``wanted``), in any order Sikka pages its list; one the last complete list did not hold
+  (``missing``: not yet listed, or lost) is not waited for: it gets a status read beside the round;
 - ``status`` otherwise (ties too: they spare the shared budget), and whenever the app-level
   budget cannot send by the due time: the due pending targets each get a ``writeback_status``
   read from their practice's actor (``CheckByStatus``).
@@ -60,6 +61,7 @@ class ListTarget(msgspec.Struct, frozen=True, kw_only=True):
     anchor: datetime  # the attempt (or acknowledgement) time: its UTC date ±1 day is searched
     next_check_at: datetime | None = None
     sikka_writeback_id: str | None = None
+    missing: bool = False  # pending, but the last complete list did not hold it: checked by status reads
 
 
 class ListPlan(msgspec.Struct, frozen=True, kw_only=True):
@@ -69,7 +71,8 @@ class ListPlan(msgspec.Struct, frozen=True, kw_only=True):
     is found unless ``complete`` (every page); ``served``: the targets whose ±1 day span the
     ranges cover; ``known``: the Sikka ids of the pending ones among them (their items are
     wanted if seen); ``offices``: practices whose every item is needed (reconciliation).
-    ``status``: ``status`` holds the due pending targets, one ``writeback_status`` read each.
+    ``status``: ``status`` holds the due pending targets, one ``writeback_status`` read each; a
+    list round's ``status`` holds the due ones the list did not hold last time (``missing``).
     """
 
     due_at: datetime
@@ -137,14 +140,17 @@ def plan_round(
     ranges = date_ranges(needed, max_days)
     pending = [t for t in targets if t.kind == "pending" and covers(ranges, t.anchor)]
     complete = any(t.kind != "pending" for t in due_now)
-    wanted = frozenset(t.sikka_writeback_id for t in due_now if t.kind == "pending" and t.sikka_writeback_id)
+    missing = tuple(t for t in due_now if t.kind == "pending" and t.missing) if status_reads else ()
+    wanted = frozenset(
+        t.sikka_writeback_id for t in due_now if t.kind == "pending" and t.sikka_writeback_id and t not in missing
+    )
     if status_reads and not complete:
-        merged = sum(check_due(t.next_check_at, horizon, t.anchor) for t in pending)
+        merged = sum(check_due(t.next_check_at, horizon, t.anchor) for t in pending if t not in missing)
         app_late = app_free_at is not None and app_free_at > horizon + seconds(APP_WAIT_S)
         if app_late or merged <= expected_pages(memory or ListMemory(), ranges, wanted, complete=False):
             status = tuple(t for t in pending if (t.next_check_at or now) <= max(first, now))
             return ListPlan(due_at=first, method="status", status=status)
-    served = tuple(t.writeback_id for t in targets if covers(ranges, t.anchor))
+    served = tuple(t.writeback_id for t in targets if covers(ranges, t.anchor) and t not in missing)
     return ListPlan(
         due_at=due,
         ranges=ranges,
@@ -153,6 +159,7 @@ def plan_round(
         known=frozenset(t.sikka_writeback_id for t in pending if t.sikka_writeback_id),
         complete=complete,
         offices=frozenset(t.office_id for t in targets if t.kind != "pending" and covers(ranges, t.anchor)),
+        status=missing,
     )
 
 

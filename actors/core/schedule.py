@@ -116,6 +116,7 @@ def list_targets(p: Practice) -> list[ListTarget]:
                     anchor=anchor_of(wb),
                     next_check_at=wb.next_check_at,
                     sikka_writeback_id=wb.sikka_writeback_id,
+                    missing=wb.last_result == "missing",
                 )
             )
         elif wb.state == "unknown":

@@ -96,8 +96,10 @@ class AppLevel:
                     await self._targets_changed.wait()
                 self._targets_changed = trio.Event()
                 continue
-            if plan.method == "status":
+            if plan.status:
                 self._check_by_status(plan.status, planned, now)
+            if plan.method == "status":
+                self.status_rounds += 1
                 continue
             memory = await self._list_round(plan, targets, memory)
             last_call_at = self.deps.clock()
@@ -111,7 +113,6 @@ class AppLevel:
             actor = self.practices.actors.get(office_id)
             if actor is not None:
                 actor.tell(messages.CheckByStatus(writeback_ids=tuple(ids)))
-        self.status_rounds += 1
         self.status_checks += len(status)
 
     async def _list_round(self, plan: listplan.ListPlan, targets: list[ListTarget], memory: ListMemory) -> ListMemory:

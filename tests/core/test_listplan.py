@@ -89,6 +89,18 @@ def test_when_the_app_budget_cannot_send_the_checks_go_by_status_reads():
     assert listplan.plan_round(targets, NOW, app_free_at=NOW + timedelta(seconds=0.5)).method == "list"
 
 
+def test_a_writeback_the_last_list_did_not_hold_is_not_waited_for_but_read_by_status_beside_the_round():
+    """Reading every page for one writeback Sikka does not list (yet) would cost the whole list
+    each round: the round stops for the others, and that one gets a status read."""
+    lost = ListTarget(office_id="A", writeback_id="w9", kind="pending", anchor=NOW - timedelta(seconds=4),
+                      next_check_at=NOW, sikka_writeback_id="9", missing=True)
+    plan = listplan.plan_round([pending(n) for n in range(4)] + [lost], NOW)
+    assert plan.method == "list" and "9" not in plan.wanted and "w9" not in plan.served
+    assert [t.writeback_id for t in plan.status] == ["w9"]
+    alone = listplan.plan_round([lost], NOW)
+    assert alone.method == "status" and [t.writeback_id for t in alone.status] == ["w9"]
+
+
 def test_an_unknown_writeback_waits_for_the_list_whatever_it_costs():
     unknown = ListTarget(office_id="B", writeback_id="u1", kind="unknown", anchor=NOW, next_check_at=NOW)
     plan = listplan.plan_round([unknown], NOW, app_free_at=NOW + timedelta(seconds=20))
