@@ -79,8 +79,8 @@ class History:
         history = sum(n for _, n in counts)
         page, limit = int(query.get("offset", 0)), int(query.get("limit", 50))
         tail = (page + 1) * limit > history  # the page reaches the simulator's own items
-        own = self.handle(method, f"{path}?{urllib.parse.urlencode({**query, 'offset': 0, 'limit': 5000 if tail else 1})}",
-                          headers, body, *args, **kwargs)
+        own_query = urllib.parse.urlencode({**query, "offset": 0, "limit": 5000 if tail else 1})
+        own = self.handle(method, f"{path}?{own_query}", headers, body, *args, **kwargs)
         if own.status != 200:
             return own
         answer = msgspec.json.decode(own.body)
@@ -96,7 +96,8 @@ class History:
         now = datetime.fromtimestamp(self.sim.clock(), UTC)
         out, day = [], start
         while day <= min(end, now.date()):
-            elapsed = 1.0 if day < now.date() else (now - datetime.combine(day, datetime.min.time(), UTC)).seconds / 86400
+            midnight = datetime.combine(day, datetime.min.time(), UTC)
+            elapsed = 1.0 if day < now.date() else (now - midnight).total_seconds() / 86400
             out.append((day, int(self.per_day * elapsed)))
             day += timedelta(days=1)
         return out

@@ -116,7 +116,9 @@ class Supervisor:
         return self.proc.wait(30)
 
 
-def start_nodes(tmp: Path, sim: Sim, database_url: str, names: list[str], ttl: float | None = None) -> dict[str, Supervisor]:
+def start_nodes(
+    tmp: Path, sim: Sim, database_url: str, names: list[str], ttl: float | None = None
+) -> dict[str, Supervisor]:
     """One supervisor per name (its ``SIKKA_NODE_ID``) on one database, sharing a secrets key;
     each in ``tmp/NAME``; ``ttl``: ``SIKKA_LEASE_TTL``."""
     secrets_key = Fernet.generate_key().decode()

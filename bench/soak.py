@@ -166,7 +166,9 @@ def event_counts(url: str) -> tuple[int, int]:
 def measure(admin_url: str, tmp: Path, *, practices: int, total: int, seconds: float, delay: str, nodes: int,
             threads: int, timeout: float) -> dict[str, float]:
     url = fresh_database(admin_url, "sikka_bench_soak")
-    sim = Sim(tmp, practices, "--writeback-delay", delay, "--token-ttl", "86400", "--app-rate-limit", str(SIM_APP_LIMIT))
+    sim = Sim(
+        tmp, practices, "--writeback-delay", delay, "--token-ttl", "86400", "--app-rate-limit", str(SIM_APP_LIMIT)
+    )
     running: list[Supervisor] = []
     try:
         if nodes == 1:

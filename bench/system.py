@@ -99,7 +99,8 @@ def reschedule(sim: Simulator, office_id: str, n: int) -> dict:
 def new_patient(sim: Simulator, office_id: str, n: int) -> dict:
     """A valid ``create_patient`` payload for the practice's seeded providers."""
     data = sim.data(sim.practice(office_id))
-    return {"firstname": f"Pat{n}", "lastname": "Fleet", "provider_id": data.providers[0].provider_id, "practice_id": "1"}
+    provider = data.providers[0].provider_id
+    return {"firstname": f"Pat{n}", "lastname": "Fleet", "provider_id": provider, "practice_id": "1"}
 
 
 async def start_system(nursery: trio.Nursery, *, sim_config: SimConfig | None = None, env: dict | None = None,

@@ -154,7 +154,9 @@ class StateCollector:
     @staticmethod
     def _confirmation(stats):
         rounds = CounterMetricFamily(
-            "sikka_confirmation_rounds", "confirmation rounds: a GET /writebacks round, or status reads", labels=["method"]
+            "sikka_confirmation_rounds",
+            "confirmation rounds: a GET /writebacks round, or status reads",
+            labels=["method"],
         )
         rounds.add_metric(["list"], stats.list_rounds)
         rounds.add_metric(["status"], stats.status_rounds)

@@ -254,7 +254,9 @@ class SikkaClient:
             raise ValueError(f"/writebacks takes 0 to 7 days, not {startdate}..{enddate}")
         if page < 0 or not 1 <= limit <= MAX_PAGE_SIZE:
             raise ValueError(f"page {page} of {limit} items is not a page Sikka serves")
-        params = {"startdate": startdate.isoformat(), "enddate": enddate.isoformat(), "offset": str(page), "limit": str(limit)}
+        params = {
+            "startdate": startdate.isoformat(), "enddate": enddate.isoformat(), "offset": str(page), "limit": str(limit)
+        }
         return await self._call(
             "GET", "/writebacks", auth=self._app_auth(), params=params,
             parse=lambda r: WritebackPage(*parse_page(r.content, msgspec.Raw)),

@@ -29,12 +29,11 @@ def pending(n: int, *, due: datetime = NOW, office: str = "A", acked: datetime |
 
 
 def test_planner_ranges_cover_attempt_dates_plus_minus_one_day_at_most_7_days_each():
+    hour, day = timedelta(hours=1), timedelta(days=1)
     targets = [
-        ListTarget(office_id="A", writeback_id="p1", kind="pending", anchor=NOW - timedelta(hours=1), next_check_at=NOW),
-        ListTarget(office_id="B", writeback_id="u1", kind="unknown", anchor=NOW - timedelta(days=2), next_check_at=NOW),
-        ListTarget(
-            office_id="C", writeback_id="l1", kind="late", anchor=NOW - timedelta(days=6), next_check_at=NOW + timedelta(hours=1)
-        ),
+        ListTarget(office_id="A", writeback_id="p1", kind="pending", anchor=NOW - hour, next_check_at=NOW),
+        ListTarget(office_id="B", writeback_id="u1", kind="unknown", anchor=NOW - 2 * day, next_check_at=NOW),
+        ListTarget(office_id="C", writeback_id="l1", kind="late", anchor=NOW - 6 * day, next_check_at=NOW + hour),
     ]
     plan = listplan.plan_round(targets, NOW)
     assert plan.method == "list" and plan.due_at == NOW
