@@ -20,7 +20,8 @@ to serve it:
   list fetched now would count (``policy.check_due``: due within one gap, the neighbours that a
   round merges). A list round stops as soon as every due pending writeback's Sikka id was found
   (``wanted``), in any order Sikka pages its list; one the last complete list did not hold
-  (``missing``: not yet listed, or lost) is not waited for: it gets a status read beside the round;
+  (``missing``: not yet listed, or lost) is not waited for: it gets a status read beside the round,
+  as do all the pending ones due when a complete round must wait for the app budget;
 - ``status`` otherwise (ties too: they spare the shared budget), and whenever the app-level
   budget cannot send by the due time: the due pending targets each get a ``writeback_status``
   read from their practice's actor (``CheckByStatus``).
@@ -140,13 +141,14 @@ def plan_round(
     ranges = date_ranges(needed, max_days)
     pending = [t for t in targets if t.kind == "pending" and covers(ranges, t.anchor)]
     complete = any(t.kind != "pending" for t in due_now)
-    missing = tuple(t for t in due_now if t.kind == "pending" and t.missing) if status_reads else ()
+    app_late = app_free_at is not None and app_free_at > horizon + seconds(APP_WAIT_S)
+    by_status = status_reads and complete and app_late  # the list must wait: the pending ones need not
+    missing = tuple(t for t in due_now if t.kind == "pending" and status_reads and (t.missing or by_status))
     wanted = frozenset(
         t.sikka_writeback_id for t in due_now if t.kind == "pending" and t.sikka_writeback_id and t not in missing
     )
     if status_reads and not complete:
         merged = sum(check_due(t.next_check_at, horizon, t.anchor) for t in pending if t not in missing)
-        app_late = app_free_at is not None and app_free_at > horizon + seconds(APP_WAIT_S)
         if app_late or merged <= expected_pages(memory or ListMemory(), ranges, wanted, complete=False):
             status = tuple(t for t in pending if (t.next_check_at or now) <= max(first, now))
             return ListPlan(due_at=first, method="status", status=status)

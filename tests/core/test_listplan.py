@@ -100,10 +100,12 @@ def test_a_writeback_the_last_list_did_not_hold_is_not_waited_for_but_read_by_st
     assert alone.method == "status" and [t.writeback_id for t in alone.status] == ["w9"]
 
 
-def test_an_unknown_writeback_waits_for_the_list_whatever_it_costs():
+def test_an_unknown_writeback_waits_for_the_list_whatever_it_costs_the_pending_ones_do_not():
     unknown = ListTarget(office_id="B", writeback_id="u1", kind="unknown", anchor=NOW, next_check_at=NOW)
-    plan = listplan.plan_round([unknown], NOW, app_free_at=NOW + timedelta(seconds=20))
+    plan = listplan.plan_round([unknown, pending(1)], NOW, app_free_at=NOW + timedelta(seconds=20))
     assert plan.method == "list" and plan.complete
+    assert [t.writeback_id for t in plan.status] == ["w1"]  # checked meanwhile on its practice's budget
+    assert listplan.plan_round([unknown, pending(1)], NOW).status == ()  # the list serves both
 
 
 def test_a_target_handed_over_for_a_status_read_is_not_planned_again_until_checked_or_after_the_grace():
