@@ -73,7 +73,8 @@ class ListPlan(msgspec.Struct, frozen=True, kw_only=True):
     ranges cover; ``known``: the Sikka ids of the pending ones among them (their items are
     wanted if seen); ``offices``: practices whose every item is needed (reconciliation).
     ``status``: ``status`` holds the due pending targets, one ``writeback_status`` read each; a
-    list round's ``status`` holds the due ones the list did not hold last time (``missing``).
+    list round's ``status`` holds the due ones checked aside by status reads (the last list did not
+    hold them: ``missing``; or the round must wait for the app budget).
     """
 
     due_at: datetime
@@ -142,17 +143,17 @@ def plan_round(
     pending = [t for t in targets if t.kind == "pending" and covers(ranges, t.anchor)]
     complete = any(t.kind != "pending" for t in due_now)
     app_late = app_free_at is not None and app_free_at > horizon + seconds(APP_WAIT_S)
-    by_status = status_reads and complete and app_late  # the list must wait: the pending ones need not
-    missing = tuple(t for t in due_now if t.kind == "pending" and status_reads and (t.missing or by_status))
+    waiting = status_reads and complete and app_late  # the list must wait: the pending ones need not
+    aside = tuple(t for t in due_now if t.kind == "pending" and status_reads and (t.missing or waiting))
     wanted = frozenset(
-        t.sikka_writeback_id for t in due_now if t.kind == "pending" and t.sikka_writeback_id and t not in missing
+        t.sikka_writeback_id for t in due_now if t.kind == "pending" and t.sikka_writeback_id and t not in aside
     )
     if status_reads and not complete:
-        merged = sum(check_due(t.next_check_at, horizon, t.anchor) for t in pending if t not in missing)
+        merged = sum(check_due(t.next_check_at, horizon, t.anchor) for t in pending if t not in aside)
         if app_late or merged <= expected_pages(memory or ListMemory(), ranges, wanted, complete=False):
             status = tuple(t for t in pending if (t.next_check_at or now) <= max(first, now))
             return ListPlan(due_at=first, method="status", status=status)
-    served = tuple(t.writeback_id for t in targets if covers(ranges, t.anchor) and t not in missing)
+    served = tuple(t.writeback_id for t in targets if covers(ranges, t.anchor) and t not in aside)
     return ListPlan(
         due_at=due,
         ranges=ranges,
@@ -161,7 +162,7 @@ def plan_round(
         known=frozenset(t.sikka_writeback_id for t in pending if t.sikka_writeback_id),
         complete=complete,
         offices=frozenset(t.office_id for t in targets if t.kind != "pending" and covers(ranges, t.anchor)),
-        status=missing,
+        status=aside,
     )
 
 
