@@ -145,15 +145,18 @@ def plan_round(
     app_late = app_free_at is not None and app_free_at > horizon + seconds(APP_WAIT_S)
     waiting = status_reads and complete and app_late  # the list must wait: the pending ones need not
     aside = tuple(t for t in due_now if t.kind == "pending" and status_reads and (t.missing or waiting))
+    aside_ids = {t.writeback_id for t in aside}
     wanted = frozenset(
-        t.sikka_writeback_id for t in due_now if t.kind == "pending" and t.sikka_writeback_id and t not in aside
+        t.sikka_writeback_id
+        for t in due_now
+        if t.kind == "pending" and t.sikka_writeback_id and t.writeback_id not in aside_ids
     )
     if status_reads and not complete:
-        merged = sum(check_due(t.next_check_at, horizon, t.anchor) for t in pending if t not in aside)
+        merged = sum(check_due(t.next_check_at, horizon, t.anchor) for t in pending if t.writeback_id not in aside_ids)
         if app_late or merged <= expected_pages(memory or ListMemory(), ranges, wanted, complete=False):
             status = tuple(t for t in pending if (t.next_check_at or now) <= max(first, now))
             return ListPlan(due_at=first, method="status", status=status)
-    served = tuple(t.writeback_id for t in targets if covers(ranges, t.anchor) and t not in aside)
+    served = tuple(t.writeback_id for t in targets if covers(ranges, t.anchor) and t.writeback_id not in aside_ids)
     return ListPlan(
         due_at=due,
         ranges=ranges,
