@@ -164,3 +164,12 @@ def test_fleet_runs_both_strategies_and_ours_costs_less_at_volume():
     assert ours["app_429"] == 0 and ours["bound_p95"] <= 1.0
     assert ours["status_per_confirmed"] < before["status_per_confirmed"]
     assert ours["app_calls_per_min"] < before["app_calls_per_min"]
+
+
+@pytest.mark.slow
+def test_soak_on_two_nodes_shares_the_app_budget_and_loses_nothing(pg_admin_url, tmp_path):
+    figures = soak.measure(pg_admin_url, tmp_path, practices=6, total=120, seconds=30.0, delay="2:20", nodes=2,
+                           threads=2, timeout=120)
+    assert figures["completed"] == 120 and figures["lost"] == figures["duplicated"] == 0
+    assert figures["app_429"] == figures["practice_429"] == 0
+    assert figures["app_max_in_any_60s"] <= soak.SIM_APP_LIMIT
