@@ -12,9 +12,10 @@ would have had alone (a stale stream's ``ConcurrencyError`` fails only its own c
                                        B leads: takes [B, C] ──► commit([B, C]) ──► B returns,
                                                                  C is woken with its outcome
 There is one leader at a time: the task that found no commit in flight, then the oldest waiter
-each time a commit ends, so no caller waits for more than the commit in flight and its own. The
-leader yields once before taking the queue, so the appends issued in the same scheduling tick
-join its group. Positions stay dense and in commit order: groups commit one after the other.
+each time a commit ends, so no caller waits for more than the commit in flight and its own.
+Before taking the queue the leader lets every task that is runnable run (two scheduler passes:
+trio runs each pass in random order), so the appends issued in the same tick, and those of the
+callers the last commit just woke, join its group. Positions stay dense and in commit order: groups commit one after the other.
 
 Cancellation never loses or half-writes a batch. A caller cancelled while its batch waits in
 the queue leaves it (``trio.Cancelled``, nothing written). Once a leader took it, the batch is
@@ -37,6 +38,7 @@ import trio
 Item = TypeVar("Item")
 
 _LEAD = object()  # rescheduled with this, a waiter becomes the leader
+MOST = 1000  # items per group: bounds a commit (and its hold of the append lock) when thousands append at once
 
 
 class _Request(Generic[Item]):
@@ -49,11 +51,12 @@ class _Request(Generic[Item]):
 
 
 class GroupCommit(Generic[Item]):
-    """Appends gathered into group commits (see the module docstring); ``groups`` and
-    ``committed`` count the commits and the items they took."""
+    """Appends gathered into group commits of at most ``most`` items (see the module
+    docstring); ``groups`` and ``committed`` count the commits and the items they took."""
 
-    def __init__(self, commit: Callable[[list[Item]], Awaitable[list[outcome.Outcome]]]):
+    def __init__(self, commit: Callable[[list[Item]], Awaitable[list[outcome.Outcome]]], most: int = MOST):
         self._commit = commit
+        self._most = most
         self._queue: list[_Request[Item]] = []  # not yet taken, oldest first
         self._led = False  # a task commits, or has been told to
         self.groups = 0
@@ -82,13 +85,14 @@ class GroupCommit(Generic[Item]):
         return trio.lowlevel.Abort.SUCCEEDED
 
     async def _lead(self, request: _Request[Item]) -> Any:
-        try:
-            await trio.lowlevel.checkpoint()  # the appends issued in this tick join the group
+        try:  # the tasks runnable now run before the leader takes the queue, and join the group
+            await trio.lowlevel.checkpoint()
+            await trio.lowlevel.cancel_shielded_checkpoint()  # (trio runs a batch in random order)
         except BaseException:  # cancelled before anything was taken: hand the lead on
             self._queue.remove(request)
             self._pass_lead()
             raise
-        group, self._queue = self._queue, []
+        group, self._queue = self._queue[: self._most], self._queue[self._most :]
         for taken in group:
             taken.taken = True
         self.groups += 1

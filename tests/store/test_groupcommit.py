@@ -98,6 +98,17 @@ async def test_the_submissions_of_one_tick_form_one_group():
     assert sorted(commits.groups[0]) == ["a", "b", "c"] and len(commits.groups) == 1
 
 
+async def test_a_group_takes_at_most_its_limit_the_rest_goes_next():
+    commits = HeldCommits()
+    group = GroupCommit(commits.commit, most=2)
+    async with trio.open_nursery() as nursery:
+        callers = Callers(group, nursery)
+        await callers.start("a", "b", "c", "d", "e")
+        for _ in range(3):
+            await commits.finish()
+    assert commits.groups == [["a"], ["b", "c"], ["d", "e"]]
+
+
 async def test_each_caller_gets_its_own_outcome():
     commits = HeldCommits()
     group = GroupCommit(commits.commit)
