@@ -10,8 +10,9 @@ that pass at dense positions and upserts the projection rows computed here by
 A batch that fails its check fails only its own append (``ConcurrencyError``,
 ``DuplicateIdempotencyKey``); when the call as a whole fails on the data (a constraint), each
 batch of the group is appended alone, so each caller gets the error its own batch causes. The
-store keeps, per stream it appended to, the rows the next append starts from (``_StreamTail``),
-so a busy actor's append reads nothing first.
+store keeps, for the ``tails_kept`` streams it appended to last, the rows the next append starts
+from (``_StreamTail``), so a busy actor's append reads nothing first, while thousands of idle
+practices cost no memory here (their next append reads its tail first).
 """
 
 from __future__ import annotations
@@ -88,6 +89,7 @@ class PgEventStore:
     """The event log and its projections in PostgreSQL (the schema of ``store/migrations``)."""
 
     poll_interval = 2.0  # fallback when a NOTIFY is missed
+    tails_kept = 2048  # streams whose tail is kept, the most recently appended to
 
     def __init__(self, db: Database):
         self.db = db
@@ -116,7 +118,9 @@ class PgEventStore:
         )
         await self.group_commit.submit(batch)
         still_open = {k: w for k, w in {**tail.open, **changed}.items() if w.state not in FINAL_STATES}
-        self._tails[stream_id] = _StreamTail(version, practice, still_open)
+        self._tails[stream_id] = _StreamTail(version, practice, still_open)  # (popped above: now the newest)
+        if len(self._tails) > self.tails_kept:
+            del self._tails[next(iter(self._tails))]
         return version
 
     async def _commit_group(self, batches: list[_Batch]) -> list[outcome.Outcome]:

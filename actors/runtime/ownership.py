@@ -37,6 +37,7 @@ from store.db import Database, DatabaseUnavailable
 log = structlog.get_logger("ownership")
 
 RELEASE_POLL_S = 0.05
+GUARD_CHUNK = 500  # practices the guard looks at between two checkpoints
 
 
 class Ownership:
@@ -103,8 +104,9 @@ class Ownership:
         sent_at = trio.current_time()
         snap = await self.db.run(partial(rows.snapshot, heartbeat=not self.closing), self.node_id, self.timing.ttl)
         self.known = set(snap.practices)
-        plan = leases.plan(
-            self.node_id, [] if self.closing else snap.practices, snap.leases, self.held, snap.nodes, snap.now
+        plan = await trio.to_thread.run_sync(  # thousands of rendezvous hashes: off the event loop
+            leases.plan, self.node_id, [] if self.closing else snap.practices, snap.leases, dict(self.held),
+            snap.nodes, snap.now,
         )
         renewed = await self.db.run(rows.renew, self.node_id, dict(self.held), self.timing.ttl)
         for office_id in list(self.held):
@@ -153,8 +155,10 @@ class Ownership:
     async def _guard(self) -> None:
         """Stop, then cancel, every actor whose lease was not renewed in time (or is not held)."""
         while True:
-            now = trio.current_time()
-            for office_id in self.practices.running():
+            for n, office_id in enumerate(self.practices.running()):
+                if n % GUARD_CHUNK == 0:  # thousands of practices: let the actors run between chunks
+                    await trio.sleep(0)
+                    now = trio.current_time()
                 renewed_at = self.renewed_at.get(office_id, float("-inf"))
                 verdict = leases.guard(renewed_at, now, self.timing)
                 if verdict == "cancel":

@@ -1,5 +1,6 @@
-"""Group commit on real PostgreSQL: a group held at the append lock (another session holds it)
-while callers are cancelled, a group whose connection dies, one NOTIFY per group."""
+"""PgEventStore on real PostgreSQL: group commit (a group held at the append lock, which another
+session holds, while callers are cancelled; a group whose connection dies; one NOTIFY per group)
+and the stream tails it keeps."""
 
 from __future__ import annotations
 
@@ -129,3 +130,21 @@ async def test_one_notify_per_group(db, database_url, writers):
         notes = [n.payload for n in listener.notifies(timeout=0.5)]
     assert store.group_commit.groups == groups + 1
     assert notes == [str(3 * writers)]  # once, with the log's head after the group
+
+
+async def test_only_the_tails_of_the_streams_appended_to_last_are_kept(db):
+    store = PgEventStore(db)
+    store.tails_kept = 2
+    reads = []
+    read_tail = store._read_tail
+    store._read_tail = lambda conn, stream, office: reads.append(stream) or read_tail(conn, stream, office)
+    for name in "ABC":
+        await store.append(f"practice-{name}", 0, [registered(name)])
+    reads.clear()
+    await store.append("practice-C", 1, [registered("C")])
+    await store.append("practice-B", 1, [registered("B")])
+    assert reads == []  # kept
+    await store.append("practice-A", 1, [registered("A")])
+    assert reads == ["practice-A"]  # forgotten, read again: the append is the same
+    assert [r.stream_id for r in await store.read_all()][-3:] == ["practice-C", "practice-B", "practice-A"]
+    assert (await store.practice("A")).version == 2
