@@ -11,8 +11,9 @@ import sys
 
 import trio
 
-from sim.core import SimConfig, Simulator
+from sim.config import SimConfig
 from sim.http import serve
+from sim.simulator import Simulator
 
 
 def _delay(text: str) -> tuple[float, float]:

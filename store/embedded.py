@@ -75,12 +75,6 @@ def start(data_dir: Path) -> str:
     return _server.get_uri()
 
 
-def uri(database: str) -> str:
-    """The connection string of another database on the running embedded server."""
-    assert _server is not None, "the embedded server is not started"
-    return _server.get_uri(database)
-
-
 def stop_if_last() -> None:
     """Give up this process's hold; the server stops if no other live process holds it."""
     global _server

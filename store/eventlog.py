@@ -18,7 +18,7 @@ simulations). ``tests/store/test_contract.py`` runs the contract against both.
 - The ``practices`` and ``writebacks`` projections change in the same transaction as the events
   (rows from ``store.projections.project``) and are read through ``practice``, ``practices``,
   ``writeback``, ``writebacks``, ``writeback_by_idempotency_key``, ``writeback_counts``,
-  ``writeback_ids``, ``sikka_ids``, ``open_writebacks`` and ``recent_outcomes``.
+  ``writeback_ids``, ``sikka_ids`` and ``recent_outcomes``.
 """
 
 from __future__ import annotations

@@ -179,12 +179,6 @@ class MemoryEventStore:
             if w.office_id == office_id and w.sikka_writeback_id
         }
 
-    async def open_writebacks(self) -> list[Writeback]:
-        await trio.lowlevel.checkpoint()
-        return sorted(
-            (w for w in self._writebacks.values() if w.state not in FINAL_STATES), key=lambda w: w.requested_at
-        )
-
     async def recent_outcomes(self, now: datetime) -> dict[str, tuple[int, int, int]]:
         await trio.lowlevel.checkpoint()
         day, hour = now - timedelta(hours=24), now - timedelta(hours=1)

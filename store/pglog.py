@@ -311,17 +311,6 @@ class PgEventStore:
             }
         )
 
-    async def open_writebacks(self) -> list[Writeback]:
-        """Every writeback not in a final state, across practices (for app-level work)."""
-
-        def read(conn):
-            rows = conn.execute(
-                "SELECT fold::text FROM writebacks WHERE state <> ALL(%s) ORDER BY requested_at", (list(FINAL_STATES),)
-            ).fetchall()
-            return [proj.decode_writeback(r[0]) for r in rows]
-
-        return await self.db.run(read)
-
     async def recent_outcomes(self, now: datetime) -> dict[str, tuple[int, int, int]]:
         """Per practice: (failed in the 24 h before ``now``, failed in the last hour, completed
         in the last hour), from the recorded outcome times (the alerts' failure figures)."""

@@ -14,6 +14,7 @@ import pytest
 from psycopg.conninfo import make_conninfo
 
 from store import migrate
+from tests.support.supervisor import socket_dir, start, sup  # noqa: F401 (fixtures for every test module)
 
 TEMPLATE = "sikka_template"
 _numbers = itertools.count()

@@ -1,6 +1,6 @@
 """Alerts (interface section 4): which conditions hold, folded into the table of alerts that hold.
 
-Pure: no clock is read, no I/O. The shell (``actors.monitor``) gathers a ``Snapshot`` every few
+Pure: no clock is read, no I/O. The shell (``actors.monitoring.monitor``) gathers a ``Snapshot`` every few
 seconds from the actors' statistics, the supervision records and the projections, and calls::
 
     conditions = raised(snapshot)                       # what is true at snapshot.now

@@ -253,11 +253,6 @@ def prepare(operation: str, payload: Mapping[str, object]) -> SikkaRequest:
     return SikkaRequest(method=spec.method, path=spec.path(path_id), body={**fields, **dict(spec.fixed)})
 
 
-def validate(operation: str, payload: Mapping[str, object]) -> dict[str, str]:
-    """The exact string-typed body Sikka gets for ``operation``, or ``PayloadError``."""
-    return prepare(operation, payload).body
-
-
 def normalize(operation: str, payload: Mapping[str, object]) -> dict[str, str]:
     """The caller's payload, checked for ``operation``, with every value as Sikka's string: what
     is stored (sealed) with a writeback and given to ``prepare`` again when it is sent. Unlike the

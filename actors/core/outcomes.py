@@ -1,5 +1,5 @@
 """What a Sikka call came to, as values (never exceptions): the contract between the HTTP client
-(``actors.sikka``) and the pure core (``actors.core``). Pure; imports no I/O library.
+(``actors.runtime.sikka``) and the pure core (``actors.core``). Pure; imports no I/O library.
 
 Every call returns a ``Result``: the outcome class, the parsed value when it is ``Ok``, and the
 rate-limit and key-expiry headers the response carried (for the rate budget and token schedule).

@@ -1,7 +1,7 @@
 """Schedules, backoffs, quiet hours and deadlines. Pure: every function takes ``now``.
 
 Times here are aware UTC ``datetime`` values (the events' clock); durations are float seconds.
-The rate budget (``actors.ratelimit``) is the one exception: it works in float POSIX seconds.
+The rate budget (``actors.core.ratelimit``) is the one exception: it works in float POSIX seconds.
 
 Confirmation polling (pending writebacks)::
 
@@ -77,7 +77,7 @@ def key_safety(issued_at: datetime | None, expires_at: datetime) -> timedelta:
 
 
 class CoreSettings(msgspec.Struct, frozen=True, kw_only=True):
-    """The settings the pure core depends on (a subset of ``actors.config.Settings``)."""
+    """The settings the pure core depends on (a subset of ``actors.process.config.Settings``)."""
 
     deadline_s: float = 21600.0
     http_timeout: float = 30.0
@@ -249,10 +249,6 @@ def quiet_windows(around: datetime, zone: str | None, window) -> list[tuple[date
     return out
 
 
-def in_quiet_hours(now: datetime, zone: str | None, window=("00:00", "06:00")) -> bool:
-    return any(start <= now < end for start, end in quiet_windows(now, zone, window))
-
-
 def next_quiet_time(after: datetime, zone: str | None, window=("00:00", "06:00")) -> datetime:
     """The earliest instant at or after ``after`` inside the practice-local quiet hours."""
     probe = after
@@ -275,8 +271,3 @@ def next_utc_midnight(now: datetime) -> datetime:
 def daily_quota_retry_at(now: datetime, zone: str | None, window=("00:00", "06:00")) -> datetime:
     """After a daily quota (429 API2011/API2012): quiet hours after the quota's UTC reset."""
     return next_quiet_time(next_utc_midnight(now), zone, window)
-
-
-def local_date(now: datetime, zone: str | None) -> date:
-    """The practice-local date of ``now`` ("next day" is practice-local)."""
-    return now.astimezone(zone_for(zone)).date()

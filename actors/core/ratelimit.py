@@ -193,9 +193,6 @@ class Budget:
             at = max(at, self._at(first + in_window - cap) + self.span)
         return at
 
-    def may_send(self, lane: int, now: float) -> bool:
-        return self._earliest(lane, now) <= now
-
     # --- updates -----------------------------------------------------------------------------
 
     def take(self, lane: int, now: float) -> bool:
@@ -312,19 +309,12 @@ class Budget:
             ignored_hints=self._ignored,
         )
 
-    def waiting_since(self, lane: int) -> float | None:
-        value = self._waiting_since[lane]
-        return None if math.isnan(value) else value
-
 
 class Unlimited:
     """A budget that always allows (tests, and callers that gate elsewhere)."""
 
     def allowed_at(self, lane: int, now: float) -> float:
         return now
-
-    def may_send(self, lane: int, now: float) -> bool:
-        return True
 
     def take(self, lane: int, now: float) -> bool:
         return True

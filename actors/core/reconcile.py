@@ -16,7 +16,8 @@ A ``completed`` list item settles a writeback by itself unless we need ``created
 ``writeback_status`` read (the practice's key, one id) gives the detail.
 
 Matching an ``unknown`` writeback (we sent it, no usable answer came) against the list
-(``match``): an item is a candidate when it is of the same office, the same HTTP method, the
+(``candidates``, then ``assign`` over every unresolved writeback; the verdicts are
+``actors.core.confirm``'s): an item is a candidate when it is of the same office, the same HTTP method, the
 same api (``operations.api_name_matches``), dated (``command_time``) within the attempt's UTC
 date ±1 day (Sikka's time zone is not documented, so a day either side covers any), not already
 claimed by another writeback of ours, and its decoded ``api_request_body`` holds every body field
@@ -290,42 +291,3 @@ def assign(
             continue
         out[k] = AMBIGUOUS
     return {k: out[k] for k in keys}
-
-
-class Match(msgspec.Struct, frozen=True, kw_only=True):
-    kind: str  # "found" | "ambiguous" | "absent" | "not_found"
-    item: object = None
-    candidates: int = 0
-
-
-def match(
-    *,
-    operation: str,
-    office_id: str,
-    payload: Mapping[str, object],
-    attempted_at: datetime,
-    items: Iterable,
-    claimed: Collection[str],
-    proof_at: datetime,
-    fetched_at: datetime,
-    covered: bool,
-) -> Match:
-    """Look for one unknown writeback among ``items`` on its own (see the module docstring;
-    with several unresolved writebacks, use ``candidates`` + ``assign`` as the core does)."""
-    found = candidates(
-        operation=operation,
-        office_id=office_id,
-        payload=payload,
-        attempted_at=attempted_at,
-        items=items,
-        claimed=claimed,
-    )
-    if found is None:
-        return Match(kind="not_found")
-    if len(found) == 1:
-        return Match(kind="found", item=found[0], candidates=1)
-    if len(found) > 1:
-        return Match(kind="ambiguous", candidates=len(found))
-    if covered and fetched_at >= proof_at:
-        return Match(kind="absent")
-    return Match(kind="not_found")

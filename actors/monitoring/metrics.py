@@ -10,7 +10,7 @@ Two kinds of series:
   practice comes from the ``office_id`` bound in the calling task's log context, ``app`` for
   app-level calls), the confirmation and overshoot histograms (``observe_events``: the actor's
   events hook, with the state before them), ``sikka_event_append_seconds`` (``TimedStore``
-  around the event store) and ``sikka_loop_lag_seconds`` (the samples of ``actors.looplag``'s
+  around the event store) and ``sikka_loop_lag_seconds`` (the samples of ``actors.monitoring.looplag``'s
   probe: how late a short sleep wakes up).
 
 No label or value ever carries a payload or a secret: labels are office ids, endpoint names

@@ -1,4 +1,4 @@
-"""The monitor: the shell around ``actors.alerting``, a task in the supervisor's nursery.
+"""The monitor: the shell around ``actors.core.alerting``, a task in the supervisor's nursery.
 
 Every ``period`` seconds it takes ``Snapshot``s (the running actors' states and budgets, the
 supervision records, the recorded outcomes of the last 24 h, whether the database answers, when

@@ -7,7 +7,7 @@ and handler bugs where the HTTP server answers 500.
 Scrubbing: no default integrations (they would add breadcrumbs holding URLs, among them the
 Slack webhook's), no local variables in stack frames (a frame may hold a key or a payload
 under any name), no request bodies, and a ``before_send`` that passes the whole event through
-the log redaction (``actors.logs.redact``: the same secret and payload key names).
+the log redaction (``actors.process.logs.redact``: the same secret and payload key names).
 """
 
 from __future__ import annotations

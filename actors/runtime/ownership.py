@@ -1,4 +1,4 @@
-"""Practice ownership across supervisors: the shell around ``actors.leases``.
+"""Practice ownership across supervisors: the shell around ``actors.core.leases``.
 
 ``Ownership`` decides which practices' actors run on this node. Its rounds::
 

@@ -2,11 +2,11 @@
 
 ``PracticeSupervisor.run`` owns the nursery of practice actors (the only nursery kept on an
 object: the supervisor's own). ``start(office_id)`` runs ``Supervised(...).run(actor)`` for a
-practice (one-for-one restarts, parking after too many crashes: ``actors.supervision``);
+practice (one-for-one restarts, parking after too many crashes: ``actors.runtime.supervision``);
 ``stop(office_id)`` lets that actor finish its step and return; ``drain(grace)`` does that for
 every actor and cancels whatever has not finished after ``grace`` seconds.
 
-Several supervisors: ``allows(office_id)`` (set by ``actors.ownership``; always yes for a lone
+Several supervisors: ``allows(office_id)`` (set by ``actors.runtime.ownership``; always yes for a lone
 process without it) is asked before every start and restart, so an actor runs only where its
 practice's lease is held; an actor that finds another node owns its practice
 (``LostOwnership``) ends like a stopped one, without a restart.

@@ -74,37 +74,35 @@ def test_expected_fields_are_every_body_field_plus_the_path_id():
     assert rc.expected_fields("book_appointment", {"patient_id": "1"}) is None
 
 
-def _match(items, *, attempted=at(0), fetched=at(200), covered=True, claimed=()):
-    return rc.match(
+def _found(items, *, claimed=()):
+    """The ids of the candidates for one unknown booking among ``items`` (the proof window,
+    "absent" only after attempt + timeout + lease + grace, is the core's: test_state_table)."""
+    found = rc.candidates(
         operation="book_appointment",
         office_id="D1111",
         payload=PAYLOADS["book_appointment"],
-        attempted_at=attempted,
+        attempted_at=at(0),
         items=items,
         claimed=set(claimed),
-        proof_at=attempted + timedelta(seconds=90),
-        fetched_at=fetched,
-        covered=covered,
     )
+    return sorted(item.id for item in found)
 
 
-def test_match_rules():
-    assert _match([list_item("1")]).kind == "found"
-    assert _match([list_item("1"), list_item("2")]).kind == "ambiguous"
-    assert _match([list_item("1"), list_item("2")], claimed={"2"}).kind == "found"
-    assert _match([]).kind == "absent"
-    assert _match([], fetched=at(89)).kind == "not_found"
-    assert _match([], covered=False).kind == "not_found"
+def test_candidate_rules():
+    assert _found([list_item("1")]) == ["1"]
+    assert _found([list_item("1"), list_item("2")]) == ["1", "2"]  # ambiguous on its own
+    assert _found([list_item("1"), list_item("2")], claimed={"2"}) == ["1"]
+    assert _found([]) == []
     # office compared case-insensitively, the api singular/plural, the method exactly
-    assert _match([list_item("1", office="d1111")]).kind == "found"
+    assert _found([list_item("1", office="d1111")]) == ["1"]
     other_day = list_item("1", when=T0 + timedelta(days=3))
-    assert _match([other_day]).kind == "absent"
+    assert _found([other_day]) == []
     # a command_time a day off (Sikka writing local time) still matches
-    assert _match([list_item("1", when=T0 - timedelta(hours=20))]).kind == "found"
+    assert _found([list_item("1", when=T0 - timedelta(hours=20))]) == ["1"]
     # extra fields in Sikka's body (request_key, apiname) do not matter; a missing one does
     item = list_item("1")
     partial = oc.WritebackListItem(**{**{f: getattr(item, f) for f in item.__struct_fields__}, "request_body": {"time": "09:30"}})
-    assert _match([partial]).kind == "absent"
+    assert _found([partial]) == []
 
 
 def test_assign_jointly():

@@ -25,7 +25,7 @@ from cryptography.fernet import Fernet
 
 from actors.core.leases import desired_owner
 from bench.processes import Sim, Supervisor, bookings
-from tests.e2e.test_processes import check_ground_truth, wait_all_final
+from tests.support.processes import check_ground_truth, wait_all_final
 
 
 def start_nodes(tmp: Path, sim: Sim, database_url: str, names: list[str], ttl: float) -> dict[str, Supervisor]:

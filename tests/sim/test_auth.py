@@ -6,7 +6,7 @@ from email.utils import parsedate_to_datetime
 
 import trio
 
-from tests.sim.conftest import APP, T0
+from tests.support.sim import APP, T0
 
 
 def _err(resp, status, code):

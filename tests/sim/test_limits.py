@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import trio
 
-from tests.sim.conftest import APP
+from tests.support.sim import APP
 
 
 def _rl(r):

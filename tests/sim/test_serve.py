@@ -13,7 +13,7 @@ import pytest
 import trio
 
 from sim import SimConfig, Simulator, serve
-from tests.sim.conftest import APP
+from tests.support.sim import APP
 
 ROOT = Path(__file__).resolve().parents[2]
 SIM_CMD = [str(ROOT / ".venv" / "bin" / "sikka-sim")] if (ROOT / ".venv/bin/sikka-sim").exists() else [

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from tests.sim.conftest import APP, Api, writeback_id
+from tests.support.sim import APP, Api, writeback_id
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "sikka-api"
 

@@ -11,7 +11,7 @@ import trio
 
 from sim import SimConfig, Simulator
 from sim.http import send_webhooks
-from tests.sim.conftest import APP, T0, writeback_id
+from tests.support.sim import APP, T0, writeback_id
 
 VALID = {
     ("POST", "/appointment"): {"patient_id": "10001", "date": "2026-02-03", "time": "10:00", "length": "30",
@@ -44,7 +44,7 @@ async def test_acknowledgements(api, autojump_clock):
         assert ack["more_information"] == f"http://sim.test/v4/writeback_status?id={wid}"
         ids.append(int(wid))
     assert ids == list(range(ids[0], ids[0] + 6))
-    assert api(seed=2).sim._next_wb_id != a.sim._next_wb_id - 6  # the base is drawn from the seed
+    assert api(seed=2).sim._writebacks.next_id != a.sim._writebacks.next_id - 6  # the base is drawn from the seed
     assert (await a.stats())["writebacks_submitted"] == 6
 
 

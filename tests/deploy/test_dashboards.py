@@ -10,7 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-SQL = Path(__file__).resolve().parent.parent / "deploy" / "dashboards.sql"
+SQL = Path(__file__).resolve().parents[2] / "deploy" / "dashboards.sql"
 
 
 def queries() -> dict[str, str]:

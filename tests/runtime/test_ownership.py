@@ -9,7 +9,7 @@ import time
 import psycopg
 import trio
 
-from tests.test_admin_api import OFFICES, socket_dir, start  # noqa: F401 (fixtures)
+from tests.support.supervisor import OFFICES
 
 TTL = 4.0
 

@@ -1,4 +1,4 @@
-"""Writeback payload validation (``actors.operations.validate``/``prepare``): pure."""
+"""Writeback payload validation (``actors.core.operations.prepare``, ``normalize``): pure."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from actors.core.operations import (
     SikkaRequest,
     normalize,
     prepare,
-    validate,
 )
 from tests.support.sikka import BOOKING
 
@@ -52,7 +51,7 @@ EXPECTED = {
 
 def refused(operation: str, payload: dict, field: str | None, code: str) -> None:
     with pytest.raises(PayloadError) as caught:
-        validate(operation, payload)
+        prepare(operation, payload).body
     assert (caught.value.field, caught.value.code) == (field, code)
     assert caught.value.detail and isinstance(caught.value, ValueError)
 
@@ -64,7 +63,7 @@ def test_every_operation_has_a_valid_example():
 @pytest.mark.parametrize("operation", sorted(OPERATIONS))
 def test_valid_payload_becomes_the_exact_request(operation):
     assert prepare(operation, VALID[operation]) == EXPECTED[operation]
-    assert validate(operation, VALID[operation]) == EXPECTED[operation].body
+    assert prepare(operation, VALID[operation]).body == EXPECTED[operation].body
 
 
 @pytest.mark.parametrize("operation", sorted(OPERATIONS))
@@ -125,7 +124,7 @@ def test_non_string_types_are_invalid(value):
     ("value", "text"), [(30, "30"), (30.0, "30"), (45, "45"), (1.5, "1.5"), (1e-7, "0.0000001"), (-39.3, "-39.3")]
 )
 def test_numbers_become_decimal_strings(value, text):
-    body = validate("create_patient", {**VALID["create_patient"], "zipcode": value, "practice_id": 1})
+    body = prepare("create_patient", {**VALID["create_patient"], "zipcode": value, "practice_id": 1}).body
     assert body["zipcode"] == text and body["practice_id"] == "1"
     assert all(isinstance(v, str) for v in body.values())
 
@@ -146,7 +145,7 @@ def test_bad_dates(operation, field, value):
 
 
 def test_real_dates_pass():
-    assert validate("create_patient", {**VALID["create_patient"], "birthdate": "2024-02-29"})["birthdate"] == "2024-02-29"
+    assert prepare("create_patient", {**VALID["create_patient"], "birthdate": "2024-02-29"}).body["birthdate"] == "2024-02-29"
 
 
 @pytest.mark.parametrize("value", ["24:00", "9:30", "09:60", "09:30:00", "0930", "", "noon", "-1:00"])
@@ -157,7 +156,7 @@ def test_bad_times(value):
 
 @pytest.mark.parametrize("value", ["00:00", "23:59", "12:30"])
 def test_good_times(value):
-    assert validate("book_appointment", {**VALID["book_appointment"], "time": value})["time"] == value
+    assert prepare("book_appointment", {**VALID["book_appointment"], "time": value}).body["time"] == value
 
 
 @pytest.mark.parametrize("value", ["0", "-5", "abc", "1.5", 1.5, 0, -30, "030", " 30"])
@@ -196,7 +195,7 @@ def test_path_ids_may_be_numbers_and_opaque_strings():
 def test_optional_fields_pass_through_as_strings(extra):
     extra.pop("birthdate", None)  # has a format of its own
     try:
-        body = validate("create_patient", {**VALID["create_patient"], **extra})
+        body = prepare("create_patient", {**VALID["create_patient"], **extra}).body
     except PayloadError:
         raise AssertionError(f"refused {extra!r}") from None
     assert all(isinstance(v, str) for v in body.values())

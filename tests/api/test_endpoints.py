@@ -7,7 +7,7 @@ from __future__ import annotations
 import httpx
 import trio
 
-from tests.test_admin_api import FINAL, OFFICES, booking, check_error, socket_dir, start, sup  # noqa: F401
+from tests.support.supervisor import OFFICES, booking, check_error
 
 
 async def until(predicate, timeout=20, step=0.1):

@@ -1,5 +1,5 @@
 """Every alert kind raised by a scenario and cleared again, on trio's MockClock (autojump): a
-whole supervisor from the harness with the monitor (``actors.monitor``) evaluating every 5 s.
+whole supervisor from the harness with the monitor (``actors.monitoring.monitor``) evaluating every 5 s.
 
 Each scenario records the monitor's transitions and checks that an alert had exactly one onset
 and, once its condition was gone for 2 minutes, exactly one clearing (never while it held).

@@ -19,9 +19,9 @@ from psycopg.conninfo import make_conninfo
 
 from store import retention
 from store.db import Database
-from tests.test_admin_api import OFFICES, booking, socket_dir, start  # noqa: F401 (fixtures)
+from tests.support.supervisor import OFFICES, booking
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 BIN = Path(sys.executable).parent
 PG_BIN = Path(pgserver.__file__).parent / "pginstall" / "bin"
@@ -50,7 +50,7 @@ def test_the_unit_matches_the_supervisor():
 
     assert unit["Type"] == "notify"
     assert float(unit["TimeoutStopSec"]) > DRAIN_S + 5  # drain, then the leases are released
-    assert int(unit["WatchdogSec"]) >= 10  # pinged every WatchdogSec/2 (actors.systemd)
+    assert int(unit["WatchdogSec"]) >= 10  # pinged every WatchdogSec/2 (actors.process.systemd)
     assert unit["EnvironmentFile"] == "/etc/sikka-supervisor/env"
 
 

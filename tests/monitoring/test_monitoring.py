@@ -21,7 +21,7 @@ from actors.core.alerting import Alert, Transition
 from actors.monitoring.slack import SlackNotifier
 from actors.runtime.supervision import RestartPolicy, Supervised
 from sim import SimConfig
-from tests.test_admin_api import OFFICES, socket_dir, start, submission  # noqa: F401
+from tests.support.supervisor import OFFICES, submission
 
 SERIES = {
     "sikka_requests": {"office_id", "endpoint", "status"},

@@ -31,7 +31,7 @@ from cryptography.fernet import Fernet
 from actors.process import config
 from sim import SimConfig, Simulator
 from sim import serve as sim_serve
-from tests.test_admin_api import booking
+from tests.support.supervisor import booking
 from supervisor import main, serve
 
 OFFICES = ("D1000", "D1001")

@@ -1,0 +1,112 @@
+"""A practice as the admin API reaches it: known here, run here, asked, described.
+
+Several supervisors: every node answers for every practice. ``ask`` delivers a command to the
+practice's actor when it runs here, else decides and appends it here through the one commit
+path (``actors.runtime.commit.decide_and_append``: durable at once; the owner's append follower
+wakes its actor within a second). What needs the running actor (Sikka reads, operator actions)
+first checks ``run_here_or_nowhere``: a practice another node owns answers 503
+``practice_unavailable`` naming the owner. ``status`` is the ``PracticeStatus``: live figures
+from the actor when it runs here, the shared tables' counts otherwise.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+
+import trio
+
+from actors.api.router import ApiError
+from actors.api.views import practice_view, rate_view
+from actors.core import messages, schedule
+from actors.core.state import WRITEBACK_STATES, Practice, writeback_counts
+from actors.runtime.actor import PracticeActor, Unavailable
+from actors.runtime.commit import decide_and_append
+from actors.runtime.deps import Deps
+from actors.runtime.practices import PracticeSupervisor
+
+OFFICE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+class PracticeAccess:
+    def __init__(self, deps: Deps, practices: PracticeSupervisor):
+        self.deps = deps
+        self.practices = practices
+
+    def actor(self, office_id: str) -> PracticeActor | None:
+        """The practice's actor when it runs in this supervisor."""
+        return self.practices.actors.get(office_id)
+
+    async def _row(self, office_id: str):
+        """The practice's row in the shared tables (``None`` for an id no practice can have)."""
+        return await self.deps.store.practice(office_id) if OFFICE_ID.match(office_id) else None
+
+    async def stored_owner(self, office_id: str) -> str | None:
+        """The supervisor that owns the practice, as the shared tables say."""
+        row = await self._row(office_id)
+        return row.owner if row else None
+
+    async def known(self, office_id: str) -> Practice:
+        """The registered practice, or 404 ``unknown_practice``."""
+        actor = self.actor(office_id)
+        if actor is not None:
+            return actor.state
+        row = await self._row(office_id)
+        if row is None or not row.practice.registered:
+            raise ApiError(404, "unknown_practice", f"no practice {office_id!r}")
+        return row.practice
+
+    async def run_here_or_nowhere(self, office_id: str) -> Practice:
+        """The known practice, unless another supervisor runs it: 503 naming the owner (§4)."""
+        practice = await self.known(office_id)
+        if office_id in self.practices.actors:
+            return practice
+        owner = await self.deps.owner_of(office_id)
+        if owner is not None and owner != self.deps.settings.node_id:
+            raise ApiError(503, "practice_unavailable", f"practice {office_id} is run by supervisor {owner}; ask it")
+        return practice
+
+    async def ask(
+        self, office_id: str, message, plaintexts: Mapping[str, bytes] | None = None
+    ) -> messages.Decision:
+        """The committed decision on ``message`` (``plaintexts``: payloads the commit path seals
+        only if the core accepts); 503 when the actor stopped or crashed before answering."""
+        actor = self.actor(office_id)
+        if actor is None:
+            return await decide_and_append(self.deps, office_id, message, plaintexts)
+        try:
+            return await actor.ask(message, plaintexts)
+        except Unavailable as exc:  # the actor crashed or stopped before answering: the caller retries
+            raise ApiError(503, exc.code, exc.detail) from None
+
+    async def wait_while(self, office_id: str, waiting: Callable[[Practice], bool], seconds: float) -> None:
+        """Until ``waiting(state)`` is false for the actor running here, or ``seconds`` passed."""
+        actor = self.actor(office_id)
+        if actor is None:
+            return
+        with trio.move_on_after(seconds):
+            while waiting(actor.state):
+                await actor.wait_state_changed()
+
+    async def status(self, office_id: str, owner: str | None = None) -> dict:
+        """The ``PracticeStatus`` (``owner``: as the shared tables say, for a practice run elsewhere)."""
+        practice = await self.known(office_id)
+        actor = self.actor(office_id)
+        supervised = self.practices.supervised.get(office_id)
+        if actor is None:
+            stored = await self.deps.store.writeback_counts(office_id)
+            limit = self.deps.settings.rate_limit
+            rate = rate_view(limit, 0, limit)
+            counts = {s: stored.get(s, 0) for s in WRITEBACK_STATES}
+            conditions = []
+        else:
+            now = self.deps.clock()
+            budget = actor.budget.statistics(now.timestamp())
+            owner = self.deps.settings.node_id
+            rate = rate_view(budget.limit, budget.used_last_60s, budget.remaining)
+            counts = writeback_counts(actor.state)
+            conditions = schedule.conditions(practice, now)
+        restarts = supervised.restarts if supervised else 0
+        return practice_view(
+            practice, owner=owner, rate=rate, writebacks=counts, conditions=conditions, restarts=restarts
+        )

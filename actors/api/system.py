@@ -1,0 +1,100 @@
+"""The supervisor as a whole (interface §4): health, rate usage, alerts, metrics, onboarding and
+Sikka's webhook.
+
+- ``GET /health``: 200 with the practice count when the database answers within 3 s, else 503
+  ``degraded``;
+- ``GET /usage``: each running actor's rate budget; ``GET /alerts``: the monitor's alert table;
+  ``GET /metrics``: the Prometheus exposition (404 when metrics are not collected);
+- ``POST /onboard``: the authorization flow now (``AppLevel.onboard``), audited;
+- ``POST /webhooks/sikka``: authenticated by its ``callback-key`` (constant-time compare; 404 when
+  no key is configured), it asks for an early status poll and, at most every
+  ``WEBHOOK_ONBOARD_S``, an onboarding check; ``last_webhook_at`` feeds the monitor.
+"""
+
+from __future__ import annotations
+
+import hmac
+from datetime import datetime
+
+import trio
+
+from actors.api.http import Request, Response, json_response
+from actors.api.router import ApiError, audit, upstream_error
+from actors.api.version import VERSION
+from actors.api.views import usage_view
+from actors.core import alerting
+from actors.monitoring import metrics as prometheus
+from actors.monitoring.metrics import Metrics
+from actors.monitoring.monitor import Monitor
+from actors.runtime.applevel import AppLevel, OnboardFailed
+from actors.runtime.deps import Deps
+from actors.runtime.practices import PracticeSupervisor
+from store.db import DatabaseUnavailable
+
+HEALTH_DATABASE_S = 3.0
+WEBHOOK_ONBOARD_S = 60.0  # a webhook triggers an onboarding check at most this often
+
+
+class SystemHandlers:
+    def __init__(
+        self, deps: Deps, practices: PracticeSupervisor, app: AppLevel, monitor: Monitor | None,
+        metrics: Metrics | None,
+    ):
+        self.deps = deps
+        self.practices = practices
+        self.app = app
+        self.monitor = monitor  # the alert table
+        self.metrics = metrics
+        self.webhooks_received = 0
+        self.last_webhook_at: datetime | None = None
+        self._last_webhook_onboarding: float | None = None  # trio time
+
+    async def health(self, request: Request) -> Response:
+        try:
+            with trio.fail_after(HEALTH_DATABASE_S):
+                practices = len(await self.deps.store.practices())
+        except (DatabaseUnavailable, trio.TooSlowError) as exc:
+            return json_response(503, {"status": "degraded", "detail": f"the database is unreachable: {exc}"})
+        return json_response(
+            200, {"status": "ok", "practices": practices, "version": VERSION, "node": self.deps.settings.node_id}
+        )
+
+    async def usage(self, request: Request) -> Response:
+        now = self.deps.clock().timestamp()
+        rows = [
+            usage_view(office_id, actor.state.practice_name, actor.budget.statistics(now))
+            for office_id, actor in sorted(self.practices.actors.items())
+        ]
+        return json_response(200, {"practices": rows})
+
+    async def alerts(self, request: Request) -> Response:
+        return json_response(200, {"alerts": alerting.listing(self.monitor.table if self.monitor else {})})
+
+    async def metrics_text(self, request: Request) -> Response:
+        if self.metrics is None:
+            raise ApiError(404, "not_found", "metrics are not collected")
+        return Response(200, self.metrics.exposition(), prometheus.CONTENT_TYPE)
+
+    async def onboard(self, request: Request) -> Response:
+        audit(request, "onboard")
+        try:
+            report = await self.app.onboard()
+        except OnboardFailed as exc:
+            raise upstream_error(exc.outcome) from None
+        return json_response(200, {"practices": report})
+
+    async def webhook(self, request: Request) -> Response:
+        expected = self.deps.settings.webhook_callback_key
+        if not expected:
+            raise ApiError(404, "not_found", "the webhook is not configured")
+        given = request.headers.get("callback-key", "")
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            raise ApiError(401, "unauthorized", "wrong or missing callback-key")
+        self.webhooks_received += 1
+        self.last_webhook_at = self.deps.clock()
+        self.app.targets_changed()  # an early status poll (coalesced by the list planner)
+        now = trio.current_time()
+        if self._last_webhook_onboarding is None or now - self._last_webhook_onboarding >= WEBHOOK_ONBOARD_S:
+            self._last_webhook_onboarding = now
+            self.app.request_onboarding()
+        return json_response(202, {"status": "accepted"})
