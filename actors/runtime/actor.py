@@ -61,11 +61,13 @@ from actors.core.state import Practice, empty, evolve, writeback_counts
 from actors.runtime.calls import fetch_writeback_lists, observe, take_budget
 from actors.runtime.commit import SNAPSHOT_SCHEMA, commit, load_practice
 from actors.runtime.deps import Deps
+from actors.runtime.inbox import Inbox
 from store.eventlog import ConcurrencyError
 
 log = structlog.get_logger("actor")
 
 SNAPSHOT_EVERY = 200  # events between snapshots
+INBOX_SIZE = 256  # messages waiting for the actor (tell drops beyond it; ask waits)
 SHIELDED_APPEND_S = 10.0  # how long a shielded append (an outcome already received) may take
 
 
@@ -119,7 +121,7 @@ class PracticeActor:
         self.state: Practice = empty(office_id)
         self.version = 0
         self.budget = Budget(deps.settings.rate_limit)
-        self.inbox_send, self._inbox = trio.open_memory_channel[Envelope](256)
+        self._inbox: Inbox[Envelope] = Inbox(INBOX_SIZE)
         self._request_key: str | None = None
         self._snapshot_version = 0
         self._last_keyed_call_at: datetime | None = None
@@ -140,7 +142,7 @@ class PracticeActor:
             last_error=self.state.last_error,
             writebacks=writeback_counts(self.state),
             budget=self.budget.statistics(now.timestamp()),
-            inbox=self.inbox_send.statistics().current_buffer_used,
+            inbox=len(self._inbox),
         )
 
     async def ask(self, message, plaintexts: Mapping[str, bytes] | None = None) -> Decision:
@@ -148,7 +150,7 @@ class PracticeActor:
         when the actor stops or crashes before answering (the command may not be recorded)."""
         reply_send, reply = trio.open_memory_channel(1)
         try:
-            await self.inbox_send.send(Envelope(message, reply_send, plaintexts))
+            await self._inbox.send(Envelope(message, reply_send, plaintexts))
             async with reply:
                 return await reply.receive()
         except (trio.EndOfChannel, trio.BrokenResourceError, trio.ClosedResourceError):
@@ -157,7 +159,7 @@ class PracticeActor:
     def tell(self, message) -> None:
         """Deliver a message without waiting (dropped if the inbox is full: senders re-send)."""
         try:
-            self.inbox_send.send_nowait(Envelope(message))
+            self._inbox.send_nowait(Envelope(message))
         except (trio.WouldBlock, trio.BrokenResourceError):
             pass
 
