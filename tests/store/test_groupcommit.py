@@ -4,6 +4,8 @@ that holds each group "in flight" until the test lets it finish."""
 
 from __future__ import annotations
 
+from contextlib import asynccontextmanager
+
 import outcome
 import pytest
 import trio
@@ -69,11 +71,17 @@ class Callers:
             self.results.setdefault(name, "cancelled")
 
 
-async def test_appends_issued_while_a_commit_is_in_flight_go_together_in_the_next():
+@asynccontextmanager
+async def held_group(most: int = 1000):
+    """(the held commits, the group commit, its callers) in a nursery of their own."""
     commits = HeldCommits()
-    group = GroupCommit(commits.commit)
+    group = GroupCommit(commits.commit, most=most)
     async with trio.open_nursery() as nursery:
-        callers = Callers(group, nursery)
+        yield commits, group, Callers(group, nursery)
+
+
+async def test_appends_issued_while_a_commit_is_in_flight_go_together_in_the_next():
+    async with held_group() as (commits, group, callers):
         await callers.start("a")
         await callers.start("b", "c", "d")
         assert commits.groups == [["a"]] and group.queued == 3
@@ -99,10 +107,7 @@ async def test_the_submissions_of_one_tick_form_one_group():
 
 
 async def test_a_group_takes_at_most_its_limit_the_rest_goes_next():
-    commits = HeldCommits()
-    group = GroupCommit(commits.commit, most=2)
-    async with trio.open_nursery() as nursery:
-        callers = Callers(group, nursery)
+    async with held_group(most=2) as (commits, group, callers):
         await callers.start("a", "b", "c", "d", "e")
         for _ in range(3):
             await commits.finish()
@@ -123,10 +128,7 @@ async def test_each_caller_gets_its_own_outcome():
 
 
 async def test_a_caller_cancelled_before_its_batch_is_taken_leaves_the_queue_and_writes_nothing():
-    commits = HeldCommits()
-    group = GroupCommit(commits.commit)
-    async with trio.open_nursery() as nursery:
-        callers = Callers(group, nursery)
+    async with held_group() as (commits, group, callers):
         await callers.start("a")
         await callers.start("b", "c")
         callers.scopes["b"].cancel()
@@ -139,10 +141,7 @@ async def test_a_caller_cancelled_before_its_batch_is_taken_leaves_the_queue_and
 
 
 async def test_a_caller_cancelled_once_its_batch_is_taken_learns_the_outcome_then_is_cancelled():
-    commits = HeldCommits()
-    group = GroupCommit(commits.commit)
-    async with trio.open_nursery() as nursery:
-        callers = Callers(group, nursery)
+    async with held_group() as (commits, group, callers):
         await callers.start("a")
         await callers.start("b", "c")
         await commits.finish()  # b leads the group [b, c], now in flight
@@ -157,10 +156,7 @@ async def test_a_caller_cancelled_once_its_batch_is_taken_learns_the_outcome_the
 
 
 async def test_a_leader_cancelled_before_taking_the_queue_passes_the_lead_on():
-    commits = HeldCommits()
-    group = GroupCommit(commits.commit)
-    async with trio.open_nursery() as nursery:
-        callers = Callers(group, nursery)
+    async with held_group() as (commits, group, callers):
         await callers.start("a")
         await callers.start("b", "c")
         # b is told to lead as a returns; cancelled before it runs, it must hand the lead to c
@@ -175,10 +171,7 @@ async def test_a_leader_cancelled_before_taking_the_queue_passes_the_lead_on():
 
 
 async def test_a_failed_group_fails_each_caller_with_its_own_copy_of_the_error():
-    commits = HeldCommits()
-    group = GroupCommit(commits.commit)
-    async with trio.open_nursery() as nursery:
-        callers = Callers(group, nursery)
+    async with held_group() as (commits, group, callers):
         await callers.start("a")
         await callers.start("b", "c", "d")
         await commits.finish()
