@@ -11,7 +11,6 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ import yaml
 from actors.core import alerting
 from bench.processes import Sim, Supervisor, wait_ready
 from tests.support.dashboards import as_instant, dashboard_queries
+from tests.support.processes import free_port
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 RULES = DEPLOY / "prometheus" / "alerts.yml"
@@ -100,12 +100,6 @@ def test_promtool_checks_the_rules_and_runs_their_unit_tests():
 
 
 # --- a real Prometheus against a real supervisor (CI=true stage) -------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def prometheus_config(tmp: Path, target: str, token: str) -> Path:
