@@ -30,6 +30,7 @@ import trio
 from actors.core import alerting
 from actors.monitoring import tracking
 from actors.core.alerting import Outcomes, PracticeView, Snapshot, Transition
+from store.alerts import AlertRows
 from store.db import DatabaseUnavailable
 
 log = structlog.get_logger("alerts")
@@ -48,7 +49,7 @@ class Monitor:
         webhook_last_at: Callable[[], datetime | None] = lambda: None,
         publish: Callable[[Transition], None] = lambda t: None,
         period: float = MONITOR_S,
-        rows=None,
+        rows: AlertRows | None = None,
     ):
         self.deps = deps
         self.practices = practices
@@ -61,7 +62,7 @@ class Monitor:
         self._outcomes: dict[str, Outcomes] = {}
         self._db_error: str | None = None
         self._probe_began: float | None = None  # trio time of the probe in flight
-        self.rows = rows  # store.alerts.AlertRows, or None: the table lives in memory only
+        self.rows = rows  # None: the table lives in memory only
         self._stored: alerting.Table = {}  # the table as last written to ``rows``
         self._changed = trio.Event()  # set: the table has onsets or clearings not yet written
 
