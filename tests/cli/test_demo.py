@@ -171,7 +171,8 @@ def test_wait_reasons_name_what_holds_each_practice():
         ("D1000", "spu_offline"), ("D1001", "rate"), ("D1002", "pending"), ("D1003", "deferred"), ("D1004", "queued")]
     text = {r.office_id: r.text for r in reasons}
     assert text["D1000"] == "D1000's SPU is offline (the demo's fault, back in 9 s): 2 writebacks wait for it"
-    assert text["D1001"] == "D1001 is held to 20 requests a minute (17 sent in the last 60 s): 2 writebacks wait for its budget"
+    assert text["D1001"] == ("D1001 is held to 20 requests a minute (17 sent in the last 60 s): "
+                             "2 writebacks wait for its budget")
     assert text["D1002"] == "D1002: 1 writeback accepted by Sikka (it completes each 2–20 s after accepting it)"
     after = demoprogress.wait_reasons(views, practices, spu_offline=None, spu_back_in_s=None, completes_in=(2.0, 20.0))
     assert after[0].kind == "deferred"  # the spell is over: the deferred one waits for its retry
@@ -185,13 +186,15 @@ def test_progress_says_why_instead_of_repeating_the_same_line():
     held = [demoprogress.Reason("D1002", "rate", "D1002 is held to 20 requests a minute")]
     progress = demoprogress.Progress()
     assert progress.lines(40.0, counts, 30, 30, held) == [  # new counts, a new reason: both
-        "[  40.0s] queued 0 · pending 4 · completed 26 · failed 0", "[  40.0s] waiting: D1002 is held to 20 requests a minute"]
+        "[  40.0s] queued 0 · pending 4 · completed 26 · failed 0",
+        "[  40.0s] waiting: D1002 is held to 20 requests a minute"]
     assert progress.lines(41.0, counts, 30, 30, held) == []  # nothing new: nothing printed
     assert progress.lines(44.9, counts, 30, 30, held) == []
     assert progress.lines(45.0, counts, 30, 30, held) == ["[  45.0s] waiting: D1002 is held to 20 requests a minute"]
     two = held + [demoprogress.Reason("D1000", "pending", "D1000: 1 writeback accepted by Sikka")]
     assert progress.lines(46.0, counts, 30, 30, two) == [  # a new reason at once, one line each
-        "[  46.0s] waiting: D1002 is held to 20 requests a minute", "                   D1000: 1 writeback accepted by Sikka"]
+        "[  46.0s] waiting: D1002 is held to 20 requests a minute",
+        "                   D1000: 1 writeback accepted by Sikka"]
     fewer = counts | {"pending": 3, "completed": 27}
     assert progress.lines(47.0, fewer, 30, 30, two) == ["[  47.0s] queued 0 · pending 3 · completed 27 · failed 0"]
     done = counts | {"pending": 0, "completed": 30}
