@@ -104,11 +104,12 @@ async def test_concurrent_writers_positions_gap_free_in_commit_order(store):
     async def reader():
         last = 0
         while True:
+            finished = done.is_set()  # before the read: a read begun earlier may miss the last commits
             batch = await store.read_all(after_position=last)
             assert [r.position for r in batch] == list(range(last + 1, last + 1 + len(batch)))
             seen.extend(r.position for r in batch)
             last = seen[-1] if seen else 0
-            if done.is_set() and not batch:
+            if finished and not batch:
                 return
             await trio.sleep(0)
 
