@@ -243,7 +243,7 @@ async def serve(
 def cmd_run(args: argparse.Namespace) -> int:
     settings = load_settings(args)
     settings.require_app_credentials()
-    logs.configure(settings.log_format)
+    logs.configure(settings.log_format, secrets=settings.secrets())
     if settings.sentry_dsn:
         tracking.init(settings.sentry_dsn, release=VERSION, node=settings.node_id)
     with database(settings, max_size=10) as db:

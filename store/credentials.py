@@ -11,7 +11,8 @@ Rows of the ``credentials`` table (``kind``, ``owner``, ``ciphertext``):
   encrypts that writeback's payload in the event log. Destroying the row purges the payload
   (crypto-shredding) without editing the append-only log.
 
-Nothing here is ever logged; plaintexts only leave through the return values.
+Nothing here is ever logged; plaintexts only leave through the return values, practice keys as
+``Secret`` values (``actors.core.secret``: printed, they show ``[redacted]``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pathlib import Path
 import trio
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
+from actors.core.secret import Secret
 from store.db import Database
 
 SECRET_KINDS = ("secret_key", "request_key", "refresh_key")
@@ -50,10 +52,10 @@ def parse_keys(text: str) -> MultiFernet:
         ) from None
 
 
-def load_master_key(secrets_key: str | None, data_dir: Path) -> MultiFernet:
+def load_master_key(secrets_key: Secret | None, data_dir: Path) -> MultiFernet:
     """The configured keys, else the key file under ``data_dir`` (created on first use)."""
     if secrets_key:
-        return parse_keys(secrets_key)
+        return parse_keys(secrets_key.reveal())
     path = Path(data_dir) / "secrets.key"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -213,14 +215,14 @@ class Credentials:
 
     # practice secrets
 
-    async def put_secret(self, office_id: str, kind: str, value: str) -> None:
+    async def put_secret(self, office_id: str, kind: str, value: Secret) -> None:
         if kind not in SECRET_KINDS:
             raise ValueError(f"unknown secret kind {kind!r}")
-        await self.rows.put(kind, office_id, self.vault.encrypt(value))
+        await self.rows.put(kind, office_id, self.vault.encrypt(value.reveal()))
 
-    async def secret(self, office_id: str, kind: str) -> str | None:
+    async def secret(self, office_id: str, kind: str) -> Secret | None:
         found = await self.rows.get(kind, [office_id])
-        return self.vault.decrypt(found[office_id]) if office_id in found else None
+        return Secret(self.vault.decrypt(found[office_id])) if office_id in found else None
 
     async def destroy_practice(self, office_id: str) -> int:
         return await self.rows.delete(SECRET_KINDS, [office_id])

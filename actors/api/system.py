@@ -13,7 +13,6 @@ Sikka's webhook.
 
 from __future__ import annotations
 
-import hmac
 from datetime import datetime
 
 import trio
@@ -87,8 +86,7 @@ class SystemHandlers:
         expected = self.deps.settings.webhook_callback_key
         if not expected:
             raise ApiError(404, "not_found", "the webhook is not configured")
-        given = request.headers.get("callback-key", "")
-        if not hmac.compare_digest(given.encode(), expected.encode()):
+        if not expected.matches(request.headers.get("callback-key", "")):
             raise ApiError(401, "unauthorized", "wrong or missing callback-key")
         self.webhooks_received += 1
         self.last_webhook_at = self.deps.clock()

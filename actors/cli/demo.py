@@ -224,7 +224,7 @@ def cmd_demo(args: argparse.Namespace, serve: Callable[..., Awaitable[None]], da
         err(f"demo: data dir {data_dir}{' (temporary)' if temporary else ''}; starting the embedded PostgreSQL")
         log_file = open(data_dir / "supervisor.log", "a")
         try:
-            logs.configure("json", stream=log_file)
+            logs.configure("json", stream=log_file, secrets=settings.secrets())
             with database(settings, max_size=10) as db:
                 ok = trio.run(_demo, args, settings, db, simulator, serve, started)
         finally:

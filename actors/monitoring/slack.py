@@ -25,6 +25,7 @@ import structlog
 import trio
 
 from actors.core.alerting import Transition
+from actors.core.secret import Secret
 
 log = structlog.get_logger("slack")
 
@@ -47,7 +48,7 @@ class SlackNotifier:
     def __init__(
         self,
         http: httpx.AsyncClient,
-        url: str,
+        url: Secret,
         *,
         capacity: int = 100,
         per_minute: int = 20,
@@ -100,7 +101,7 @@ class SlackNotifier:
             if attempt:
                 await trio.sleep(self._base_delay * 2 ** (attempt - 1))
             try:
-                response = await self._http.post(self._url, json={"text": text}, timeout=POST_TIMEOUT_S)
+                response = await self._http.post(self._url.reveal(), json={"text": text}, timeout=POST_TIMEOUT_S)
             except httpx.HTTPError as exc:
                 log.info("slack.retry", attempt=attempt + 1, error=type(exc).__name__)
                 continue
