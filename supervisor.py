@@ -49,8 +49,8 @@ import structlog
 import trio
 
 from actors.api.admin import VERSION, Admin
-from actors.api.auth import bearer_guard
-from actors.api.http import bind_unix_listener, serve_connection
+from actors.api.auth import bearer
+from actors.api.http import bind_unix_listener, serve_connection, serve_listener
 from actors.cli import commands, demo, doctor, local
 from actors.cli.args import parser
 from actors.cli.client import EXIT_OK, EXIT_SOCKET, EXIT_USAGE, SocketUnreachable, UsageError, err
@@ -60,7 +60,7 @@ from actors.monitoring import looplag, tracking
 from actors.monitoring.metrics import Metrics, StateCollector, TimedStore
 from actors.monitoring.monitor import Monitor
 from actors.monitoring.slack import SlackNotifier
-from actors.process import config, logs, systemd
+from actors.process import config, limits, logs, systemd
 from actors.process.config import Settings
 from actors.process.gcpolicy import freeze_long_lived
 from actors.runtime.applevel import AppLevel
@@ -157,6 +157,30 @@ BUILDERS = Builders(database=database, credentials=credentials, event_store=even
 # --- the supervisor process ------------------------------------------------------------------------
 
 
+async def bind_listeners(settings: Settings) -> tuple[trio.SocketListener, list[trio.SocketListener]]:
+    """The admin socket and the TCP listeners (``SIKKA_HTTP_LISTEN``), bound before anything runs:
+    a path or address that cannot be used is a ``ConfigError`` naming the setting."""
+    try:
+        unix = await bind_unix_listener(
+            settings.admin_socket, mode=0o660 if settings.admin_group else 0o600, group=settings.admin_group
+        )
+    except OSError as exc:
+        raise config.ConfigError(f"SIKKA_ADMIN_SOCKET: cannot serve {settings.admin_socket}: {_reason(exc)}") from None
+    if not settings.http_listen:
+        return unix, []
+    host, port = settings.http_listen
+    try:
+        return unix, await trio.open_tcp_listeners(port, host=host)
+    except OSError as exc:
+        await unix.aclose()
+        settings.admin_socket.unlink(missing_ok=True)
+        raise config.ConfigError(f"SIKKA_HTTP_LISTEN: cannot listen on {host}:{port}: {_reason(exc)}") from None
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
 async def _wait_for_stop(stop: trio.Event | None) -> None:
     """Return on SIGTERM/SIGINT, or when ``stop`` is set."""
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
@@ -197,9 +221,7 @@ async def serve(
         admin = Admin(deps, practices, app, monitor=monitor, metrics=metrics)
         monitor.webhook_last_at = lambda: admin.last_webhook_at
         metrics.registry.register(StateCollector(practices, lambda: monitor.table, deps.clock))
-        listener = await bind_unix_listener(
-            settings.admin_socket, mode=0o660 if settings.admin_group else 0o600, group=settings.admin_group
-        )
+        unix, tcp = await bind_listeners(settings)
         async with trio.open_nursery() as root:
             await root.start(store.pump_notifications)
             await root.start(practices.run)
@@ -212,12 +234,13 @@ async def serve(
                 intake.start_soon(app.run_onboarding)
                 intake.start_soon(follow_appends, store, practices, ownership)
                 intake.start_soon(retention.run, db, vault, settings.payload_retention_days)
-                intake.start_soon(partial(trio.serve_listeners, partial(serve_connection, handler=admin.handle), [listener]))
-                if settings.http_listen:
-                    host, port = settings.http_listen
-                    tcp = await trio.open_tcp_listeners(port, host=host)
-                    handler = partial(serve_connection, handler=bearer_guard(settings.api_token, admin.handle))
-                    intake.start_soon(partial(trio.serve_listeners, handler, tcp))
+                cap = settings.max_connections
+                intake.start_soon(partial(serve_listener, unix, partial(serve_connection, handler=admin.handle),
+                                          max_connections=cap))
+                authorize = bearer(settings.api_token) if tcp else None
+                for listener in tcp:
+                    connection = partial(serve_connection, handler=admin.handle, authorize=authorize)
+                    intake.start_soon(partial(serve_listener, listener, connection, max_connections=cap))
                 root.start_soon(partial(looplag.probe, observe=metrics.loop_lag.observe))
                 root.start_soon(freeze_long_lived)
                 interval = systemd.watchdog_interval()
@@ -244,6 +267,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = load_settings(args)
     settings.require_app_credentials()
     logs.configure(settings.log_format, secrets=settings.secrets())
+    open_files = limits.raise_open_files()
+    needed = limits.needed_open_files(settings.max_connections, 2 if settings.http_listen else 1)
+    if open_files < needed:
+        log.warning("supervisor.open_files_low", limit=open_files, needed=needed)
     if settings.sentry_dsn:
         tracking.init(settings.sentry_dsn, release=VERSION, node=settings.node_id)
     with database(settings, max_size=10) as db:

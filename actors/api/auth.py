@@ -1,34 +1,32 @@
 """Bearer-token authentication of the admin API on TCP (``SIKKA_HTTP_LISTEN``).
 
-The Unix socket is guarded by its file mode and group; the TCP listener is not, so its handler
-is ``bearer_guard(SIKKA_API_TOKEN, admin.handle)``: every request but the Sikka webhook (which
-proves itself with its callback-key) needs ``Authorization: Bearer <token>``, compared in
-constant time (``Secret.matches``); any other request is answered 401 before it reaches
-the admin API.
+The Unix socket is guarded by its file mode and group; the TCP listener is not, so its
+connections are served with ``authorize=bearer(SIKKA_API_TOKEN)``: the connection loop
+(``actors.api.http``) calls it on each request's head, before a byte of the body is read, and
+every request but the Sikka webhook (which proves itself with its callback-key) needs
+``Authorization: Bearer <token>``, compared in constant time (``Secret.matches``). Any other
+request is answered 401 and its connection closed: an unauthenticated client never gets the
+server to read a body or reach a handler.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
-from actors.api.http import Request, Response, json_response
+from actors.api.http import Authorize, Request, Response, json_response
 from actors.core.secret import Secret
 
 WEBHOOK_PATH = "/webhooks/sikka"
 
-Handler = Callable[[Request], Awaitable[Response]]
+UNAUTHORIZED = json_response(401, {"error": "unauthorized", "detail": "a valid bearer token is required", "field": None})
 
 
-def bearer_guard(token: Secret, handle: Handler) -> Handler:
-    """The TCP listener's handler: every request but the webhook (which has its callback-key)
-    needs ``Authorization: Bearer <SIKKA_API_TOKEN>``, compared in constant time."""
+def bearer(token: Secret) -> Authorize:
+    """The TCP listener's check of a request head: every request but the webhook needs
+    ``Authorization: Bearer <SIKKA_API_TOKEN>``."""
     expected = Secret(f"Bearer {token.reveal()}")
 
-    async def guarded(request: Request) -> Response:
-        given = request.headers.get("authorization", "")
-        if request.path != WEBHOOK_PATH and not expected.matches(given):
-            error = {"error": "unauthorized", "detail": "a valid bearer token is required", "field": None}
-            return json_response(401, error)
-        return await handle(request)
+    def check(head: Request) -> Response | None:
+        if head.path == WEBHOOK_PATH or expected.matches(head.headers.get("authorization", "")):
+            return None
+        return UNAUTHORIZED
 
-    return guarded
+    return check
