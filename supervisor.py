@@ -60,7 +60,7 @@ from actors.monitoring import looplag, tracking
 from actors.monitoring.metrics import Metrics, StateCollector, TimedStore
 from actors.monitoring.monitor import Monitor
 from actors.monitoring.slack import SlackNotifier
-from actors.process import config, limits, logs, systemd
+from actors.process import config, datadir, limits, logs, systemd
 from actors.process.config import Settings
 from actors.process.gcpolicy import freeze_long_lived
 from actors.runtime.applevel import AppLevel
@@ -273,6 +273,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         log.warning("supervisor.open_files_low", limit=open_files, needed=needed)
     if settings.sentry_dsn:
         tracking.init(settings.sentry_dsn, release=VERSION, node=settings.node_id)
+    datadir.prepare(settings.data_dir)  # the default home of the socket and the key file
     with database(settings, max_size=10) as db:
         try:
             lock = leases.hold_node_lock(db.conninfo, settings.node_id)

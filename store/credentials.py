@@ -28,6 +28,7 @@ import trio
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from actors.core.secret import Secret
+from actors.process import datadir
 from store.db import Database
 
 SECRET_KINDS = ("secret_key", "request_key", "refresh_key")
@@ -56,19 +57,20 @@ def load_master_key(secrets_key: Secret | None, data_dir: Path) -> MultiFernet:
     """The configured keys, else the key file under ``data_dir`` (created on first use)."""
     if secrets_key:
         return parse_keys(secrets_key.reveal())
-    path = Path(data_dir) / "secrets.key"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(Fernet.generate_key().decode())
-        print(
-            f"warning: SIKKA_SECRETS_KEY is not set; created the key file {path} (keep it apart from the database)",
-            file=sys.stderr,
-        )
+    path = datadir.prepare(data_dir) / "secrets.key"
     try:
+        if not path.exists():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(Fernet.generate_key().decode())
+            print(
+                f"warning: SIKKA_SECRETS_KEY is not set; created the key file {path} (keep it apart from the database)",
+                file=sys.stderr,
+            )
         return parse_keys(path.read_text())
-    except SecretsKeyError:
+    except OSError as exc:
+        raise SecretsKeyError(f"the key file {path}: {exc.strerror or exc}") from None
+    except (SecretsKeyError, UnicodeDecodeError):
         raise SecretsKeyError(f"{path} does not hold a Fernet key") from None
 
 

@@ -16,7 +16,9 @@ from actors.core.secret import Secret
 
 WEBHOOK_PATH = "/webhooks/sikka"
 
-UNAUTHORIZED = json_response(401, {"error": "unauthorized", "detail": "a valid bearer token is required", "field": None})
+UNAUTHORIZED = json_response(
+    401, {"error": "unauthorized", "detail": "a valid bearer token is required", "field": None}
+)
 
 
 def bearer(token: Secret) -> Authorize:

@@ -6,7 +6,8 @@ Each command is one or a few requests on the admin socket (``actors.cli.client.A
 answer ``finish`` turns into output and an exit status, with a renderer of ``actors.cli.render``
 for people. Every path is built by ``api_path``: an id given on the command line is checked by
 the API's rule (``actors.core.ids``: exit 2 and nothing sent when it is not an id) and
-percent-encoded, so no argument can name another resource (``pause 'D9999/../D1001'``). ``run`` opens the socket client, runs the command named on the command line, closes it.
+percent-encoded, so no argument can name another resource (``pause 'D9999/../D1001'``).
+``run`` opens the socket client, runs the command named on the command line, closes it.
 ``submit --wait`` polls the writeback with the API's long poll (``?wait=``, at most
 ``WAIT_STEP_S`` at a time) until it is final or the wait runs out (exit status 4).
 """

@@ -117,7 +117,9 @@ def configure(
     journald = bool(os.environ.get("JOURNAL_STREAM"))
     if log_format == "console":
         exceptions = structlog.processors.format_exc_info  # a plain traceback: no locals
-        renderer = structlog.dev.ConsoleRenderer(colors=stream.isatty(), exception_formatter=structlog.dev.plain_traceback)
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=stream.isatty(), exception_formatter=structlog.dev.plain_traceback
+        )
     else:
         exceptions = structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False))
         renderer = json_renderer(journald)

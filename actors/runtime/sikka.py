@@ -167,7 +167,9 @@ class SikkaClient:
 
     # -- reads (lists are Sikka's items as given: dicts of strings) --------------------------------
 
-    async def appointments(self, request_key: Secret, startdate: date, enddate: date, *, limit: int = 50, **filters: str) -> Result:
+    async def appointments(
+        self, request_key: Secret, startdate: date, enddate: date, *, limit: int = 50, **filters: str
+    ) -> Result:
         params = {"startdate": startdate.isoformat(), "enddate": enddate.isoformat(), **filters}
         return await self._pages("/appointments", {"Request-Key": request_key}, params, limit)
 

@@ -193,4 +193,5 @@ async def test_rotate_keys_re_encrypts_every_credential_under_the_new_key(db, ro
     result = await trio.to_thread.run_sync(lambda: subprocess.run(
         [str(BIN / "sikka-supervisor"), "rotate-keys"], capture_output=True, text=True, env=env, timeout=60))
     assert result.returncode == 0 and "re-encrypted 1 credentials" in result.stdout, result.stderr
-    assert await Credentials(Vault(parse_keys(new)), PgCredentialRows(db)).secret("D1", "secret_key") == Secret("s3cret")
+    rotated = Credentials(Vault(parse_keys(new)), PgCredentialRows(db))
+    assert await rotated.secret("D1", "secret_key") == Secret("s3cret")
