@@ -45,6 +45,7 @@ START_TIMEOUT_S = 60
 PIDS = ".handle_pids.json"
 
 _pgdata: Path | None = None  # the server this process holds
+_url: str | None = None  # and its connection string
 
 
 class EmbeddedError(Exception):
@@ -61,15 +62,20 @@ def binaries() -> Path:
 
 def start(data_dir: Path) -> str:
     """Start (or adopt) the embedded server for ``data_dir``; return its connection string."""
-    global _pgdata
+    global _pgdata, _url
     data_dir = datadir.prepare(Path(data_dir)).resolve()
     pgdata = data_dir / "pg"
     with _locked(data_dir):
         _chown_to_root(pgdata)
         socket_dir = _ensure_running(pgdata)
         _write_pids(pgdata, [*_live_pids(pgdata), os.getpid()])
-    _pgdata = pgdata
-    return f"postgresql://postgres:@/postgres?host={socket_dir}"
+    _pgdata, _url = pgdata, f"postgresql://postgres:@/postgres?host={socket_dir}"
+    return _url
+
+
+def serves(url: str) -> bool:
+    """Whether ``url`` is the embedded server this process holds."""
+    return _pgdata is not None and url == _url
 
 
 def stop_if_last() -> None:
