@@ -53,7 +53,7 @@ from actors.api.auth import bearer
 from actors.api.http import bind_unix_listener, serve_connection, serve_listener
 from actors.cli import commands, demo, doctor, local
 from actors.cli.args import parser
-from actors.cli.client import EXIT_OK, EXIT_SOCKET, EXIT_USAGE, SocketUnreachable, UsageError, err
+from actors.cli.client import EXIT_FAILED, EXIT_OK, EXIT_SOCKET, EXIT_USAGE, SocketUnreachable, UsageError, err
 from actors.cli.doctor import Builders
 from actors.core.ratelimit import Budget
 from actors.monitoring import looplag, tracking
@@ -85,10 +85,13 @@ HTTP_LIMITS = httpx.Limits(max_connections=200, max_keepalive_connections=50)
 
 
 def load_settings(args: argparse.Namespace) -> Settings:
-    """The environment's settings, with the command line's global options over them."""
-    return config.load(
+    """The environment's settings, with the command line's global options over them; their
+    secrets are scrubbed from every line from now on (``actors.process.logs.protect``)."""
+    settings = config.load(
         database_url=args.database_url, data_dir=args.data_dir, admin_socket=args.admin_socket, api_url=args.api_url
     )
+    logs.protect(settings.secrets())
+    return settings
 
 
 @contextmanager
@@ -338,13 +341,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except (UsageError, config.ConfigError, DatabaseUnavailable, SecretsKeyError) as exc:
-        err(str(exc))
+        err(logs.scrub_text(str(exc)))
         return EXIT_USAGE
     except SocketUnreachable as exc:
-        err(str(exc))
+        err(logs.scrub_text(str(exc)))
         return EXIT_SOCKET
     except BrokenPipeError:
         return EXIT_OK
+    except Exception as exc:  # a bug: its traceback goes through the log's scrubber, never raw to the terminal
+        logs.crashed(args.command, exc)
+        tracking.capture(exc)
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -282,7 +282,7 @@ def classify(status: int, content: bytes, rate: RateHeaders, parse: Callable[[],
     if 200 <= status < 300:
         try:
             return Ok(parse())
-        except (msgspec.DecodeError, ValueError):
+        except (msgspec.DecodeError, ValueError, OverflowError):  # an absurd date or expiry too
             return Unknown(reason="unparseable", status=status) if writeback else ServerError(status, message="unparseable body")
     code, message = error_message(content)
     if not 400 <= status < 500:

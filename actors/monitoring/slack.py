@@ -26,6 +26,7 @@ import trio
 
 from actors.core.alerting import Transition
 from actors.core.secret import Secret
+from actors.monitoring import tracking
 
 log = structlog.get_logger("slack")
 
@@ -82,7 +83,13 @@ class SlackNotifier:
                 continue
             self._last_phase[key] = t.phase
             await self._rate_gate()
-            if await self._post(message(t)):
+            try:
+                sent = await self._post(message(t))
+            except Exception as exc:  # a bug (or a URL httpx refuses): reported, never the end of the supervisor
+                log.error("slack.crashed", kind=t.alert.kind, exc_info=exc)
+                tracking.capture(exc)
+                sent = False
+            if sent:
                 self.sent += 1
             else:
                 self.failed += 1

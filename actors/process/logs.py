@@ -99,6 +99,14 @@ def scrub_line(_logger, _name, line: str) -> str:
     return scrub_text(line)
 
 
+def crashed(command: str, exc: BaseException) -> None:
+    """An exception no command expected (a bug): one line with its traceback (no frame's
+    variables, scrubbed), on stderr when the command had not configured logging."""
+    if not structlog.is_configured():
+        configure("json", stream=sys.stderr)
+    structlog.get_logger("supervisor").critical("command.crashed", command=command, exc_info=exc)
+
+
 def json_renderer(journald: bool):
     def render(_logger, _name, event_dict: dict) -> str:
         line = _encoder.encode(event_dict).decode()
@@ -110,10 +118,13 @@ def json_renderer(journald: bool):
 
 
 def configure(
-    log_format: str = "json", level: int = logging.INFO, stream=None, *, secrets: Iterable[Secret | None] = ()
+    log_format: str = "json", level: int = logging.INFO, stream=None, *, secrets: Iterable[Secret | None] | None = None
 ) -> None:
+    """Log lines to ``stream`` (stdout) from ``level`` up; ``secrets``: the values to scrub (as
+    ``protect``; ``None`` keeps those protected already)."""
     stream = stream or sys.stdout
-    protect(secrets)
+    if secrets is not None:
+        protect(secrets)
     journald = bool(os.environ.get("JOURNAL_STREAM"))
     if log_format == "console":
         exceptions = structlog.processors.format_exc_info  # a plain traceback: no locals
@@ -135,7 +146,7 @@ def configure(
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.WriteLoggerFactory(stream),
-        cache_logger_on_first_use=True,
+        cache_logger_on_first_use=False,  # a logger used before a reconfiguration follows it (~16 µs a line)
     )
     for noisy in ("httpx", "httpcore", "psycopg", "psycopg.pool", "pgserver"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -461,6 +461,18 @@ async def test_expiry_from_expires_in(client, sikka, expires_in, seconds):
     assert abs(result.value.expires_at - (before + timedelta(seconds=seconds))) < timedelta(seconds=5)
 
 
+@pytest.mark.parametrize("body", [
+    {"request_key": "k", "expires_in": "99999999999999999 second(s)"},
+    {"request_key": "k", "end_time": "9999-12-31T23:59:59-05:00"},
+])
+async def test_an_absurd_expiry_is_a_server_error_not_a_crash(client, sikka, body):
+    """Regression: the expiry overflowed ``datetime`` (OverflowError) and crashed the actor holding
+    the grant, its keys in the traceback's frames."""
+    sikka.post("/request_key").mock(return_value=httpx.Response(200, json=body))
+
+    assert (await client.refresh_request_key(Secret("r"))).outcome == ServerError(200, message="unparseable body")
+
+
 @pytest.mark.parametrize("body", [{"refresh_key": "r", "expires_in": "86400 second(s)"}, {"request_key": "k"}])
 async def test_grant_without_key_or_expiry_is_a_server_error(client, sikka, body):
     # 4.3: a response missing request_key is an error (here: a value, not an exception)
