@@ -254,6 +254,14 @@ async def test_query_values_that_once_were_500s(sup):
                 "query")
 
 
+async def test_a_deeply_nested_body_is_400(sup):
+    """Regression: 100,000 nested objects in the payload ran msgspec out of recursion (a 500)."""
+    before = sup.counts()
+    body = b'{"operation":"book_appointment","payload":' + b'{"a":' * 100_000 + b"1" + b"}" * 100_000 + b"}"
+    check_error(await sup.submit("D1000", body), 400, "bad_json")
+    assert sup.counts() == before
+
+
 async def test_a_malformed_writeback_id_is_404_without_the_database(sup):
     for wid in ("x", "00000000-0000-0000-0000-00000000000Z", "%00", "ABCDEF00-0000-0000-0000-000000000000"):
         check_error(await sup.client.get(f"/writebacks/{wid}"), 404, "unknown_writeback")
