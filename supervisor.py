@@ -49,7 +49,7 @@ import structlog
 import trio
 
 from actors.api.admin import VERSION, Admin
-from actors.api.auth import bearer
+from actors.api.auth import check_head
 from actors.api.http import bind_unix_listener, serve_connection, serve_listener
 from actors.cli import commands, demo, doctor, local
 from actors.cli.args import parser
@@ -240,7 +240,7 @@ async def serve(
                 cap = settings.max_connections
                 intake.start_soon(partial(serve_listener, unix, partial(serve_connection, handler=admin.handle),
                                           max_connections=cap))
-                authorize = bearer(settings.api_token) if tcp else None
+                authorize = check_head(settings.api_token, settings.webhook_callback_key) if tcp else None
                 for listener in tcp:
                     connection = partial(serve_connection, handler=admin.handle, authorize=authorize)
                     intake.start_soon(partial(serve_listener, listener, connection, max_connections=cap))

@@ -114,12 +114,15 @@ async def test_beyond_the_cap_new_connections_are_closed_at_once_and_the_listene
 
 async def test_the_bearer_token_is_checked_before_the_body_is_read(start):
     port = free_port()
-    sup = await start(env={"SIKKA_HTTP_LISTEN": f"127.0.0.1:{port}", "SIKKA_API_TOKEN": "tok-head"})
+    sup = await start(env={"SIKKA_HTTP_LISTEN": f"127.0.0.1:{port}", "SIKKA_API_TOKEN": "tok-head",
+                           "SIKKA_WEBHOOK_CALLBACK_KEY": "hook-head"})
     before = sup.counts()
-    for auth in (b"", b"Authorization: Bearer nope\r\n"):
+    refused = [(b"/practices/D1000/writebacks", b""), (b"/practices/D1000/writebacks", b"Authorization: Bearer nope\r\n"),
+               (b"/webhooks/sikka", b""), (b"/webhooks/sikka", b"callback-key: nope\r\n")]
+    for path, auth in refused:
         stream = await trio.open_tcp_stream("127.0.0.1", port)
         # a declared body that never comes: the refusal does not wait for it
-        await stream.send_all(b"POST /practices/D1000/writebacks HTTP/1.1\r\nHost: t\r\n" + auth +
+        await stream.send_all(b"POST " + path + b" HTTP/1.1\r\nHost: t\r\n" + auth +
                               b"Content-Type: application/json\r\nContent-Length: 1000000\r\n\r\n")
         with trio.fail_after(2):
             got = await closed_within(stream, 2)
