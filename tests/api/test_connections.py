@@ -15,7 +15,7 @@ import trio
 
 from actors.api import http
 from actors.api.http import Response, serve_connection, serve_listener
-from tests.api.test_endpoints import free_port
+from tests.support.processes import free_port
 from tests.support.supervisor import check_error
 
 GET = b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n"

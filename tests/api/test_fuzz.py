@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from sim import SimConfig, Simulator
 from sim import serve as sim_serve
-from tests.api.test_endpoints import free_port
+from tests.support.processes import free_port
 from tests.support.supervisor import OFFICES, check_error, submission
 
 TOKEN = "fuzz-token-7c1d9e"

@@ -21,7 +21,7 @@ from sim.data import secret_key
 from store.credentials import Credentials, PgCredentialRows, Vault, parse_keys
 from store.db import Database
 from bench.processes import Sim, Supervisor
-from tests.api.test_endpoints import free_port
+from tests.support.processes import free_port
 from tests.e2e.test_canary_layers import refuse_writes
 from tests.support.receivers import Receiver
 

@@ -37,7 +37,7 @@ from sim import SimConfig, Simulator
 from sim import serve as sim_serve
 from sim.data import secret_key
 from store.pglog import PgEventStore
-from tests.api.test_endpoints import free_port
+from tests.support.processes import free_port
 from tests.support.receivers import Receiver
 from tests.support.supervisor import OFFICES
 

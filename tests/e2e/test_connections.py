@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from bench.processes import Sim, Supervisor
-from tests.api.test_endpoints import free_port
+from tests.support.processes import free_port
 
 pytestmark = pytest.mark.slow
 
