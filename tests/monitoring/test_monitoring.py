@@ -114,7 +114,7 @@ async def test_an_alerts_since_survives_a_restart(start):
         await sup.done.wait()
     await trio.sleep(1)
     again = await start(sim=sup.sim, sim_port=sup.sim_port, wait_active=False,
-                        env={"SIKKA_SECRETS_KEY": sup.settings.secrets_key})
+                        env={"SIKKA_SECRETS_KEY": sup.settings.secrets_key.reveal()})
     listed = (await again.client.get("/alerts")).json()["alerts"]
     assert [(a["kind"], a["office_id"], a["since"]) for a in listed] == [("setup_required", OFFICES[0], alert["since"])]
     await trio.sleep(6)  # the new monitor's evaluations: the practice is still revoked
