@@ -198,9 +198,6 @@ def _paths(env: Mapping[str, str], overrides: Mapping[str, object]) -> tuple[Pat
         or env.get("SIKKA_ADMIN_SOCKET")
         or (Path(runtime_dir) / "admin.sock" if runtime_dir else data_dir / "admin.sock")
     )
-    for name, path in (("SIKKA_DATA_DIR", data_dir), ("SIKKA_ADMIN_SOCKET", admin_socket)):
-        if "\x00" in str(path):
-            raise ConfigError(f"{name}: the path holds a NUL character")
     if len(os.fsencode(str(admin_socket))) > 100:
         raise ConfigError(f"SIKKA_ADMIN_SOCKET: the path {str(admin_socket)!r} is over 100 bytes")
     return data_dir, admin_socket
@@ -249,7 +246,7 @@ def load(env: Mapping[str, str] | None = None, **overrides) -> Settings:
         http_timeout=_number(env, "SIKKA_HTTP_TIMEOUT", 30, minimum=0.1),
         quiet_hours=_quiet_hours(env.get("SIKKA_QUIET_HOURS") or "00:00-06:00"),
         deadline_s=_number(env, "SIKKA_DEADLINE", 21600, minimum=1),
-        payload_retention_days=_number(env, "SIKKA_PAYLOAD_RETENTION_DAYS", 30, minimum=0, maximum=MAX_SECONDS / 86400),
+        payload_retention_days=_number(env, "SIKKA_PAYLOAD_RETENTION_DAYS", 30, maximum=MAX_SECONDS / 86400),
         http_listen=http_listen,
         api_token=api_token,
         webhook_callback_key=secret(env, "SIKKA_WEBHOOK_CALLBACK_KEY"),

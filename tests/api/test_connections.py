@@ -117,8 +117,8 @@ async def test_the_bearer_token_is_checked_before_the_body_is_read(start):
     sup = await start(env={"SIKKA_HTTP_LISTEN": f"127.0.0.1:{port}", "SIKKA_API_TOKEN": "tok-head",
                            "SIKKA_WEBHOOK_CALLBACK_KEY": "hook-head"})
     before = sup.counts()
-    refused = [(b"/practices/D1000/writebacks", b""), (b"/practices/D1000/writebacks", b"Authorization: Bearer nope\r\n"),
-               (b"/webhooks/sikka", b""), (b"/webhooks/sikka", b"callback-key: nope\r\n")]
+    submit, hook = b"/practices/D1000/writebacks", b"/webhooks/sikka"
+    refused = [(submit, b""), (submit, b"Authorization: Bearer nope\r\n"), (hook, b""), (hook, b"callback-key: nope\r\n")]
     for path, auth in refused:
         stream = await trio.open_tcp_stream("127.0.0.1", port)
         # a declared body that never comes: the refusal does not wait for it
