@@ -22,6 +22,7 @@ from actors.core import listplan, messages, onboarding
 from actors.core import outcomes as oc
 from actors.core.ratelimit import BudgetStats, Lane
 from actors.core.schedule import list_targets
+from actors.monitoring import tracking
 from actors.runtime.actor import Unavailable
 from actors.runtime.calls import fetch_writeback_lists, observe, take_budget
 from actors.runtime.commit import decide_and_append
@@ -119,6 +120,9 @@ class AppLevel:
                 log.warning("onboarding.failed", outcome=type(exc.outcome).__name__)
             except (DatabaseUnavailable, Unavailable) as exc:  # a database blip or a crashing actor: next round
                 log.warning("onboarding.failed", error=str(exc))
+            except Exception as exc:  # a bug: reported (the log line has no frame's variables), next round
+                log.error("onboarding.crashed", exc_info=exc)
+                tracking.capture(exc)
             with trio.move_on_after(self.deps.settings.onboard_interval):
                 await self._onboard_requested.wait()
             self._onboard_requested = trio.Event()
