@@ -9,8 +9,8 @@
 
 A round runs every ``ttl/4``, at once when a peer joins, leaves or releases (``LISTEN leases``),
 when a practice this node has not heard of appears, and when a lease it waits for expires; at
-most one per ``ROUND_GAP_S`` (a round reads and renews every lease: with thousands of practices
-onboarding, one round serves the pokes of many). A
+most one of those poked rounds per ``ROUND_GAP_S`` (a round reads and renews every lease: with
+thousands of practices onboarding, one round serves the pokes of many). A
 separate guard task applies the local safety margins (``leases.guard``) whatever the database
 does: an actor whose lease was not renewed in time is stopped, then cancelled, before the lease
 can expire.
@@ -26,6 +26,7 @@ released the moment it is gone, so peers take over at once rather than after the
 
 from __future__ import annotations
 
+import math
 from functools import partial
 
 import structlog
@@ -39,7 +40,7 @@ from store.db import Database, DatabaseUnavailable
 log = structlog.get_logger("ownership")
 
 RELEASE_POLL_S = 0.05
-ROUND_GAP_S = 0.5  # between two rounds (onboarding thousands of practices pokes once for each)
+ROUND_GAP_S = 0.5  # between two rounds a poke asks for (onboarding thousands of practices pokes for each)
 GUARD_CHUNK = 500  # practices the guard looks at between two checkpoints
 
 
@@ -89,16 +90,17 @@ class Ownership:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             await nursery.start(self._listen)
-            began = trio.current_time()
             wait = await self._round()  # a lone node owns everything before it reports ready
             nursery.start_soon(self._guard)
             task_status.started()
+            poked_at = -math.inf
             while True:
-                with trio.move_on_after(wait):
+                with trio.move_on_after(wait) as timer:
                     await self._poke.wait()
-                await trio.sleep_until(began + ROUND_GAP_S)  # pokes in between: one round for them all
+                if not timer.cancelled_caught:  # poked: at once, unless a poke had a round just now
+                    await trio.sleep_until(poked_at + ROUND_GAP_S)  # (then one round for the pokes since)
+                    poked_at = trio.current_time()
                 self._poke = trio.Event()
-                began = trio.current_time()
                 try:
                     wait = await self._round()
                 except DatabaseUnavailable as exc:  # the guard keeps the actors safe meanwhile
