@@ -33,6 +33,7 @@ import structlog
 import trio
 
 from actors.monitoring import tracking
+from actors.process.logs import scrub_text
 
 log = structlog.get_logger("supervisor")
 
@@ -92,7 +93,8 @@ class Supervised:
                 await child()
                 return
             except Exception as exc:  # the one place that catches crashes (Cancelled passes through)
-                error = f"{type(exc).__name__}: {exc}"
+                # the text reaches the event log (parking), alerts and Slack: never a secret
+                error = scrub_text(f"{type(exc).__name__}: {exc}")
                 self.last_error = error
                 log.error("actor.crashed", actor=self.name, error=error, exc_info=exc)
                 tracking.capture(exc, office_id=self.name)
