@@ -34,4 +34,5 @@ def open_database(settings: Settings, *, max_size: int = 8, migrate_schema: bool
 
 def close_database(db: Database) -> None:
     db.close_sync()
-    embedded.stop_if_last()
+    if embedded.serves(db.conninfo):  # not another one this process holds (a test session's)
+        embedded.stop_if_last()

@@ -248,30 +248,23 @@ def _confirmation(wb: Writeback, e: ev.Event) -> Writeback | None:
             return replace(wb, delete_attempts=e.attempt, delete_retry_at=e.retry_at)
         case ev.WritebackCompleted():
             return _final(
-                wb, e.at, "completed", created_id=e.created_id, sikka_completed_time=e.sikka_completed_time,
-                checks=e.checks or wb.checks,
+                wb, e.at, "completed", e.checks, created_id=e.created_id, sikka_completed_time=e.sikka_completed_time
             )
         case ev.WritebackFailed():
             return _final(
-                wb, e.at, "failed", error=WritebackError(e.code, e.message), retryable=e.retryable,
-                sikka_completed_time=e.sikka_completed_time, checks=e.checks or wb.checks,
+                wb, e.at, "failed", e.checks, error=WritebackError(e.code, e.message), retryable=e.retryable,
+                sikka_completed_time=e.sikka_completed_time,
             )
         case ev.WritebackCancelled():
-            return _final(wb, e.at, "cancelled", checks=e.checks or wb.checks)
+            return _final(wb, e.at, "cancelled", e.checks)
     return None
 
 
-def _final(wb: Writeback, at: datetime, state: str, **changes) -> Writeback:
+def _final(wb: Writeback, at: datetime, state: str, checks: int = 0, **changes) -> Writeback:
+    """``checks``: the final event's count of every check (0 in events recorded before it was kept)."""
     return replace(
-        wb,
-        state=state,
-        completed_at=at,
-        next_check_at=None,
-        retry_at=None,
-        status_read_due=False,
-        status_check_planned=False,
-        delete_retry_at=None,
-        **changes,
+        wb, state=state, completed_at=at, checks=checks or wb.checks, next_check_at=None, retry_at=None,
+        status_read_due=False, status_check_planned=False, delete_retry_at=None, **changes,
     )
 
 

@@ -25,6 +25,9 @@ import structlog
 import trio
 
 from actors.core.alerting import Transition
+from actors.core.secret import Secret
+from actors.monitoring import tracking
+from actors.process.logs import scrub_text
 
 log = structlog.get_logger("slack")
 
@@ -37,8 +40,8 @@ def message(t: Transition) -> str:
     where = "all practices" if a.office_id is None else a.office_id
     if a.practice_name:
         where += f" ({a.practice_name})"
-    if t.phase == "onset":
-        return f"[{a.severity.upper()}] {a.kind} · {where}: {a.message[:REASON_MAX]}"
+    if t.phase == "onset":  # the reason may quote an error: scrubbed of the process's secrets
+        return f"[{a.severity.upper()}] {a.kind} · {where}: {scrub_text(a.message)[:REASON_MAX]}"
     held = int((t.at - a.since).total_seconds() // 60)
     return f"[CLEARED] {a.kind} · {where} (held {held} min)"
 
@@ -47,7 +50,7 @@ class SlackNotifier:
     def __init__(
         self,
         http: httpx.AsyncClient,
-        url: str,
+        url: Secret,
         *,
         capacity: int = 100,
         per_minute: int = 20,
@@ -81,7 +84,13 @@ class SlackNotifier:
                 continue
             self._last_phase[key] = t.phase
             await self._rate_gate()
-            if await self._post(message(t)):
+            try:
+                sent = await self._post(message(t))
+            except Exception as exc:  # a bug (or a URL httpx refuses): reported, never the end of the supervisor
+                log.error("slack.crashed", kind=t.alert.kind, exc_info=exc)
+                tracking.capture(exc)
+                sent = False
+            if sent:
                 self.sent += 1
             else:
                 self.failed += 1
@@ -100,7 +109,7 @@ class SlackNotifier:
             if attempt:
                 await trio.sleep(self._base_delay * 2 ** (attempt - 1))
             try:
-                response = await self._http.post(self._url, json={"text": text}, timeout=POST_TIMEOUT_S)
+                response = await self._http.post(self._url.reveal(), json={"text": text}, timeout=POST_TIMEOUT_S)
             except httpx.HTTPError as exc:
                 log.info("slack.retry", attempt=attempt + 1, error=type(exc).__name__)
                 continue

@@ -29,6 +29,7 @@ from actors.core.listplan import ListTarget
 from actors.core.listread import ListMemory, RoundReader
 from actors.core.ratelimit import BudgetStats, Lane
 from actors.core.schedule import list_targets
+from actors.monitoring import tracking
 from actors.runtime.actor import Unavailable
 from actors.runtime.calls import observe, read_list_round, take_budget
 from actors.runtime.commit import decide_and_append
@@ -39,6 +40,7 @@ from store.db import DatabaseUnavailable
 log = structlog.get_logger("applevel")
 
 IDLE_RECHECK_S = 5.0  # how often the list task looks at the targets when nothing pokes it
+TARGETS_CHUNK = 1000  # practices whose targets are gathered between two checkpoints
 
 
 class OnboardFailed(Exception):
@@ -85,8 +87,8 @@ class AppLevel:
         memory = ListMemory()
         planned: dict[str, datetime] = {}  # writeback → when its actor was asked for a status read
         while True:
+            targets = await self._targets()
             now = self.deps.clock()
-            targets = [t for actor in list(self.practices.actors.values()) for t in list_targets(actor.state)]
             targets, planned = listplan.unplanned(targets, planned, now)
             app_free_at = datetime.fromtimestamp(self.deps.app_budget.free_at(Lane.STATUS, now.timestamp()), UTC)
             plan = listplan.plan_round(targets, now, last_call_at=last_call_at, memory=memory, app_free_at=app_free_at)
@@ -132,6 +134,16 @@ class AppLevel:
                 actor.tell(outcome)
         return reader.memory().pruned(fetched_at.date())
 
+    async def _targets(self) -> list:
+        """Every running practice's list targets, with a checkpoint every ``TARGETS_CHUNK``
+        practices (20,000 of them take tens of milliseconds: the loop must not stall that long)."""
+        targets = []
+        for n, actor in enumerate(list(self.practices.actors.values()), start=1):
+            targets.extend(list_targets(actor.state))
+            if n % TARGETS_CHUNK == 0:
+                await trio.sleep(0)
+        return targets
+
     # --- onboarding ---------------------------------------------------------------------------
 
     def request_onboarding(self) -> None:
@@ -145,6 +157,9 @@ class AppLevel:
                 log.warning("onboarding.failed", outcome=type(exc.outcome).__name__)
             except (DatabaseUnavailable, Unavailable) as exc:  # a database blip or a crashing actor: next round
                 log.warning("onboarding.failed", error=str(exc))
+            except Exception as exc:  # a bug: reported (the log line has no frame's variables), next round
+                log.error("onboarding.crashed", exc_info=exc)
+                tracking.capture(exc)
             with trio.move_on_after(self.deps.settings.onboard_interval):
                 await self._onboard_requested.wait()
             self._onboard_requested = trio.Event()

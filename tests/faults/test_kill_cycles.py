@@ -24,7 +24,7 @@ import httpx
 import psycopg
 
 from store.rebuild import rebuild
-from bench.processes import Sim, Supervisor
+from bench.processes import Sim, Supervisor, wait_ready
 
 CYCLES = int(os.environ.get("SIKKA_KILL_CYCLES", "3"))
 PRACTICES = 3
@@ -88,6 +88,7 @@ def test_kill_9_cycles_score_zero(tmp_path, database_url):
     supervisor = Supervisor(tmp_path, sim, database_url)
     try:
         supervisor.start()
+        wait_ready(supervisor, PRACTICES, 60)  # onboarded: a practice not yet registered is 404 unknown_practice
         work = Workload(supervisor, sim, rng, count=4 + 2 * CYCLES)
         work.thread.start()
         for _ in range(CYCLES):

@@ -1,4 +1,5 @@
-"""Sikka's own example responses, loaded at test time from ``../shared/sikka-api/`` (beside the repo).
+"""Sikka's own example responses, loaded at test time from its published Postman collections
+(vendored under ``tests/fixtures/``, see the README there).
 
 - ``v4(name)`` / ``wb(name, method)``: a saved Postman example response (V4 and writeback collections)
   as an ``httpx.Response`` with its saved status and headers;
@@ -18,10 +19,11 @@ from typing import Any
 
 import httpx
 
-SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "sikka-api"
+from actors.core.secret import Secret
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 V4 = "sikka-api-v4.postman.json"
 WB = "sikka-writeback-api.postman.json"
-EXAMPLES = "sikka-api-v4-examples.json"
 
 # The body is saved decoded; these headers would describe bytes we do not replay.
 _TRANSPORT_HEADERS = {"content-encoding", "transfer-encoding", "content-length", "connection"}
@@ -29,7 +31,7 @@ _TRANSPORT_HEADERS = {"content-encoding", "transfer-encoding", "content-length",
 
 @functools.cache
 def collection(name: str) -> dict[str, Any]:
-    return json.loads((SHARED / name).read_text(encoding="utf-8"))
+    return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
 
 
 def _walk(items: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
@@ -112,6 +114,7 @@ BASE = "https://api.sikkasoft.com/v4"
 APP_ID = "a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6"
 APP_KEY = "appkey0000000000000000000000secret"
 REQUEST_KEY = "d7ab733c766917fa5ef8ae3a54100620"
+APP_SECRET, KEY = Secret(APP_KEY), Secret(REQUEST_KEY)  # as the client takes them
 NODE = "node-a"
 BOOKING = {  # a valid book_appointment payload
     "patient_id": "5383",
