@@ -17,8 +17,9 @@ Any other check becomes a ``CheckNoted``: the owner's actor folds it (the next c
 ``Writeback.checks`` counts it) and the log never stores it. The count reaches the log with the
 writeback's next recorded event: a recorded ``StatusChecked`` carries ``checks`` (the total so
 far, itself included) and so does the event that ends the writeback (completed, failed,
-cancelled), so replay and the ``writebacks`` projection know how many checks were made; checks
-noted since the last recorded event are lost only with the process (a crash or a restart).
+cancelled, or rejected when a writeback proven absent is sent again), so replay and the
+``writebacks`` projection know how many checks were made; checks noted since the last recorded
+event are lost only with the process (a crash or a restart).
 
 So a booking confirmed in seconds costs five events (requested, submit attempted, submitted,
 the check that found it done and asked for ``created_id``, completed) however many list rounds
@@ -36,7 +37,7 @@ from actors.core import events as ev
 from actors.core.policy import CHECK_RECORD_INTERVAL_S, seconds
 from actors.core.state import FINAL_STATES, Practice, Writeback, evolve_writeback
 
-_ENDINGS = (ev.WritebackCompleted, ev.WritebackFailed, ev.WritebackCancelled)
+_ENDINGS = (ev.WritebackCompleted, ev.WritebackFailed, ev.WritebackRejected, ev.WritebackCancelled)
 _CHECKED_OR_ENDING = (ev.StatusChecked, *_ENDINGS)
 
 

@@ -168,6 +168,7 @@ class WritebackRejected(Event, frozen=True, kw_only=True):
     code: str
     message: str = ""
     http_status: int = 400
+    checks: int = 0  # as ``WritebackCompleted.checks`` (checks made before a resubmission)
 
 
 class WritebackDeferred(Event, frozen=True, kw_only=True):

@@ -192,7 +192,7 @@ def _submission(wb: Writeback, e: ev.Event) -> Writeback | None:
         case ev.SubmitRefused():
             return replace(wb, state="queued", attempts=max(0, wb.attempts - 1))
         case ev.WritebackRejected():
-            return _final(wb, e.at, "failed", error=WritebackError(e.code, e.message), retryable=False)
+            return _final(wb, e.at, "failed", e.checks, error=WritebackError(e.code, e.message), retryable=False)
         case ev.WritebackDeferred():  # answered before Sikka accepted anything: not an attempt
             return replace(
                 wb, state="deferred", retry_at=e.retry_at, deferred_reason=e.reason, attempts=max(0, wb.attempts - 1)

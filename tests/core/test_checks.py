@@ -8,10 +8,11 @@ from __future__ import annotations
 from actors.core import events as ev
 from actors.core import messages
 from actors.core import outcomes as oc
-from actors.core.checks import loaded
+from actors.core.checks import loaded, record_checks
 from actors.core.policy import CHECK_RECORD_INTERVAL_S
 from actors.core.schedule import next_step
-from tests.support.core import PAYLOADS, at, given, list_item, listing, ok, pending, result, step, types, unknown
+from actors.core.state import evolve_writeback
+from tests.support.core import OFFICE, PAYLOADS, at, given, list_item, listing, ok, pending, result, step, types, unknown
 
 STATUS_DONE = oc.WritebackStatus(id="5001", is_completed=True, has_error=False, created_id="C9")
 
@@ -107,3 +108,23 @@ def test_a_status_read_the_planner_chose_goes_out_once_and_its_quiet_answer_is_n
     p, d = step(p, messages.CheckByStatus(writeback_ids=("wb1",)), 6.2)
     p, d = step(p, messages.StatusOutcome(writeback_id="wb1", result=ok(STATUS_DONE)), 6.4)
     assert types(d) == ["WritebackCompleted"] and d[0].created_id == "C9" and d[0].checks == 1
+
+
+def test_a_writeback_proven_absent_then_rejected_carries_its_checks_to_the_log():
+    """Regression (found by the state-machine property): an outcome-unknown writeback checked
+    twice (the second noted), proven absent, sent again and refused: its rejection carries the
+    count, so the log's replay ends it with both checks as the actor did."""
+    p = given(*unknown())  # unknown since 31 s, first check at 36 s
+    bodies = {"wb1": PAYLOADS["book_appointment"]}
+    p, first = step(p, listing(t=40, bodies=bodies), 40)
+    p, second = step(p, listing(t=50, bodies=bodies), 50)
+    assert types(first + second) == ["StatusChecked", "CheckNoted"] and p.writebacks["wb1"].checks == 2
+    resent = [ev.ProvenAbsent(at=at(60), writeback_id="wb1"), ev.SubmitAttempted(at=at(61), writeback_id="wb1",
+                                                                                attempt=2)]
+    p = given(*resent, p=p)
+    [rejected] = record_checks(p, [ev.WritebackRejected(at=at(62), writeback_id="wb1", code="invalid_input")])
+    assert rejected.checks == 2
+    replayed = None
+    for e in [*unknown(), *first, *resent, rejected]:  # the recorded log: the noted check is not in it
+        replayed = evolve_writeback(replayed, e, OFFICE)
+    assert replayed.state == "failed" and replayed.checks == 2
