@@ -12,7 +12,9 @@ from actors.core.checks import loaded, record_checks
 from actors.core.policy import CHECK_RECORD_INTERVAL_S
 from actors.core.schedule import next_step
 from actors.core.state import evolve_writeback
-from tests.support.core import OFFICE, PAYLOADS, at, given, list_item, listing, ok, pending, result, step, types, unknown
+from tests.support.core import (
+    OFFICE, PAYLOADS, at, given, list_item, listing, ok, pending, result, step, types, unknown,
+)
 
 STATUS_DONE = oc.WritebackStatus(id="5001", is_completed=True, has_error=False, created_id="C9")
 

@@ -121,10 +121,12 @@ def test_a_target_handed_over_for_a_status_read_is_not_planned_again_until_check
 def test_fan_out_groups_items_per_practice():
     now = at(100)
     targets = [
-        ListTarget(office_id="A", writeback_id="p1", kind="pending", anchor=at(0), next_check_at=now, sikka_writeback_id="1"),
+        ListTarget(
+            office_id="A", writeback_id="p1", kind="pending", anchor=at(0), next_check_at=now, sikka_writeback_id="1"
+        ),
         ListTarget(office_id="B", writeback_id="u1", kind="unknown", anchor=at(0), next_check_at=now),
     ]
-    items = [list_item("1", office="A"), list_item("2", office="A"), list_item("3", office="B"), list_item("4", office="Z")]
+    items = [list_item(sikka_id, office=office) for sikka_id, office in (("1", "A"), ("2", "A"), ("3", "B"), ("4", "Z"))]
     ranges = listplan.plan_round(targets, now).ranges
     out = listplan.fan_out(targets, items, ranges, now)
     assert sorted(out) == ["A", "B"]

@@ -109,7 +109,8 @@ def simulate_confirmations(specs, *, page_size: int = 5000, history: int = 0):
             s = (now - T0).total_seconds()
             status = oc.WritebackStatus(id=step.sikka_writeback_id, is_completed=s >= done, has_error=False,
                                         created_id="N1" if s >= done else "")
-            more = decide(p, messages.StatusOutcome(writeback_id=step.writeback_id, result=oc.Result(oc.Ok(status))), now)
+            answer = messages.StatusOutcome(writeback_id=step.writeback_id, result=oc.Result(oc.Ok(status)))
+            more = decide(p, answer, now)
             d, p = d + more, fold(p, more)
         practices[office] = p
         recorded.update({e.writeback_id: (now - T0).total_seconds() for e in d if isinstance(e, ev.WritebackCompleted)})
@@ -140,7 +141,8 @@ def simulate_confirmations(specs, *, page_size: int = 5000, history: int = 0):
             reader.take(request[0], page, WritebackPage([raw_item(i) for i in chunk], len(items)))
         list_calls += reader.pages
         memory = reader.memory()
-        for office, outcome in listplan.fan_out(targets, reader.items, plan.ranges, now, complete=reader.complete).items():
+        outcomes = listplan.fan_out(targets, reader.items, plan.ranges, now, complete=reader.complete)
+        for office, outcome in outcomes.items():
             decided(office, outcome)
     return list_calls, status_calls, recorded
 

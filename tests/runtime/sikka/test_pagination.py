@@ -175,7 +175,8 @@ async def test_writebacks_page_is_one_call_for_one_page_of_sikkas_items(http, si
     assert writeback_item(result.value.items[0]).request_body == {"patient_id": "2"}  # decoded only when needed
     assert route.call_count == 1
     params = route.calls.last.request.url.params
-    assert (params["offset"], params["limit"], params["startdate"], params["enddate"]) == ("1", "2", "2025-03-01", "2025-03-08")
+    asked = (params["offset"], params["limit"], params["startdate"], params["enddate"])
+    assert asked == ("1", "2", "2025-03-01", "2025-03-08")
     await small_pages(http).writebacks_page(date(2025, 3, 1), date(2025, 3, 8), 0)
     assert route.calls.last.request.url.params["limit"] == "5000"  # the licence maximum, whatever page_size
 
