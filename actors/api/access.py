@@ -5,7 +5,10 @@ practice's actor when it runs here, else decides and appends it here through the
 path (``actors.runtime.commit.decide_and_append``: durable at once; the owner's append follower
 wakes its actor within a second). What needs the running actor (Sikka reads, operator actions)
 first checks ``run_here_or_nowhere``: a practice another node owns answers 503
-``practice_unavailable`` naming the owner. ``status`` is the ``PracticeStatus``: live figures
+``practice_unavailable`` naming the owner. An actor that has not decided after
+``SIKKA_DB_TIMEOUT`` while the database is away (``Deps.database_problem``) answers 503
+``database_unavailable`` instead of keeping the caller waiting (busy with a Sikka call while the
+database is fine, it is waited for). ``status`` is the ``PracticeStatus``: live figures
 from the actor when it runs here, the shared tables' counts otherwise.
 """
 
@@ -75,7 +78,9 @@ class PracticeAccess:
         if actor is None:
             return await decide_and_append(self.deps, office_id, message, plaintexts)
         try:
-            return await actor.ask(message, plaintexts)
+            return await actor.ask(
+                message, plaintexts, give_up=self.deps.database_problem, check_every=self.deps.settings.db_timeout
+            )
         except Unavailable as exc:  # the actor crashed or stopped before answering: the caller retries
             raise ApiError(503, exc.code, exc.detail) from None
 

@@ -8,7 +8,7 @@ the two cannot drift apart. ``Router.dispatch`` answers one request::
       └─ method matches? ── no ──► 405 bad_parameter
            └─ handler(request, **path parameters)
                 ├─ ApiError ──► its status and {"error", "detail", "field"}
-                └─ store.db.DatabaseUnavailable ──► 503 database_unavailable
+                └─ store.db.DatabaseUnavailable ──► 503 database_unavailable, Retry-After
 
 Handlers refuse with ``ApiError``: ``refused()`` for the core's ``Refused`` decision (the status
 the interface fixes for its code), ``upstream_error()`` for a Sikka call that did not succeed.
@@ -30,6 +30,8 @@ from store.db import DatabaseUnavailable
 
 log = structlog.get_logger("admin")
 
+DATABASE_RETRY_AFTER_S = 2  # what a 503 database_unavailable tells the client to wait
+
 REFUSED_STATUS = {
     "unknown_practice": 404,
     "unknown_writeback": 404,
@@ -42,12 +44,21 @@ REFUSED_STATUS = {
 class ApiError(Exception):
     """An answer other than success: ``{"error": code, "detail", "field"}`` with ``status``."""
 
-    def __init__(self, status: int, code: str, detail: str, field: str | None = None):
+    def __init__(self, status: int, code: str, detail: str, field: str | None = None, retry_after: int | None = None):
         super().__init__(detail)
         self.status, self.code, self.detail, self.field = status, code, detail, field
+        self.retry_after = retry_after
 
     def response(self) -> Response:
-        return json_response(self.status, {"error": self.code, "detail": self.detail, "field": self.field})
+        answer = json_response(self.status, {"error": self.code, "detail": self.detail, "field": self.field})
+        if self.retry_after is None:
+            return answer
+        return Response(answer.status, answer.body, answer.content_type, (("Retry-After", str(self.retry_after)),))
+
+
+def database_unavailable(detail: str) -> ApiError:
+    """503 ``database_unavailable`` with ``Retry-After``: the database did not answer in time."""
+    return ApiError(503, "database_unavailable", detail, retry_after=DATABASE_RETRY_AFTER_S)
 
 
 def refused(decision: messages.Refused) -> ApiError:
@@ -117,7 +128,7 @@ class Router:
             except ApiError as exc:
                 return exc.response()
             except DatabaseUnavailable as exc:
-                return ApiError(503, "database_unavailable", str(exc)).response()
+                return database_unavailable(str(exc)).response()
         if matched_path:
             return ApiError(405, "bad_parameter", f"{request.method} is not allowed on {request.path}").response()
         return ApiError(404, "not_found", f"no endpoint {request.path}").response()

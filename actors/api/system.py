@@ -1,8 +1,10 @@
 """The supervisor as a whole (interface §4): health, rate usage, alerts, metrics, onboarding and
 Sikka's webhook.
 
-- ``GET /health``: 200 with the practice count when the database answers within 3 s, else 503
-  ``degraded``;
+- ``GET /health``: 200 with the practice count while the database is usable, else 503
+  ``degraded`` with the reason, at once: from the supervisor's background probe
+  (``store.probe.DatabaseProbe``), never waiting for the database (without a probe: one read of
+  the store, for up to ``HEALTH_READ_S``);
 - ``GET /usage``: each running actor's rate budget; ``GET /alerts``: the monitor's alert table;
   ``GET /metrics``: the Prometheus exposition (404 when metrics are not collected);
 - ``POST /onboard``: the authorization flow now (``AppLevel.onboard``), audited;
@@ -14,6 +16,7 @@ Sikka's webhook.
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 from datetime import datetime
 
 import trio
@@ -30,17 +33,19 @@ from actors.runtime.applevel import AppLevel, OnboardFailed
 from actors.runtime.deps import Deps
 from actors.runtime.practices import PracticeSupervisor
 from store.db import DatabaseUnavailable
+from store.probe import DatabaseStatus
 
-HEALTH_DATABASE_S = 3.0
+HEALTH_READ_S = 0.8
 WEBHOOK_ONBOARD_S = 60.0  # a webhook triggers an onboarding check at most this often
 
 
 class SystemHandlers:
     def __init__(
         self, deps: Deps, practices: PracticeSupervisor, app: AppLevel, monitor: Monitor | None,
-        metrics: Metrics | None,
+        metrics: Metrics | None, database: Callable[[], DatabaseStatus] | None = None,
     ):
         self.deps = deps
+        self.database = database  # the probe's status
         self.practices = practices
         self.app = app
         self.monitor = monitor  # the alert table
@@ -50,14 +55,21 @@ class SystemHandlers:
         self._last_webhook_onboarding: float | None = None  # trio time
 
     async def health(self, request: Request) -> Response:
-        try:
-            with trio.fail_after(HEALTH_DATABASE_S):
-                practices = len(await self.deps.store.practices())
-        except (DatabaseUnavailable, trio.TooSlowError) as exc:
-            return json_response(503, {"status": "degraded", "detail": f"the database is unreachable: {exc}"})
+        status = self.database() if self.database is not None else await self._read_status()
+        if not status.ok:
+            return json_response(503, {"status": "degraded", "detail": f"the database is unusable: {status.detail}"})
         return json_response(
-            200, {"status": "ok", "practices": practices, "version": VERSION, "node": self.deps.settings.node_id}
+            200, {"status": "ok", "practices": status.practices, "version": VERSION, "node": self.deps.settings.node_id}
         )
+
+    async def _read_status(self) -> DatabaseStatus:
+        """Without a probe (an in-process system): one read of the store."""
+        with trio.move_on_after(HEALTH_READ_S):
+            try:
+                return DatabaseStatus(ok=True, practices=len(await self.deps.store.practices()))
+            except DatabaseUnavailable as exc:
+                return DatabaseStatus(ok=False, detail=str(exc))
+        return DatabaseStatus(ok=False, detail=f"no answer within {HEALTH_READ_S:g} s")
 
     async def usage(self, request: Request) -> Response:
         now = self.deps.clock().timestamp()

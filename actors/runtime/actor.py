@@ -58,8 +58,9 @@ from actors.core.ratelimit import Budget, BudgetStats, Lane
 from actors.core.schedule import bodies_needed, conditions, key_usable, next_step
 from actors.core.state import Practice, empty, evolve, writeback_counts
 from actors.runtime.calls import fetch_writeback_lists, observe, take_budget
-from actors.runtime.commit import SNAPSHOT_SCHEMA, commit, load_practice
+from actors.runtime.commit import SNAPSHOT_SCHEMA, commit, committed, load_practice, patiently
 from actors.runtime.deps import Deps
+from store.db import DatabaseUnavailable
 from store.eventlog import ConcurrencyError
 
 log = structlog.get_logger("actor")
@@ -92,6 +93,8 @@ class Envelope(msgspec.Struct):
     message: Any
     reply: trio.MemorySendChannel | None = None
     plaintexts: Mapping[str, bytes] | None = None
+    taken: bool = False  # the actor began deciding it
+    withdrawn: bool = False  # the asker gave up before that: the actor skips it
 
 
 class Wake(msgspec.Struct, frozen=True):
@@ -108,6 +111,12 @@ class ActorStatistics(msgspec.Struct, frozen=True):
     writebacks: dict[str, int]
     budget: BudgetStats
     inbox: int
+
+
+def _given_up(reason: str, envelope: Envelope) -> str:
+    if envelope.taken:
+        return f"{reason}; the command may still be recorded: retry it with the same idempotency key"
+    return f"{reason}; the command was not recorded"
 
 
 class PracticeActor:
@@ -142,16 +151,37 @@ class PracticeActor:
             inbox=self.inbox_send.statistics().current_buffer_used,
         )
 
-    async def ask(self, message, plaintexts: Mapping[str, bytes] | None = None) -> Decision:
+    async def ask(
+        self,
+        message,
+        plaintexts: Mapping[str, bytes] | None = None,
+        *,
+        give_up: Callable[[], str | None] = lambda: None,
+        check_every: float = float("inf"),
+    ) -> Decision:
         """Deliver a command and wait for its decision (events: committed). ``Unavailable``
-        when the actor stops or crashes before answering (the command may not be recorded)."""
+        when the actor stops or crashes before answering; ``DatabaseUnavailable`` when the
+        database was away, or when no answer came within ``check_every`` seconds and
+        ``give_up()`` names a reason (the command withdrawn if the actor had not begun it)."""
         reply_send, reply = trio.open_memory_channel(1)
+        envelope = Envelope(message, reply_send, plaintexts)
         try:
-            await self.inbox_send.send(Envelope(message, reply_send, plaintexts))
+            await self.inbox_send.send(envelope)
             async with reply:
-                return await reply.receive()
+                while True:
+                    with trio.move_on_after(check_every):
+                        answer = await reply.receive()
+                        break
+                    reason = give_up()
+                    if reason is not None:
+                        raise DatabaseUnavailable(_given_up(reason, envelope))
         except (trio.EndOfChannel, trio.BrokenResourceError, trio.ClosedResourceError):
             raise Unavailable("practice_unavailable", "the practice's actor stopped before answering") from None
+        finally:
+            envelope.withdrawn = not envelope.taken
+        if isinstance(answer, DatabaseUnavailable):
+            raise DatabaseUnavailable(str(answer))
+        return answer
 
     def tell(self, message) -> None:
         """Deliver a message without waiting (dropped if the inbox is full: senders re-send)."""
@@ -283,44 +313,77 @@ class PracticeActor:
         return None
 
     async def _handle(self, envelope: Envelope) -> None:
+        if envelope.withdrawn:
+            return
+        envelope.taken = True
         message = envelope.message
         if isinstance(message, Wake):
             await self._fold_tail()
             return
         if isinstance(message, messages.ListOutcome):
             message = await self._with_bodies(message)
-        try:
-            decision = await self._decide(message, envelope.plaintexts)
+        if envelope.reply is None:
+            await self._decide(message)
+            return
+        try:  # someone waits: a database fault is their answer (503), not a wait or a crash
+            answer = await self._decide(message, envelope.plaintexts, patient=False)
+        except DatabaseUnavailable as exc:
+            answer = exc
         except BaseException:
-            if envelope.reply is not None:
-                envelope.reply.close()  # the asker gets Unavailable, not an endless wait
+            envelope.reply.close()  # the asker gets Unavailable, not an endless wait
             raise
-        if envelope.reply is not None:
-            envelope.reply.send_nowait(decision)
+        try:
+            envelope.reply.send_nowait(answer)
+        except trio.BrokenResourceError:  # the asker gave up waiting
+            pass
 
     # --- the commit path (actors.runtime.commit; this actor is its Stream) ----------------------
 
-    async def _commit(self, decision_for, *, plaintexts=None, attempts=None) -> Decision | None:
+    async def _commit(self, decision_for, *, plaintexts=None, attempts=None, patient=True) -> Decision | None:
         kw = {"attempts": attempts} if attempts is not None else {}
-        return await commit(self, decision_for, self.deps.credentials, plaintexts=plaintexts, **kw)
+        return await commit(self, decision_for, self.deps.credentials, plaintexts=plaintexts, patient=patient, **kw)
 
-    async def _decide(self, message, plaintexts: Mapping[str, bytes] | None = None) -> Decision:
+    async def _decide(
+        self, message, plaintexts: Mapping[str, bytes] | None = None, *, patient: bool = True
+    ) -> Decision:
         decision = await self._commit(
-            lambda state: decide(state, message, self.deps.clock(), self.deps.core_settings), plaintexts=plaintexts
+            lambda state: decide(state, message, self.deps.clock(), self.deps.core_settings),
+            plaintexts=plaintexts,
+            patient=patient,
         )
         if decision is None:
             raise ConcurrencyError(self.stream_id, self.version, -1)  # a crash: the restart re-reads
         return decision
 
     async def _decide_shielded(self, message) -> None:
-        """Record what a Sikka call that already happened came to, even while stopping."""
-        with trio.CancelScope(shield=True), trio.move_on_after(SHIELDED_APPEND_S):
+        """Record what a Sikka call that already happened came to, even while stopping (shielded
+        for up to ``SHIELDED_APPEND_S``); a database still away after that is waited for
+        unshielded, until it answers or the actor is cancelled (the next owner's recovery then
+        settles the writeback)."""
+        with trio.CancelScope(shield=True):
+            with trio.move_on_after(SHIELDED_APPEND_S) as waited:
+                await self._decide(message)
+        if waited.cancelled_caught:
             await self._decide(message)
 
     async def append(self, events: list[ev.Event]) -> None:
         """Stream: append at this version (``ConcurrencyError`` if another writer came first),
         fold, tell the listeners, snapshot now and then."""
-        self.version = await self.deps.store.append(self.stream_id, self.version, events)
+        self._folded(events, await self.deps.store.append(self.stream_id, self.version, events))
+        await self._snapshot_now_and_then()
+
+    async def appended(self, events: list[ev.Event]) -> bool:
+        """Stream: an append whose answer was lost: fold ``events`` if the log holds them."""
+        version = await committed(self.deps.store, self.stream_id, self.version, events)
+        if version is None:
+            return False
+        self._folded(events, version)
+        await self._snapshot_now_and_then()
+        return True
+
+    def _folded(self, events: list[ev.Event], version: int) -> None:
+        """``events`` are in the log up to ``version``: fold them and tell the listeners."""
+        self.version = version
         before = self.state
         for e in events:
             self.state = evolve(self.state, e)
@@ -329,11 +392,20 @@ class PracticeActor:
         self._state_changed = trio.Event()
         self.deps.on_targets_changed()
         self.deps.on_events(before, events)
-        if self.version - self._snapshot_version >= SNAPSHOT_EVERY:
+
+    async def _snapshot_now_and_then(self) -> None:
+        """A snapshot every ``SNAPSHOT_EVERY`` events; one the database refuses is skipped (the
+        events are in the log: a snapshot only shortens recovery)."""
+        if self.version - self._snapshot_version < SNAPSHOT_EVERY:
+            return
+        try:
             await self.deps.store.save_snapshot(
                 self.stream_id, self.version, SNAPSHOT_SCHEMA, msgspec.json.encode(self.state)
             )
-            self._snapshot_version = self.version
+        except DatabaseUnavailable as exc:
+            log.warning("actor.snapshot_skipped", version=self.version, error=str(exc))
+            return
+        self._snapshot_version = self.version
 
     async def catch_up(self) -> None:
         """Stream, after a conflict: a peer supervisor stored a command (fold it and decide
@@ -383,7 +455,7 @@ class PracticeActor:
         if await self._commit(lambda state: [step.attempted], attempts=1) is None:
             return
         sealed = self.state.payloads.get(wid)
-        payload = await self.deps.credentials.open_payload(wid, sealed) if sealed else None
+        payload = await patiently(self.deps.credentials.open_payload, wid, sealed, key=self.office_id) if sealed else None
         if payload is None:
             result = oc.Result(oc.Rejected(400, "payload_purged", "the payload was purged before it was sent"))
         else:
