@@ -15,7 +15,9 @@ server gone read-only after a failover, a pool with no connection to give) raise
 Bounded waits (``timeout``, ``SIKKA_DB_TIMEOUT`` in the supervisor): a call that has no answer
 after ``timeout`` seconds (a frozen server, a black-holed connection) raises
 ``DatabaseUnavailable`` and its thread is abandoned: it ends when the server answers or the
-connection breaks, and only then gives back its connection and its limiter slot. A commit whose
+connection breaks, and only then gives back its connection and its limiter slot. Within
+``answer_within(seconds)`` (an admin request: ``actors.api.router``) the calls of the task
+together wait no longer than that. A commit whose
 answer did not come is therefore *unknown*, not failed: the commit path
 (``actors.runtime.commit``) settles it by reading the stream. Without ``timeout`` (the one-shot
 commands) a cancelled caller waits for its thread, as before.
@@ -36,9 +38,9 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
 from functools import partial
 from typing import Any, TypeVar
 
@@ -60,8 +62,27 @@ RECONNECTED = ""  # the payload a listener yields after it reconnected: re-read,
 APPLICATION = "sikka-supervisor"
 
 
+_deadline: ContextVar[float | None] = ContextVar("database_deadline", default=None)  # trio time
+
+
 class DatabaseUnavailable(Exception):
     """The database cannot be reached (or stopped answering); ``str()`` is one line."""
+
+
+@contextmanager
+def answer_within(seconds: float | None) -> Iterator[None]:
+    """The database calls of this task in the block wait, altogether, at most ``seconds``."""
+    token = _deadline.set(None if seconds is None else trio.current_time() + seconds)
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
+
+
+def time_left() -> float | None:
+    """Seconds left of the current ``answer_within`` (``None`` outside one)."""
+    deadline = _deadline.get()
+    return None if deadline is None else max(0.0, deadline - trio.current_time())
 
 
 def describe_connect_error(exc: BaseException) -> str:
@@ -199,14 +220,17 @@ class Database:
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(conn, *args)`` in a worker thread: its result, or ``DatabaseUnavailable`` after
         ``timeout`` seconds without an answer (the thread abandoned; see the module docstring)."""
-        if self.timeout is None:
+        left = time_left()
+        if self.timeout is None and left is None:
             return await trio.to_thread.run_sync(self.call, fn, *args, limiter=self._limiter)
-        with trio.move_on_after(self.timeout):
+        wait = min(t for t in (self.timeout, left) if t is not None)
+        with trio.move_on_after(wait):
             return await trio.to_thread.run_sync(
                 self.call, fn, *args, limiter=self._limiter, abandon_on_cancel=True
             )
-        self.fault_seen()
-        raise DatabaseUnavailable(f"database unavailable: no answer within {self.timeout:g} s")
+        if wait == self.timeout:
+            self.fault_seen()
+        raise DatabaseUnavailable(f"database unavailable: no answer within {wait:.3g} s")
 
     @asynccontextmanager
     async def listen(self, channel: str):

@@ -114,8 +114,9 @@ class NodeLock:
                 if await self._alive(conn):
                     continue
                 log.warning("node_lock.session_lost", node=self.node_id)
+                # dropped, not closed: a check abandoned on a frozen server may still be using it (a
+                # close from another thread would race it); it closes once that check returns
                 self._conn = None
-                trio.lowlevel.start_thread_soon(conn.close, lambda result: None)  # it may hang with its server
             try:
                 await self._bounded(self.take)
             except (psycopg.Error, DatabaseUnavailable) as exc:

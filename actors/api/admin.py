@@ -86,7 +86,7 @@ class Admin:
             Route("POST", "/onboard", system.onboard, "run the authorization flow now"),
             Route("POST", "/webhooks/sikka", system.webhook, "Sikka's webhook (callback-key)"),
         ]
-        self._router = Router(self.routes)
+        self._router = Router(self.routes, database_timeout=deps.settings.db_timeout)
 
     async def handle(self, request: Request) -> Response:
         """The answer to one request (the HTTP server's handler)."""

@@ -6,7 +6,8 @@ the two cannot drift apart. ``Router.dispatch`` answers one request::
 
     path matches a route? ── no route ──► 404 not_found
       └─ method matches? ── no ──► 405 bad_parameter
-           └─ handler(request, **path parameters)
+           └─ handler(request, **path parameters), its database calls waiting SIKKA_DB_TIMEOUT
+              altogether (store.db.answer_within; a long poll renews it for each read)
                 ├─ ApiError ──► its status and {"error", "detail", "field"}
                 └─ store.db.DatabaseUnavailable ──► 503 database_unavailable, Retry-After
 
@@ -26,7 +27,7 @@ import structlog
 from actors.api.http import Request, Response, json_response
 from actors.core import messages
 from actors.core import outcomes as oc
-from store.db import DatabaseUnavailable
+from store.db import DatabaseUnavailable, answer_within
 
 log = structlog.get_logger("admin")
 
@@ -111,8 +112,9 @@ class Route(msgspec.Struct, frozen=True):
 class Router:
     """Answers a request with the handler of the route that matches it (see the module doc)."""
 
-    def __init__(self, routes: list[Route]):
+    def __init__(self, routes: list[Route], database_timeout: float | None = None):
         self._compiled = [(route, route.pattern) for route in routes]
+        self.database_timeout = database_timeout
 
     async def dispatch(self, request: Request) -> Response:
         matched_path = False
@@ -124,7 +126,8 @@ class Router:
             if route.method != request.method:
                 continue
             try:
-                return await route.handler(request, **m.groupdict())
+                with answer_within(self.database_timeout):
+                    return await route.handler(request, **m.groupdict())
             except ApiError as exc:
                 return exc.response()
             except DatabaseUnavailable as exc:

@@ -33,6 +33,13 @@ raises ``LostOwnership`` and stops (no restart): a stale owner can never write t
 ``SubmitAttempted`` (another actor of this practice submitted) is a crash: the restart's
 recovery turns that writeback ``unknown`` and reconciliation settles it.
 
+The database away: the actor's own steps wait it out in the commit path (state untouched until
+the events are in the log; ``actors.runtime.commit``), a command someone asked for gets the fault
+as its answer (503) at once, a snapshot is skipped; anything else escaping is an interruption
+the supervisor restarts without parking (``actors.runtime.practices``). Mailbox and asking:
+``actors.runtime.mailbox`` (``at_sikka`` tells an asker the actor waits for Sikka, not the
+database).
+
 Interactive reads (``read``) run in the caller's task on the same key and budget (READ lane).
 """
 
@@ -41,7 +48,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import TypeVar
 
 import msgspec
 import structlog
@@ -60,10 +67,12 @@ from actors.core.state import Practice, empty, evolve, writeback_counts
 from actors.runtime.calls import fetch_writeback_lists, observe, take_budget
 from actors.runtime.commit import SNAPSHOT_SCHEMA, commit, committed, load_practice, patiently
 from actors.runtime.deps import Deps
+from actors.runtime.mailbox import Envelope, Unavailable, Wake, answer_to, ask, tell
 from store.db import DatabaseUnavailable
 from store.eventlog import ConcurrencyError
 
 log = structlog.get_logger("actor")
+T = TypeVar("T")
 
 SNAPSHOT_EVERY = 200  # events between snapshots
 SHIELDED_APPEND_S = 10.0  # how long a shielded append (an outcome already received) may take
@@ -77,30 +86,6 @@ class ForeignSubmit(Exception):
     """Another actor of this practice submitted a writeback: restart, so recovery settles it."""
 
 
-class Unavailable(Exception):
-    """A read cannot be served now (``code`` is the admin API's error)."""
-
-    def __init__(self, code: str, detail: str):
-        super().__init__(detail)
-        self.code = code
-        self.detail = detail
-
-
-class Envelope(msgspec.Struct):
-    """A message for the actor, where to send the decision once it is committed, and the
-    plaintext payloads it carries (a submission's, sealed only if the core accepts it)."""
-
-    message: Any
-    reply: trio.MemorySendChannel | None = None
-    plaintexts: Mapping[str, bytes] | None = None
-    taken: bool = False  # the actor began deciding it
-    withdrawn: bool = False  # the asker gave up before that: the actor skips it
-
-
-class Wake(msgspec.Struct, frozen=True):
-    """Something changed outside the actor (e.g. events appended by another writer)."""
-
-
 class ActorStatistics(msgspec.Struct, frozen=True):
     office_id: str
     state: str
@@ -111,12 +96,6 @@ class ActorStatistics(msgspec.Struct, frozen=True):
     writebacks: dict[str, int]
     budget: BudgetStats
     inbox: int
-
-
-def _given_up(reason: str, envelope: Envelope) -> str:
-    if envelope.taken:
-        return f"{reason}; the command may still be recorded: retry it with the same idempotency key"
-    return f"{reason}; the command was not recorded"
 
 
 class PracticeActor:
@@ -132,6 +111,7 @@ class PracticeActor:
         self._snapshot_version = 0
         self._last_keyed_call_at: datetime | None = None
         self._stopping = False
+        self.at_sikka = False  # waiting for a Sikka call (not the database): askers wait for it
         self._waiting: trio.CancelScope | None = None  # the inbox wait that stop() interrupts
         self._state_changed = trio.Event()
 
@@ -163,32 +143,11 @@ class PracticeActor:
         when the actor stops or crashes before answering; ``DatabaseUnavailable`` when the
         database was away, or when no answer came within ``check_every`` seconds and
         ``give_up()`` names a reason (the command withdrawn if the actor had not begun it)."""
-        reply_send, reply = trio.open_memory_channel(1)
-        envelope = Envelope(message, reply_send, plaintexts)
-        try:
-            await self.inbox_send.send(envelope)
-            async with reply:
-                while True:
-                    with trio.move_on_after(check_every):
-                        answer = await reply.receive()
-                        break
-                    reason = give_up()
-                    if reason is not None:
-                        raise DatabaseUnavailable(_given_up(reason, envelope))
-        except (trio.EndOfChannel, trio.BrokenResourceError, trio.ClosedResourceError):
-            raise Unavailable("practice_unavailable", "the practice's actor stopped before answering") from None
-        finally:
-            envelope.withdrawn = not envelope.taken
-        if isinstance(answer, DatabaseUnavailable):
-            raise DatabaseUnavailable(str(answer))
-        return answer
+        return await ask(self.inbox_send, message, plaintexts, give_up=give_up, check_every=check_every)
 
     def tell(self, message) -> None:
         """Deliver a message without waiting (dropped if the inbox is full: senders re-send)."""
-        try:
-            self.inbox_send.send_nowait(Envelope(message))
-        except (trio.WouldBlock, trio.BrokenResourceError):
-            pass
+        tell(self.inbox_send, message)
 
     def stop(self) -> None:
         """Finish the current step, then return."""
@@ -282,7 +241,7 @@ class PracticeActor:
                 await self._refresh(grant)
             case messages.Cancel(writeback_id=wid, sikka_writeback_id=sid):
                 sent_at = await take_budget(self.deps.app_budget, Lane.SUBMIT, self.deps.clock)
-                result = await self.deps.client.delete_writeback(sid)
+                result = await self._at_sikka(self.deps.client.delete_writeback(sid))
                 observe(self.deps.app_budget, result, sent_at, self.deps.clock().timestamp())
                 await self._decide_shielded(messages.DeleteOutcome(writeback_id=wid, result=result))
             case messages.KeyCheck():
@@ -332,10 +291,7 @@ class PracticeActor:
         except BaseException:
             envelope.reply.close()  # the asker gets Unavailable, not an endless wait
             raise
-        try:
-            envelope.reply.send_nowait(answer)
-        except trio.BrokenResourceError:  # the asker gave up waiting
-            pass
+        answer_to(envelope, answer)
 
     # --- the commit path (actors.runtime.commit; this actor is its Stream) ----------------------
 
@@ -445,9 +401,17 @@ class PracticeActor:
 
     async def _keyed(self, lane: Lane, call: Callable[[str], Awaitable[oc.Result]]) -> oc.Result:
         sent_at = await take_budget(self.budget, lane, self.deps.clock)
-        result = await call(self._request_key or "")
+        result = await self._at_sikka(call(self._request_key or ""))
         self._after_keyed_call(result, sent_at)
         return result
+
+    async def _at_sikka(self, call: Awaitable[T]) -> T:
+        """Await a Sikka call; meanwhile askers know the actor waits for Sikka, not the database."""
+        self.at_sikka = True
+        try:
+            return await call
+        finally:
+            self.at_sikka = False
 
     async def _submit(self, step: messages.Submit) -> None:
         wid = step.writeback_id
@@ -474,13 +438,13 @@ class PracticeActor:
             grant = "request_key"
         sent_at = await take_budget(self.budget, Lane.TOKEN, self.deps.clock)
         if grant == "refresh_key":
-            result = await client.refresh_request_key(refresh_key)
+            result = await self._at_sikka(client.refresh_request_key(refresh_key))
         else:
             secret = await credentials.secret(self.office_id, "secret_key")
             if secret is None:
                 result = oc.Result(oc.Unauthorized("no_secret_key", "no secret key stored: run onboarding"))
             else:
-                result = await client.issue_request_key(self.office_id, secret)
+                result = await self._at_sikka(client.issue_request_key(self.office_id, secret))
         observe(self.budget, result, sent_at, self.deps.clock().timestamp())
         if isinstance(result.outcome, oc.Ok) and isinstance(result.outcome.value, oc.TokenGrant):
             token: oc.TokenGrant = result.outcome.value
@@ -493,7 +457,7 @@ class PracticeActor:
         await self._decide_shielded(messages.RefreshOutcome(result=result, grant=grant))
 
     async def _fetch_list(self, ranges) -> messages.ListOutcome:
-        items, complete = await fetch_writeback_lists(self.deps, ranges)
+        items, complete = await self._at_sikka(fetch_writeback_lists(self.deps, ranges))
         return await self._with_bodies(
             messages.ListOutcome(
                 items=tuple(i for i in items if i.office_id == self.office_id),

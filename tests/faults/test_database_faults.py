@@ -34,6 +34,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -43,7 +44,8 @@ import httpx
 import pytest
 import trio
 
-from bench.processes import Sim, Supervisor, fresh_database
+from bench.processes import Sim, Supervisor, bookings, fresh_database, wait_ready
+from store.nodelock import AlreadyRunning, NodeLock
 from tests.faults.cluster import Cluster, pid_alive, postmaster_pid
 from tests.faults.relay import Relay
 from tests.support.workload import Workload, score_of, wait_final
@@ -82,6 +84,7 @@ class Run:
 
     def start(self) -> None:
         self.supervisor.start()
+        wait_ready(self.supervisor, PRACTICES, 60)
         self.work = Workload(self.supervisor, self.sim, random.Random("db-faults"), 400, offices=self.offices,
                              tag="dbf", pace=0.1, timeout=30)
         self.work.thread.start()
@@ -146,9 +149,17 @@ class Run:
         score["hung_admin"] = sum(1 for p, _, s, _ in self.samples if p == "admin" and s > ADMIN_LIMIT_S)
         score["hung_admin"] += sum(1 for _, s, _ in self.work.answers if s > ADMIN_LIMIT_S)
         score["not_recovered"] = sum(1 for f in self.faults if f["recovered"] is None)
-        details += [f"slow {p}: {s:.2f} s ({st})" for p, _, s, st in self.samples
-                    if s > (HEALTH_LIMIT_S if p == "health" else ADMIN_LIMIT_S)]
+        slow = [(p, b, s, st) for p, b, s, st in self.samples if s > (HEALTH_LIMIT_S if p == "health" else ADMIN_LIMIT_S)]
+        slow += [("submit", b, s, st) for b, s, st in self.work.answers if s > ADMIN_LIMIT_S]
+        details += [f"slow {p}: {s:.2f} s ({st}) during {self.fault_at(b)}" for p, b, s, st in slow]
         return {"score": score, "details": details, "figures": self.figures()}
+
+    def fault_at(self, moment: float) -> str:
+        """The fault (or the recovery after it) going on at ``moment``."""
+        for f in self.faults:
+            if f["began"] <= moment <= f["lifted"] + (f["recovered"] or RECOVERY_LIMIT_S):
+                return f"{f['fault']} (+{moment - f['began']:.1f} s)"
+        return "no fault"
 
     def figures(self) -> dict:
         during = [(b, s) for f in self.faults for (_, b, s, _) in self.samples
@@ -260,6 +271,7 @@ SHORT = [
     ("terminate_pool", terminating("pool")),
     ("terminate_listen", terminating("listen-%")),
     ("terminate_node_lock", terminating("node-lock")),
+    ("idle_timeout", idle_timeout),
     ("relay_cut", relay_cut),
     ("read_only", read_only),
     ("restart_fast", restarting("fast")),
@@ -267,7 +279,6 @@ SHORT = [
 ]
 EVERY = SHORT + [
     ("terminate_all", terminating("%", rounds=8)),
-    ("idle_timeout", idle_timeout),
     ("restart_immediate", restarting("immediate")),
     ("freeze_postmaster", freezing(False)),
     ("kill_postmaster", kill_postmaster),
@@ -279,10 +290,15 @@ EVERY = SHORT + [
 
 
 @pytest.fixture
-def run(tmp_path_factory):
-    run = Run(tmp_path_factory.mktemp("dbfaults"))
-    yield run
-    run.close()
+def run():
+    # not under pytest's temporary root: another pytest session resets it to 0700, and the server
+    # runs as another OS user when the tests run as root
+    with tempfile.TemporaryDirectory(prefix="sikka-dbfaults-") as tmp:
+        run = Run(Path(tmp))
+        try:
+            yield run
+        finally:
+            run.close()
 
 
 def test_database_faults_score_zero(run):
@@ -292,4 +308,94 @@ def test_database_faults_score_zero(run):
     outcome = run.finish()
     print("database fault suite:", json.dumps(outcome["figures"]))
     assert sum(outcome["score"].values()) == 0, f"score {outcome['score']}\n" + "\n".join(outcome["details"])
+    # the driver's messages came through our logging: JSON lines only, one per event
+    log = (run.tmp / "supervisor-1.log").read_text().splitlines()
+    assert [line for line in log if not line.startswith("{")] == []
+    assert all(json.loads(line)["event"] for line in log)
+    # SIGTERM while the database is down: exit 0 within 30 s
+    run.cluster.stop("fast")
+    began = time.monotonic()
     assert run.supervisor.terminate() == 0
+    print(f"stopped with the database down in {time.monotonic() - began:.1f} s")
+    assert time.monotonic() - began < 30
+
+
+def test_the_node_lock_holds_when_its_session_is_lost(run):
+    """Regression: the node lock was a session advisory lock that nothing re-checked: once its
+    session was terminated, a second ``run`` with the same ``SIKKA_NODE_ID`` started and both
+    served. The supervisor now re-takes it on a new session within seconds and goes on serving;
+    when another process took it meanwhile, it stops serving at once and exits 2 with one line."""
+    run.supervisor.start()
+    for _ in range(2):
+        assert run.cluster.terminate(f"sikka-supervisor/{NODE}/node-lock") == 1
+        deadline = time.monotonic() + 15
+        while run.cluster.sessions(f"sikka-supervisor/{NODE}/node-lock") != 1:
+            assert time.monotonic() < deadline, "the node lock was not re-taken"
+            time.sleep(0.1)
+    with pytest.raises(AlreadyRunning):
+        NodeLock(run.direct_url, NODE).take()
+    assert _answers(run.supervisor)
+
+    assert run.cluster.terminate(f"sikka-supervisor/{NODE}/node-lock") == 1
+    other = NodeLock(run.direct_url, NODE)
+    deadline = time.monotonic() + 5
+    while True:  # the terminated backend lets go of the lock a moment after pg_terminate_backend
+        try:
+            other.take()
+            break
+        except AlreadyRunning:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+    try:
+        assert run.supervisor.proc.wait(20) == 2
+    finally:
+        other.close()
+    log = (run.tmp / "supervisor-1.log").read_text().splitlines()
+    assert log[-1] == (
+        f"sikka-supervisor: another sikka-supervisor with SIKKA_NODE_ID={NODE!r} is already running on this database"
+    )
+
+
+def _answers(supervisor: Supervisor) -> bool:
+    try:
+        with supervisor.client(timeout=2) as client:
+            return client.get("/health").status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def test_the_embedded_postmaster_killed_is_started_again(tmp_path_factory):
+    """Regression: a ``kill -9`` of the embedded postmaster ended the supervisor within 0.1 s,
+    and nothing ever restarted the server. The supervisor now restarts it (adopting the data
+    directory, as ``run`` does at start) and goes on: /health comes back and bookings complete."""
+    with tempfile.TemporaryDirectory(prefix="sikka-embedded-") as tmp:
+        tmp = Path(tmp)
+        sim = Sim(tmp, 1)
+        supervisor = Supervisor(tmp, sim, "")
+        del supervisor.env["DATABASE_URL"]
+        try:
+            supervisor.start()
+            wait_ready(supervisor, 1, 60)
+            pgdata = tmp / "data" / "pg"
+            for _ in range(2):
+                old = postmaster_pid(pgdata)
+                os.kill(old, 9)
+                deadline = time.monotonic() + 60
+                while not (pid_alive(postmaster_pid(pgdata)) and postmaster_pid(pgdata) != old and _answers(supervisor)):
+                    assert supervisor.proc.poll() is None, "the supervisor exited"
+                    assert time.monotonic() < deadline, "the embedded server was not started again"
+                    time.sleep(0.2)
+            (office, key, payload), = bookings(sim, ["D1000"], 1)
+            with supervisor.client() as client:
+                r = client.post(f"/practices/{office}/writebacks", json={
+                    "operation": "book_appointment", "idempotency_key": key, "payload": payload})
+                assert r.status_code == 202, r.text
+                wid = r.json()["writeback_id"]
+                assert client.get(f"/writebacks/{wid}", params={"wait": 30}).json()["state"] == "completed"
+            log = (tmp / "supervisor-1.log").read_text()
+            assert log.count('"database.embedded_server_restarted"') == 2
+            assert supervisor.terminate() == 0
+        finally:
+            if supervisor.proc and supervisor.proc.poll() is None:
+                supervisor.proc.kill()
+            sim.stop()

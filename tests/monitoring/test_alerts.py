@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import trio
 
-from actors.runtime.actor import Wake
+from actors.runtime.mailbox import Wake
 from actors.api.admin import Admin
 from actors.api.http import Request
 from actors.monitoring.monitor import Monitor
