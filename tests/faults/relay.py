@@ -86,7 +86,6 @@ class Relay:
         self.port = listeners[0].socket.getsockname()[1]
         ready.set()
         async with trio.open_nursery() as nursery:
-            self._nursery = nursery
             nursery.start_soon(trio.serve_listeners, self._relay, listeners)
             await self._stop.wait()
             nursery.cancel_scope.cancel()
@@ -110,8 +109,8 @@ class Relay:
                 pass
             finally:
                 self._scopes.discard(scope)
-        if held and server is not None:
-            self._nursery.start_soon(self._deliver_late, client, server, *held[0])
+        if held and server is not None:  # here: serve_listeners closes the client when this returns
+            await self._deliver_late(client, server, *held[0])
             return
         for stream in (client, server):
             if stream is not None:
@@ -137,20 +136,23 @@ class Relay:
             await sink.send_all(data)
 
     async def _deliver_late(self, client: trio.abc.Stream, server: trio.abc.Stream, data: bytes, seconds: float) -> None:
-        """A request a proxy held: read the rest of it, cut the client, deliver it ``seconds`` later."""
+        """A request a proxy held: read the rest of it, cut the client, deliver it ``seconds``
+        later on a connection of its own (the server ends idle ones; its answer is discarded)."""
         self.held += 1
         try:
             with trio.move_on_after(REQUEST_TAIL_S):
                 while more := await client.receive_some(CHUNK):
                     data += more
-            await client.aclose()
-            await trio.sleep(seconds)
-            await server.send_all(data)
-            with trio.move_on_after(10):
-                await server.receive_some(CHUNK)
         except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
             pass
-        finally:
-            with trio.CancelScope(shield=True):
-                await client.aclose()
-                await server.aclose()
+        with trio.CancelScope(shield=True):
+            await client.aclose()
+            await server.aclose()
+        await trio.sleep(seconds)
+        try:
+            async with await self.connect() as late:
+                await late.send_all(data)
+                with trio.move_on_after(10):
+                    await late.receive_some(CHUNK)
+        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
