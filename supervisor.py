@@ -19,7 +19,7 @@ The process (``run``; any number per database, one per ``SIKKA_NODE_ID``)::
      ├─ embedded server keeper (without DATABASE_URL: a dead postmaster is started again)
      ├─ LISTEN bridge (wake-ups on append; reconnects and re-reads by itself)
      ├─ practice supervisor ── one supervised actor per practice whose lease this node holds
-     ├─ monitor (alerts every 5 s; onsets and clearings to Slack), loop-lag probe
+     ├─ monitor (alerts every 5 s; onsets and clearings to Slack and the alerts table), loop-lag probe
      ├─ ownership (actors.runtime.ownership): heartbeat, practice leases by rendezvous hashing,
      │   the safety guard; a lone node owns every practice from its first round
      ├─ intake (stopped first on SIGTERM)
@@ -82,6 +82,7 @@ from actors.runtime.ownership import Ownership
 from actors.runtime.practices import PracticeSupervisor
 from actors.runtime.sikka import SikkaClient
 from store import embedded, retention
+from store.alerts import AlertRows
 from store.connect import close_database, open_database
 from store.credentials import Credentials, PgCredentialRows, SecretsKeyError, Vault, load_master_key
 from store.db import Database, DatabaseUnavailable
@@ -222,7 +223,8 @@ async def serve(
         deps.on_targets_changed = app.targets_changed
         slack = SlackNotifier(http, settings.slack_webhook_url) if settings.slack_webhook_url else None
         monitor = Monitor(
-            deps, practices, publish=slack.publish if slack else lambda t: None, database_problem=probe.problem
+            deps, practices, publish=slack.publish if slack else lambda t: None, rows=AlertRows(db, settings.node_id),
+            database_problem=probe.problem,
         )
         admin = Admin(deps, practices, app, monitor=monitor, metrics=metrics, database=probe.status)
         monitor.webhook_last_at = lambda: admin.last_webhook_at

@@ -3,7 +3,7 @@
 --
 --   sikka_supervisor  the program (`run`): appends to the log but can never rewrite it
 --                     (INSERT and SELECT on events; no UPDATE, DELETE or TRUNCATE), keeps the
---                     projections, credentials, snapshots, leases and node rows.
+--                     projections, credentials, snapshots, leases, node rows and alerts.
 --   sikka_dashboard   read-only: the log and the projections (interface section 6), never the
 --                     credentials table.
 --
@@ -25,11 +25,11 @@ GRANT USAGE ON SCHEMA public TO sikka_supervisor, sikka_dashboard;
 -- the program
 REVOKE ALL ON events FROM sikka_supervisor;
 GRANT SELECT, INSERT ON events TO sikka_supervisor;
-GRANT SELECT, INSERT, UPDATE, DELETE ON practices, writebacks, credentials, snapshots, leases, nodes
+GRANT SELECT, INSERT, UPDATE, DELETE ON practices, writebacks, credentials, snapshots, leases, nodes, alerts
     TO sikka_supervisor;
 GRANT SELECT ON schema_migrations TO sikka_supervisor;
 GRANT EXECUTE ON FUNCTION sikka_append(text, integer, text[], jsonb[], jsonb, jsonb) TO sikka_supervisor;
 
 -- dashboards
-GRANT SELECT ON events, practices, writebacks, leases, nodes TO sikka_dashboard;
+GRANT SELECT ON events, practices, writebacks, leases, nodes, alerts TO sikka_dashboard;
 REVOKE ALL ON credentials, snapshots FROM sikka_dashboard;

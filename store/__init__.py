@@ -12,6 +12,7 @@
 - ``rebuild``     the projection tables rebuilt from the log into shadow tables and swapped in
 - ``credentials`` Fernet-encrypted secrets and per-writeback payload keys
 - ``leases``      node leases and practice ownership rows
+- ``alerts``      the alerts that hold, per node (an alert's ``since`` survives restarts)
 - ``retention``   the retention sweep (payload keys and old rows)
 - ``replay``      ``sikka-supervisor replay``
 """

@@ -13,8 +13,10 @@ What runs (interface section 3, the ``demo`` row)::
      │    on the Unix socket in the data dir
      └─ the driver: waits until every practice is active, submits M book_appointment writebacks
           through the admin socket (valid payloads from the simulator's ground truth, distinct
-          slots, idempotency keys), prints progress on stderr every second, then the summary on
-          stdout once every writeback is final (or the time bound passed)
+          slots, idempotency keys), prints progress on stderr (the counts when they change; while
+          they stand still, why: the SPU spell, the practice held to its lowered rate limit, work
+          pending at Sikka), then the summary on stdout once every writeback is final (or the
+          time bound passed)
 
 The demo builds nothing the composition root builds: it receives the supervisor (``serve``) and
 the database builder (``database``) from ``supervisor.py``. Nothing is read from the environment: the settings are built here (app credentials of the
@@ -46,6 +48,7 @@ import httpx
 import trio
 from msgspec.structs import replace
 
+from actors.cli.demoprogress import Progress, wait_reasons
 from actors.cli.local import OpenDatabase
 from actors.core.figures import percentile
 from actors.core.state import FINAL_STATES, WRITEBACK_STATES
@@ -129,18 +132,6 @@ def plan_bookings(
         body = {"operation": "book_appointment", "payload": payload, "idempotency_key": f"demo-{run_id}-{office}-{k}"}
         plans.append((office, body))
     return plans
-
-
-def progress_line(elapsed: float, counts: dict[str, int], submitted: int, total: int) -> str:
-    parts = [f"queued {counts['queued']}", f"pending {counts['pending']}", f"completed {counts['completed']}",
-             f"failed {counts['failed']}"]
-    for state in ("submitting", "deferred", "unknown", "cancelled"):
-        if counts[state]:
-            parts.append(f"{state} {counts[state]}")
-    line = f"[{elapsed:6.1f}s] " + " · ".join(parts)
-    if submitted < total:
-        line += f"  (submitted {submitted}/{total})"
-    return line
 
 
 def summary_lines(
@@ -305,7 +296,7 @@ async def _drive(args, settings, simulator, port, offline, faults, started) -> b
         faults.append(f"{offline}: SPU offline {SPU_OFFLINE_FOR_S:g} s, from {SPU_OFFLINE_AFTER_S:g} s after the "
                       "first submission")
         async with trio.open_nursery() as work:
-            work.start_soon(_spu_spell, simulator, offline)
+            work.start_soon(_spu_spell, simulator, offline, bookings.spell)
             work.start_soon(bookings.submit_all)
             all_final = await bookings.follow(started, deadline, args.timeout)
             stats_after = (await sim.get("/_sim/stats")).json()
@@ -349,20 +340,31 @@ async def _ground_truth(sim: httpx.AsyncClient, office: str) -> dict[str, list[d
     }
 
 
-async def _spu_spell(simulator, offline: str) -> None:
+class Spell:
+    """The SPU-offline spell as the progress lines tell it: the office, and until when (trio time)."""
+
+    def __init__(self) -> None:
+        self.office: str | None = None
+        self.until: float | None = None
+
+
+async def _spu_spell(simulator, offline: str, spell: Spell) -> None:
     await trio.sleep(SPU_OFFLINE_AFTER_S)
     simulator.set_faults({"spu_offline": [offline]})
+    spell.office, spell.until = offline, trio.current_time() + SPU_OFFLINE_FOR_S
     err(f"demo: fault: {offline} SPU offline (its writebacks wait at Sikka for {SPU_OFFLINE_FOR_S:g} s)")
     try:
         await trio.sleep(SPU_OFFLINE_FOR_S)
     finally:
         simulator.set_faults({"spu_offline": None})
+        spell.office = spell.until = None
         err(f"demo: fault cleared: {offline} SPU back online")
 
 
 class Bookings:
     """The demo's writebacks through the admin socket: submitted a little apart, then the latest
-    view of each polled every second (progress on stderr) until all are final."""
+    view of each polled every second until all are final, with the practices' status: progress on
+    stderr (``actors.cli.demoprogress``: the counts when they change, else why they wait)."""
 
     def __init__(self, admin: httpx.AsyncClient, plans: list[tuple[str, dict]]):
         self.admin = admin
@@ -372,6 +374,9 @@ class Bookings:
         self.refused = 0
         self.submitted_at = time.monotonic()
         self.gap = min(SUBMIT_GAP_S, SUBMIT_SPREAD_S / len(plans))
+        self.spell = Spell()
+        self.progress = Progress()
+        self.practices: list[dict] = []  # the latest PracticeStatus bodies
 
     async def submit_all(self) -> None:
         for office, body in self.plans:
@@ -397,6 +402,7 @@ class Bookings:
         while True:
             await trio.sleep(PROGRESS_EVERY_S)
             async with trio.open_nursery() as polls:
+                polls.start_soon(self._refresh_practices)
                 for wid in list(self.ids):
                     if self.views[wid]["state"] not in FINAL:
                         polls.start_soon(self._refresh, limiter, wid)
@@ -405,12 +411,25 @@ class Bookings:
                 state = self.views[wid]["state"]
                 counts[state] = counts.get(state, 0) + 1
             done_submitting = len(self.ids) + self.refused == len(self.plans)
-            err(progress_line(time.monotonic() - started, counts, len(self.ids) + self.refused, len(self.plans)))
+            back_in = None if self.spell.until is None else max(0.0, self.spell.until - trio.current_time())
+            reasons = wait_reasons([self.views[w] for w in self.ids], self.practices, spu_offline=self.spell.office,
+                                   spu_back_in_s=back_in, completes_in=WRITEBACK_DELAY_S)
+            for line in self.progress.lines(time.monotonic() - started, counts, len(self.ids) + self.refused,
+                                            len(self.plans), reasons):
+                err(line)
             if done_submitting and all(self.views[w]["state"] in FINAL for w in self.ids):
                 return True
             if time.monotonic() >= deadline:
                 err(f"demo: not every writeback was final after {timeout:g} s")
                 return False
+
+    async def _refresh_practices(self) -> None:
+        try:
+            r = await self.admin.get("/practices")
+        except httpx.TransportError:
+            return
+        if r.status_code == 200:
+            self.practices = r.json()["practices"]
 
     async def _refresh(self, limiter: trio.CapacityLimiter, wid: str) -> None:
         async with limiter:

@@ -38,10 +38,11 @@ import msgspec
 
 from actors.core import policy
 from actors.core.ratelimit import Lane
-from actors.core.schedule import EPOCH, conditions, ordered, refresh_due_at
+from actors.core.schedule import EPOCH, conditions, ordered, planned_refresh_at, refresh_due_at
 from actors.core.state import Practice
 
 CLEAR_AFTER = timedelta(minutes=2)
+TOKEN_OVERDUE = timedelta(minutes=5)
 WEBHOOK_SILENT_AFTER = timedelta(hours=2)
 DUPLICATE_ALERT_FOR = timedelta(hours=24)  # a late duplicate found alerts this long (a person removes one)
 FAILURE_RATE = 0.05
@@ -82,6 +83,27 @@ class PracticeAlert(msgspec.Struct, frozen=True, kw_only=True):
     writeback_id: str | None = None
 
 
+def token_expiring(p: Practice, now: datetime, jitter: float | None = None) -> tuple[str, datetime | None] | None:
+    """(message, since) when the practice's request key counts as expiring at ``now``, else None.
+
+    Only when something is wrong with the key's renewal, whatever the key's lifetime (a 60 s key
+    refreshed on time never alerts): the refresh planned for this key (TTL × 23/24) is more than
+    ``TOKEN_OVERDUE`` late (the key is still the current one), or the next refresh the actor will
+    try (its plan, or the retry after a failed grant) comes only after the key has expired. Never
+    for a practice in ``setup_required`` or ``offboarded`` (or leaving): no refresh is planned
+    there, and ``setup_required`` is the alert that says so."""
+    if p.token_expires_at is None or p.offboarding or p.state in ("setup_required", "offboarded"):
+        return None
+    next_try = refresh_due_at(p, jitter)
+    if next_try is None:
+        return None
+    planned = planned_refresh_at(p, jitter)
+    if now - planned > TOKEN_OVERDUE:
+        minutes = int((now - planned).total_seconds() // 60)
+        return f"the request key's refresh is {minutes} min overdue", planned + TOKEN_OVERDUE
+    if next_try != EPOCH and next_try >= p.token_expires_at:
+        return "the request key expires before its next refresh can run", None
+    return None
 
 
 def practice_alerts(p: Practice, now: datetime, *, jitter: float | None = None) -> list[PracticeAlert]:
@@ -89,11 +111,10 @@ def practice_alerts(p: Practice, now: datetime, *, jitter: float | None = None) 
     out: list[PracticeAlert] = []
     if p.state == "setup_required":
         out.append(PracticeAlert(kind="setup_required", severity="critical", message=p.last_error or "setup required"))
-    if p.token_expires_at is not None and not p.setup_required:
-        refresh_at = refresh_due_at(p, jitter)
-        overdue = refresh_at is not None and now - refresh_at > timedelta(minutes=5) and refresh_at != EPOCH
-        if overdue or p.token_expires_at - now < timedelta(minutes=30):
-            out.append(PracticeAlert(kind="token_expiring", severity="warning", message="the request key expires soon"))
+    expiring = token_expiring(p, now, jitter)
+    if expiring is not None:
+        message, since = expiring
+        out.append(PracticeAlert(kind="token_expiring", severity="warning", message=message, since=since))
     if p.refresh_failures:
         out.append(
             PracticeAlert(kind="token_refresh_failed", severity="critical", message=p.last_error or "token refresh failed")

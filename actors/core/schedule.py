@@ -81,6 +81,14 @@ def refresh_due_at(p: Practice, jitter: float | None = None) -> datetime | None:
         return p.refresh_retry_at
     if p.token_expires_at is None or p.token_stale:
         return EPOCH
+    return planned_refresh_at(p, jitter)
+
+
+def planned_refresh_at(p: Practice, jitter: float | None = None) -> datetime | None:
+    """When the current request key is to be refreshed (TTL × 23/24, spread by ``jitter``);
+    ``None`` without a key."""
+    if p.token_expires_at is None:
+        return None
     issued = p.token_issued_at or (p.token_expires_at - timedelta(days=1))
     return policy.token_refresh_at(
         issued, p.token_expires_at, policy.stable_jitter(p.office_id) if jitter is None else jitter

@@ -12,6 +12,12 @@ The outcome figures are read by a task of its own (``recent_outcomes``, one aggr
 database that hangs never stalls the evaluation: the last figures stand in. ``database_unreachable``
 holds while ``database_problem()`` names one (the supervisor's probe, ``store.probe``: down,
 frozen or read-only); without it, while that read failed or has not answered for ``DB_TIMEOUT_S``.
+
+With ``rows`` (``store.alerts.AlertRows``: this node's rows of the ``alerts`` table) the table
+survives restarts: it is read back at start (an alert that held when the node stopped keeps its
+``since`` and raises no second onset; one whose condition is gone clears 2 minutes later), and a
+task of its own mirrors every onset and clearing into the database, so a slow or failing database
+delays the mirror, never the evaluation.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import trio
 from actors.core import alerting
 from actors.monitoring import tracking
 from actors.core.alerting import Outcomes, PracticeView, Snapshot, Transition
+from store.alerts import AlertRows
 from store.db import DatabaseUnavailable
 
 log = structlog.get_logger("alerts")
@@ -43,6 +50,7 @@ class Monitor:
         webhook_last_at: Callable[[], datetime | None] = lambda: None,
         publish: Callable[[Transition], None] = lambda t: None,
         period: float = MONITOR_S,
+        rows: AlertRows | None = None,
         database_problem: Callable[[], str | None] | None = None,
     ):
         self.deps = deps
@@ -57,10 +65,16 @@ class Monitor:
         self._outcomes: dict[str, Outcomes] = {}
         self._db_error: str | None = None
         self._probe_began: float | None = None  # trio time of the probe in flight
+        self.rows = rows  # None: the table lives in memory only
+        self._stored: alerting.Table = {}  # the table as last written to ``rows``
+        self._changed = trio.Event()  # set: the table has onsets or clearings not yet written
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        await self._restore()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._probe_database)
+            if self.rows is not None:
+                nursery.start_soon(self._mirror)
             task_status.started()
             while True:
                 try:
@@ -87,6 +101,8 @@ class Monitor:
                 message=a.message,
             )
             self.publish(t)
+        if transitions:
+            self._changed.set()
         return transitions
 
     def snapshots(self, now: datetime) -> Iterator[Snapshot]:
@@ -144,3 +160,35 @@ class Monitor:
                 self._db_error = None
             self._probe_began = None
             await trio.sleep(self.period)
+
+    async def _restore(self) -> None:
+        """The alerts that held when this node last stopped (``rows``), as the starting table."""
+        if self.rows is None:
+            return
+        try:
+            self.table = await self.rows.load()
+        except Exception as exc:  # without its history the monitor still runs: alerts start anew
+            log.error("alerts.restore_failed", error=str(exc))
+            return
+        self._stored = dict(self.table)
+        if self.table:
+            log.info("alerts.restored", count=len(self.table))
+
+    async def _mirror(self) -> None:
+        """Write each onset and clearing to ``rows``; a failed write is tried again a period later."""
+        while True:
+            await self._changed.wait()
+            self._changed = trio.Event()
+            table = self.table
+            held = [a for key, a in table.items() if key not in self._stored or self._stored[key].since != a.since]
+            cleared = [key for key in self._stored if key not in table]
+            if not held and not cleared:
+                continue
+            try:
+                await self.rows.save(held, cleared)
+            except Exception as exc:  # e.g. DatabaseUnavailable, or a role without the grant on alerts
+                log.error("alerts.save_failed", error=str(exc))
+                self._changed.set()
+                await trio.sleep(self.period)
+            else:
+                self._stored = dict(table)

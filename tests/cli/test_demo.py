@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from actors.cli import demo
+from actors.cli import demo, demoprogress
 
 BIN = Path(sys.executable).parent
 
@@ -67,6 +67,11 @@ def check_run(proc: subprocess.CompletedProcess, writebacks: int) -> dict:
     progress = [line for line in proc.stderr.splitlines() if re.match(r"\[\s*[\d.]+s\] queued \d+ · pending", line)]
     assert len(progress) >= 3, proc.stderr
     assert re.search(rf"pending 0 · completed {writebacks} · failed 0$", progress[-1]), progress[-1]
+    # the same counts are not printed again and again: while they stand still the demo says why
+    timed = [(float(m[1]), m[2]) for m in (re.match(r"\[\s*([\d.]+)s\] (queued .*)", line) for line in progress)]
+    for (at, counts), (later, again) in zip(timed, timed[1:]):
+        assert counts != again or later - at >= demoprogress.REPEAT_S - 0.5, (at, later, counts)
+    assert re.search(r"^\[\s*[\d.]+s\] waiting: D10\d\d", proc.stderr, re.M), proc.stderr
     # the faults were applied, and the temporary data dir is gone after a success
     assert "SPU offline" in proc.stderr and "rate limit lowered" in proc.stderr
     made = re.search(r"^demo: data dir (\S+) \(temporary\)", proc.stderr, re.M)
@@ -86,6 +91,9 @@ def test_full_default_demo_under_two_minutes():
     proc, took = run_demo(timeout=180)
     figures = check_run(proc, 30)
     assert took < 120, (took, proc.stdout)
+    # why it waited: the SPU spell, and the practice held to 20 requests a minute
+    assert re.search(r"waiting: D1000's SPU is offline \(the demo's fault, back in \d+ s\)", proc.stderr), proc.stderr
+    assert re.search(r"D1002 is held to 20 requests a minute \(\d+ sent in the last 60 s\)", proc.stderr), proc.stderr
     assert figures["429s"] == 0
 
 
@@ -141,3 +149,55 @@ def test_bookings_are_valid_and_take_distinct_slots():
         assert set(p) >= {"patient_id", "date", "time", "length", "provider_id", "operatory", "practice_id"}
         assert p["provider_id"] in ("DOC1", "DOC2") and p["operatory"] in ("OP1", "OP2")
         assert re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", p["time"]) and p["length"] == "30"
+
+
+def practice(office: str, limit: int = 250, used: int = 0, conditions=()) -> dict:
+    return {"office_id": office, "rate": {"limit": limit, "used_last_60s": used, "remaining": limit - used},
+            "conditions": list(conditions)}
+
+
+def wb(office: str, state: str) -> dict:
+    return {"office_id": office, "state": state}
+
+
+def test_wait_reasons_name_what_holds_each_practice():
+    views = [wb("D1000", "pending"), wb("D1000", "deferred"), wb("D1001", "queued"), wb("D1001", "pending"),
+             wb("D1002", "pending"), wb("D1003", "deferred"), wb("D1004", "queued"), wb("D1005", "completed")]
+    practices = [practice("D1000"), practice("D1001", limit=20, used=17), practice("D1002"), practice("D1003"),
+                 practice("D1004"), practice("D1005")]
+    reasons = demoprogress.wait_reasons(views, practices, spu_offline="D1000", spu_back_in_s=8.2,
+                                        completes_in=(2.0, 20.0))
+    assert [(r.office_id, r.kind) for r in reasons] == [
+        ("D1000", "spu_offline"), ("D1001", "rate"), ("D1002", "pending"), ("D1003", "deferred"), ("D1004", "queued")]
+    text = {r.office_id: r.text for r in reasons}
+    assert text["D1000"] == "D1000's SPU is offline (the demo's fault, back in 9 s): 2 writebacks wait for it"
+    assert text["D1001"] == ("D1001 is held to 20 requests a minute (17 sent in the last 60 s): "
+                             "2 writebacks wait for its budget")
+    assert text["D1002"] == "D1002: 1 writeback accepted by Sikka (it completes each 2–20 s after accepting it)"
+    after = demoprogress.wait_reasons(views, practices, spu_offline=None, spu_back_in_s=None, completes_in=(2.0, 20.0))
+    assert after[0].kind == "deferred"  # the spell is over: the deferred one waits for its retry
+    throttled = [practice("D1001", limit=250, used=3, conditions=["rate_limited"])]
+    assert demoprogress.wait_reasons([wb("D1001", "queued")], throttled, spu_offline=None, spu_back_in_s=None,
+                                     completes_in=(2.0, 20.0))[0].kind == "rate"
+
+
+def test_progress_says_why_instead_of_repeating_the_same_line():
+    counts = {s: 0 for s in demo.STATES} | {"pending": 4, "completed": 26}
+    held = [demoprogress.Reason("D1002", "rate", "D1002 is held to 20 requests a minute")]
+    progress = demoprogress.Progress()
+    assert progress.lines(40.0, counts, 30, 30, held) == [  # new counts, a new reason: both
+        "[  40.0s] queued 0 · pending 4 · completed 26 · failed 0",
+        "[  40.0s] waiting: D1002 is held to 20 requests a minute"]
+    assert progress.lines(41.0, counts, 30, 30, held) == []  # nothing new: nothing printed
+    assert progress.lines(44.9, counts, 30, 30, held) == []
+    assert progress.lines(45.0, counts, 30, 30, held) == ["[  45.0s] waiting: D1002 is held to 20 requests a minute"]
+    two = held + [demoprogress.Reason("D1000", "pending", "D1000: 1 writeback accepted by Sikka")]
+    assert progress.lines(46.0, counts, 30, 30, two) == [  # a new reason at once, one line each
+        "[  46.0s] waiting: D1002 is held to 20 requests a minute",
+        "                   D1000: 1 writeback accepted by Sikka"]
+    fewer = counts | {"pending": 3, "completed": 27}
+    assert progress.lines(47.0, fewer, 30, 30, two) == ["[  47.0s] queued 0 · pending 3 · completed 27 · failed 0"]
+    done = counts | {"pending": 0, "completed": 30}
+    assert progress.lines(48.0, done, 30, 30, []) == ["[  48.0s] queued 0 · pending 0 · completed 30 · failed 0"]
+    assert progress.lines(49.0, done, 30, 30, []) == []
+    assert progress.lines(53.0, done, 30, 30, []) == ["[  53.0s] queued 0 · pending 0 · completed 30 · failed 0"]

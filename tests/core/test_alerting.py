@@ -154,3 +154,58 @@ def test_database_and_webhook():
     heard = T0 + timedelta(hours=1)
     assert kinds(Snapshot(now=T0 + timedelta(hours=2, minutes=30), webhook_last_at=heard, **configured)) == set()
     assert kinds(Snapshot(now=T0 + timedelta(hours=5), webhook_configured=False, started_at=T0)) == set()
+
+
+# --- token_expiring: only when the key's renewal is in trouble ---------------------------------------
+
+
+def keyed(ttl_s: float, **kw) -> Practice:
+    """An active practice holding a key issued at T0 that lives ``ttl_s`` seconds."""
+    return Practice(office_id="D1000", registered=True, token_issued_at=T0,
+                    token_expires_at=T0 + timedelta(seconds=ttl_s), **kw)
+
+
+def expiring(p: Practice, at: datetime) -> list[alerting.PracticeAlert]:
+    return [a for a in alerting.practice_alerts(p, at, jitter=0.0) if a.kind == "token_expiring"]
+
+
+def test_a_short_lived_key_refreshed_on_time_never_counts_as_expiring():
+    """``sikka-sim --token-ttl 60``: the key always expires within 30 minutes, and that alone is no
+    alert (it was: token_expiring held on every practice for good)."""
+    p = keyed(60)
+    for s in range(0, 58):  # up to its refresh time (57.5 s), the refresh planned before expiry
+        assert expiring(p, T0 + timedelta(seconds=s)) == [], s
+
+
+def test_token_expiring_when_the_planned_refresh_is_over_5_minutes_late():
+    p = keyed(86400)
+    planned = T0 + timedelta(hours=23)  # TTL × 23/24, no jitter
+    assert expiring(p, planned + timedelta(minutes=5)) == []
+    [alert] = expiring(p, planned + timedelta(minutes=7))
+    assert alert.severity == "warning" and "7 min overdue" in alert.message
+    assert alert.since == planned + timedelta(minutes=5)  # when it became true, not when first seen
+    # a failed grant's retry does not hide the overdue plan
+    retrying = keyed(86400, refresh_failures=2, refresh_retry_at=planned + timedelta(minutes=8))
+    assert len(expiring(retrying, planned + timedelta(minutes=7))) == 1
+
+
+def test_token_expiring_when_the_key_expires_before_the_next_refresh_can_run():
+    short = keyed(600, refresh_failures=3, refresh_retry_at=T0 + timedelta(seconds=590))
+    assert expiring(short, T0 + timedelta(seconds=100)) == []  # the retry comes before the expiry
+    late = keyed(600, refresh_failures=4, refresh_retry_at=T0 + timedelta(seconds=600))
+    [alert] = expiring(late, T0 + timedelta(seconds=100))
+    assert "expires before its next refresh" in alert.message
+
+
+def test_no_token_expiring_for_a_practice_in_setup_required_or_offboarded():
+    planned_late = T0 + timedelta(hours=23, minutes=30)
+    assert len(expiring(keyed(86400), planned_late)) == 1  # the same key on an active practice
+    for p in (
+        keyed(86400, setup_required=True, last_error="API2007"),
+        keyed(86400, authorized=False),  # left authorized_practices: setup_required too
+        keyed(86400, offboarding=True),
+        keyed(86400, offboarded=True),
+    ):
+        assert expiring(p, planned_late) == [], p
+    revoked = keyed(86400, setup_required=True, last_error="API2007")
+    assert [a.kind for a in alerting.practice_alerts(revoked, planned_late)] == ["setup_required"]

@@ -19,7 +19,7 @@ import os
 import random
 import time
 
-from bench.processes import Sim, Supervisor
+from bench.processes import Sim, Supervisor, wait_ready
 from tests.support.workload import Workload, score_of, wait_final
 
 CYCLES = int(os.environ.get("SIKKA_KILL_CYCLES", "3"))
@@ -32,6 +32,7 @@ def test_kill_9_cycles_score_zero(tmp_path, database_url):
     supervisor = Supervisor(tmp_path, sim, database_url)
     try:
         supervisor.start()
+        wait_ready(supervisor, PRACTICES, 60)  # onboarded: a practice not yet registered is 404 unknown_practice
         work = Workload(supervisor, sim, rng, count=4 + 2 * CYCLES, offices=[f"D{1000 + n}" for n in range(PRACTICES)])
         work.thread.start()
         for _ in range(CYCLES):

@@ -13,11 +13,13 @@ import trio
 from actors.runtime.mailbox import Wake
 from actors.api.admin import Admin
 from actors.api.http import Request
+from actors.core.alerting import Alert
 from actors.monitoring.monitor import Monitor
 from actors.runtime.supervision import RestartPolicy
 from sim import SimConfig
 from tests.support.faults import FaultyStore
-from bench.system import booking, start_system
+from bench.system import EPOCH, booking, start_system
+from store.db import DatabaseUnavailable
 
 OFFICE = "D1000"
 
@@ -61,12 +63,36 @@ class Watch:
 
 
 async def start(nursery, *, sim_config: SimConfig | None = None, env: dict | None = None,
-                policy: RestartPolicy = RestartPolicy()) -> Watch:
+                policy: RestartPolicy = RestartPolicy(), rows=None) -> Watch:
     system = await start_system(nursery, sim_config=sim_config, env=env, policy=policy)
+    return await watch(nursery, system, rows)
+
+
+async def watch(nursery, system, rows=None) -> Watch:
     transitions: list = []
-    monitor = Monitor(system.deps, system.practices, publish=transitions.append, period=5)
+    monitor = Monitor(system.deps, system.practices, publish=transitions.append, period=5, rows=rows)
     await nursery.start(monitor.run)
     return Watch(system, monitor, transitions)
+
+
+class Rows:
+    """``store.alerts.AlertRows`` in memory; ``down``: every call fails as an unreachable database."""
+
+    def __init__(self):
+        self.table: dict = {}
+        self.down = False
+
+    async def load(self):
+        if self.down:
+            raise DatabaseUnavailable("database unavailable: connection refused")
+        return dict(self.table)
+
+    async def save(self, held, cleared):
+        if self.down:
+            raise DatabaseUnavailable("database unavailable: connection refused")
+        for key in cleared:
+            del self.table[key]
+        self.table.update((a.key, a) for a in held)
 
 
 async def test_revoke_raises_setup_required_until_reauthorized(nursery, autojump_clock):
@@ -154,6 +180,60 @@ async def test_refresh_failing_raises_token_alerts(nursery, autojump_clock):
     await w.raised_then_cleared("token_refresh_failed", clear=sikka_back, timeout=3600)
     await w.until("token_expiring", present=False, timeout=600)
     assert w.phases("token_expiring") == ["onset", "clear"]
+
+
+async def test_short_lived_keys_refreshed_on_time_raise_no_token_alert(nursery, autojump_clock):
+    """The README's ``--token-ttl 60``: every key expires within a minute and is refreshed in time;
+    token_expiring used to hold on every practice for good."""
+    w = await start(nursery, sim_config=SimConfig(practices=2, token_ttl=60, writeback_delay=(5.0, 10.0)))
+    wid = await w.system.request(OFFICE, "book_appointment", booking(w.system.sim, OFFICE, 0))
+    await trio.sleep(30 * 60)
+    assert (await w.system.wait_final([wid]))[wid].state == "completed"
+    assert w.system.sim.stats()["practices"][OFFICE]["requests"] > 30  # keys were refreshed all along
+    assert w.transitions == [], [(t.phase, t.alert.kind, t.alert.office_id) for t in w.transitions]
+
+
+async def test_a_revoked_practice_alerts_setup_required_and_never_token_expiring(nursery, autojump_clock):
+    w = await start(nursery, sim_config=SimConfig(practices=2, token_ttl=3600))
+    w.system.sim.set_faults({"revoke": [OFFICE]})
+    await w.until("setup_required", timeout=2 * 3600)
+    await trio.sleep(3 * 3600)  # long past the expiry of its last key
+    assert w.holds("setup_required")
+    assert not w.phases("token_expiring") and not w.phases("token_expiring", "D1001")
+
+
+async def test_an_alerts_since_survives_a_restart_of_the_monitor(nursery, autojump_clock):
+    """The table is mirrored into ``rows`` (written late while the database is down, never holding
+    up the evaluation) and read back at start: the alert keeps its ``since``, with no new onset."""
+    rows = Rows()
+    rows.down = True
+    w = await start(nursery, rows=rows)
+    w.system.sim.set_faults({"revoke": [OFFICE]})
+    await w.until("setup_required", timeout=600)
+    since = w.monitor.table[("setup_required", OFFICE)].since
+    await trio.sleep(60)
+    assert rows.table == {}  # the database is down: nothing written, the monitor carried on
+    rows.down = False
+    with trio.fail_after(30):
+        while ("setup_required", OFFICE) not in rows.table:
+            await trio.sleep(1)
+    assert rows.table[("setup_required", OFFICE)].since == since
+    await trio.sleep(3600)
+    again = await watch(nursery, w.system, rows)  # a restarted node: its monitor starts from the rows
+    assert again.monitor.table[("setup_required", OFFICE)].since == since
+    await trio.sleep(60)
+    assert again.holds("setup_required") and again.monitor.table[("setup_required", OFFICE)].since == since
+    assert again.transitions == []  # no second onset (no second Slack message) for the same alert
+
+
+async def test_a_restored_alert_whose_condition_is_gone_clears_two_minutes_later(nursery, autojump_clock):
+    rows = Rows()
+    rows.table[("spu_offline", OFFICE)] = Alert(kind="spu_offline", severity="warning", office_id=OFFICE,
+                                                message="spu offline", since=EPOCH)
+    w = await start(nursery, rows=rows)
+    assert w.holds("spu_offline")
+    await w.until("spu_offline", present=False, timeout=300)
+    assert w.phases("spu_offline") == ["clear"] and rows.table == {}
 
 
 async def test_lowered_rate_limit_with_waiting_submissions(nursery, autojump_clock):

@@ -98,6 +98,27 @@ async def test_alerts_endpoint_and_a_revoked_practice(start):
     assert set(alert) == {"kind", "severity", "office_id", "message", "since"}
     assert alert["severity"] == "critical" and alert["office_id"] == OFFICES[0]
     assert alert["since"].endswith("Z")
+    return sup, alert
+
+
+async def test_an_alerts_since_survives_a_restart(start):
+    """Kept in the database (table ``alerts``, per node): the restarted supervisor lists the same
+    alert with the same ``since`` (it used to restart from nothing, ``since`` reset)."""
+    sup, alert = await test_alerts_endpoint_and_a_revoked_practice(start)
+    with trio.fail_after(10):  # written by the monitor's mirror a moment after the onset
+        while not sup.db.call(lambda c: c.execute("SELECT count(*) FROM alerts").fetchone()[0]):
+            await trio.sleep(0.1)
+    sup.stop.set()  # the SIGTERM path
+    with trio.fail_after(30):
+        await sup.done.wait()
+    await trio.sleep(1)
+    again = await start(sim=sup.sim, sim_port=sup.sim_port, wait_active=False,
+                        env={"SIKKA_SECRETS_KEY": sup.settings.secrets_key})
+    listed = (await again.client.get("/alerts")).json()["alerts"]
+    assert [(a["kind"], a["office_id"], a["since"]) for a in listed] == [("setup_required", OFFICES[0], alert["since"])]
+    await trio.sleep(6)  # the new monitor's evaluations: the practice is still revoked
+    listed = (await again.client.get("/alerts")).json()["alerts"]
+    assert [(a["kind"], a["since"]) for a in listed] == [("setup_required", alert["since"])]
 
 
 class Receiver:

@@ -7,15 +7,12 @@ have the same top-level type, the same envelope keys, the same item keys and str
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import trio
 
+from tests.support.sikka import V4, WB, requests
 from tests.support.sim import APP, Api, writeback_id
-
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "sikka-api"
-
 
 async def _key(api: Api) -> dict:
     return await api.key("D1000")
@@ -101,16 +98,12 @@ def _fields(example_name: str) -> dict:
 
 def _examples():
     out = []
-    for tag, fn in (("v4", "sikka-api-v4.postman.json"), ("wb", "sikka-writeback-api.postman.json")):
-        def walk(items):
-            for it in items:
-                if "item" in it:
-                    walk(it["item"])
-                elif (tag, it["name"], it["request"]["method"]) in REQUESTS:
-                    for r in it.get("response", []):
-                        out.append(pytest.param(tag, it["name"], it["request"]["method"], r,
-                                                id=f"{tag}:{it['request']['method']} {it['name']} / {r['name']}"))
-        walk(json.loads((SHARED / fn).read_text())["item"])
+    for tag, collection in (("v4", V4), ("wb", WB)):
+        for it in requests(collection):
+            if (tag, it["name"], it["request"]["method"]) in REQUESTS:
+                for r in it.get("response", []):
+                    out.append(pytest.param(tag, it["name"], it["request"]["method"], r,
+                                            id=f"{tag}:{it['request']['method']} {it['name']} / {r['name']}"))
     return out
 
 

@@ -1,17 +1,25 @@
 """Driving the real processes of the end-to-end tests (``bench.processes``: ``Sim``, ``Supervisor``):
 submit bookings through the admin socket while a killer thread ``kill -9``s the supervisor,
 wait for every writeback to end, and check the simulator's ground truth (exactly one
-appointment per booking).
+appointment per booking); ``free_port`` for a process that must be told its port.
 """
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 
 import httpx
 
 from bench.processes import Sim, Supervisor
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def submit_all(supervisor: Supervisor, work, *, kill_after: list[int] = ()) -> dict[str, str]:

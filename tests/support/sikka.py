@@ -1,4 +1,5 @@
-"""Sikka's own example responses, loaded at test time from ``../shared/sikka-api/`` (beside the repo).
+"""Sikka's own example responses, loaded at test time from its published Postman collections
+(vendored under ``tests/fixtures/``, see the README there).
 
 - ``v4(name)`` / ``wb(name, method)``: a saved Postman example response (V4 and writeback collections)
   as an ``httpx.Response`` with its saved status and headers;
@@ -18,10 +19,9 @@ from typing import Any
 
 import httpx
 
-SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "sikka-api"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 V4 = "sikka-api-v4.postman.json"
 WB = "sikka-writeback-api.postman.json"
-EXAMPLES = "sikka-api-v4-examples.json"
 
 # The body is saved decoded; these headers would describe bytes we do not replay.
 _TRANSPORT_HEADERS = {"content-encoding", "transfer-encoding", "content-length", "connection"}
@@ -29,7 +29,7 @@ _TRANSPORT_HEADERS = {"content-encoding", "transfer-encoding", "content-length",
 
 @functools.cache
 def collection(name: str) -> dict[str, Any]:
-    return json.loads((SHARED / name).read_text(encoding="utf-8"))
+    return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
 
 
 def _walk(items: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
