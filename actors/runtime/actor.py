@@ -277,7 +277,7 @@ class PracticeActor:
         envelope.taken = True
         message = envelope.message
         if isinstance(message, Wake):
-            await self._fold_tail()
+            await patiently(self._fold_tail, key=self.office_id)
             return
         if isinstance(message, messages.ListOutcome):
             message = await self._with_bodies(message)
@@ -288,6 +288,7 @@ class PracticeActor:
             answer = await self._decide(message, envelope.plaintexts, patient=False)
         except DatabaseUnavailable as exc:
             answer = exc
+            self.tell(Wake())  # an append in flight may still land: read the tail soon
         except BaseException:
             envelope.reply.close()  # the asker gets Unavailable, not an endless wait
             raise

@@ -27,9 +27,10 @@ retry every database step with a jittered backoff until the database answers (or
 cancelled: a lease lost, a shutdown); an append whose answer was lost (a cut connection, a call
 abandoned after ``SIKKA_DB_TIMEOUT``) may have committed, so it is *settled* by reading the
 stream (``Stream.appended``): our events there are folded as appended, never appended twice.
-A commit someone waits for (``patient=False``: an admin call) raises ``DatabaseUnavailable`` at
-once so the caller answers 503 and the client retries (with its idempotency key); its append may
-still land, and then reaches the state through the next commit's conflict (``catch_up``).
+A commit someone waits for (``patient=False``: an admin call) looks once whether a lost append
+landed, else raises ``DatabaseUnavailable`` so the caller answers 503 and the client retries
+(with its idempotency key); an append still in flight may land later, and then reaches the state
+through the next conflict (``catch_up``) or the append follower's wake-up.
 """
 
 from __future__ import annotations
@@ -234,19 +235,25 @@ async def _append(stream: Stream, events: list[ev.Event], patient: bool) -> bool
 
     async def attempt() -> bool:
         nonlocal answer_lost
-        try:
-            if answer_lost and await stream.appended(events):
-                return True
-            try:
-                await stream.append(events)
-            except ConcurrencyError:  # another writer, or our own append whose answer was lost
-                return answer_lost and await stream.appended(events)
+        if answer_lost and await stream.appended(events):
             return True
+        try:
+            await stream.append(events)
+        except ConcurrencyError:  # another writer, or our own append whose answer was lost
+            return answer_lost and await stream.appended(events)
         except DatabaseUnavailable:
             answer_lost = True
             raise
+        return True
 
-    return await (patiently if patient else _at_once)(attempt, key=stream.office_id)
+    if patient:
+        return await patiently(attempt, key=stream.office_id)
+    try:
+        return await attempt()
+    except DatabaseUnavailable:  # one look: the asker's answer is the commit if it happened
+        if answer_lost and await stream.appended(events):
+            return True
+        raise
 
 
 async def decide_and_append(deps, office_id: str, message, plaintexts: Mapping[str, bytes] | None = None) -> Decision:
