@@ -226,7 +226,7 @@ async def serve(
             deps, practices, publish=slack.publish if slack else lambda t: None, rows=AlertRows(db, settings.node_id),
             database_problem=probe.problem,
         )
-        admin = Admin(deps, practices, app, monitor=monitor, metrics=metrics, database=probe.status)
+        admin = Admin(deps, practices, app, monitor=monitor, metrics=metrics, database=probe)
         monitor.webhook_last_at = lambda: admin.last_webhook_at
         metrics.registry.register(StateCollector(practices, lambda: monitor.table, deps.clock))
         listener = await bind_unix_listener(

@@ -2,8 +2,9 @@
 
 ``DatabaseProbe.run`` (a task of the supervisor) asks every ``PROBE_S``: one bounded query
 (``Database.run``: at most ``SIKKA_DB_TIMEOUT``) for the practice count and whether the server
-takes writes. ``status()`` answers at once from what the probe last learned, so ``GET /health``
-never waits for the database (interface section 4: within 1 s, whatever the database does)::
+takes writes. ``status()`` answers at once from what the probe last learned; ``fresh()`` reads the
+count again while the database is usable, for at most a moment, so ``GET /health`` is current
+and never waits long for the database (interface section 4: within 1 s, whatever it does)::
 
     last probe answered, server writable           ok (practices: the count)
     last probe failed                              not ok: its one-line reason
@@ -20,7 +21,7 @@ import psycopg
 import structlog
 import trio
 
-from store.db import Database, DatabaseUnavailable
+from store.db import Database, DatabaseUnavailable, answer_within
 
 log = structlog.get_logger("database")
 
@@ -41,6 +42,11 @@ def probe(conn: psycopg.Connection) -> tuple[int, bool]:
     ).fetchone()
 
 
+def _status(practices: int, read_only: bool) -> DatabaseStatus:
+    detail = "the database is read-only (a standby?): writes are refused" if read_only else ""
+    return DatabaseStatus(ok=not read_only, detail=detail, practices=practices)
+
+
 class DatabaseProbe:
     def __init__(self, db: Database, *, period: float = PROBE_S):
         self.db = db
@@ -56,6 +62,19 @@ class DatabaseProbe:
             if waited > STALE_S:
                 return DatabaseStatus(ok=False, detail=f"the database has not answered for {waited:.0f} s")
         return self._last
+
+    async def fresh(self, within: float) -> DatabaseStatus:
+        """The status with the count read now while the database is usable (for at most
+        ``within`` seconds), else what the probe last learned: ``/health``'s answer."""
+        status = self.status()
+        if not status.ok:
+            return status
+        try:
+            with answer_within(within):
+                practices, read_only = await self.db.run(probe)
+        except DatabaseUnavailable:
+            return status
+        return _status(practices, read_only)
 
     def problem(self) -> str | None:
         """Why the database is not usable now, or ``None``."""
@@ -76,8 +95,7 @@ class DatabaseProbe:
         except DatabaseUnavailable as exc:
             status = DatabaseStatus(ok=False, detail=str(exc))
         else:
-            detail = "the database is read-only (a standby?): writes are refused" if read_only else ""
-            status = DatabaseStatus(ok=not read_only, detail=detail, practices=practices)
+            status = _status(practices, read_only)
         finally:
             self._in_flight_since = None
         if status.ok != self._last.ok and self.probes:

@@ -38,7 +38,7 @@ from actors.monitoring.monitor import Monitor
 from actors.runtime.applevel import AppLevel
 from actors.runtime.deps import Deps
 from actors.runtime.practices import PracticeSupervisor
-from store.probe import DatabaseStatus
+from store.probe import DatabaseProbe
 
 __all__ = ["VERSION", "Admin"]  # VERSION: the release the composition root names (error tracking)
 
@@ -47,7 +47,7 @@ class Admin:
     def __init__(
         self, deps: Deps, practices: PracticeSupervisor, app: AppLevel, *, monitor: Monitor | None = None,
         metrics: Metrics | None = None, new_id: Callable[[], str] = new_writeback_id,
-        database: Callable[[], DatabaseStatus] | None = None,
+        database: DatabaseProbe | None = None,
     ):
         access = PracticeAccess(deps, practices)
         on_practices = PracticeHandlers(access)

@@ -2,9 +2,9 @@
 Sikka's webhook.
 
 - ``GET /health``: 200 with the practice count while the database is usable, else 503
-  ``degraded`` with the reason, at once: from the supervisor's background probe
-  (``store.probe.DatabaseProbe``), never waiting for the database (without a probe: one read of
-  the store, for up to ``HEALTH_READ_S``);
+  ``degraded`` with the reason: from the supervisor's background probe
+  (``store.probe.DatabaseProbe``: the count read again for at most ``HEALTH_READ_S``, the last
+  known one after that; without a probe: one read of the store, as long);
 - ``GET /usage``: each running actor's rate budget; ``GET /alerts``: the monitor's alert table;
   ``GET /metrics``: the Prometheus exposition (404 when metrics are not collected);
 - ``POST /onboard``: the authorization flow now (``AppLevel.onboard``), audited;
@@ -16,7 +16,6 @@ Sikka's webhook.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
 from datetime import datetime
 
 import trio
@@ -33,19 +32,19 @@ from actors.runtime.applevel import AppLevel, OnboardFailed
 from actors.runtime.deps import Deps
 from actors.runtime.practices import PracticeSupervisor
 from store.db import DatabaseUnavailable
-from store.probe import DatabaseStatus
+from store.probe import DatabaseProbe, DatabaseStatus
 
-HEALTH_READ_S = 0.8
+HEALTH_READ_S = 0.5
 WEBHOOK_ONBOARD_S = 60.0  # a webhook triggers an onboarding check at most this often
 
 
 class SystemHandlers:
     def __init__(
         self, deps: Deps, practices: PracticeSupervisor, app: AppLevel, monitor: Monitor | None,
-        metrics: Metrics | None, database: Callable[[], DatabaseStatus] | None = None,
+        metrics: Metrics | None, database: DatabaseProbe | None = None,
     ):
         self.deps = deps
-        self.database = database  # the probe's status
+        self.database = database
         self.practices = practices
         self.app = app
         self.monitor = monitor  # the alert table
@@ -55,7 +54,10 @@ class SystemHandlers:
         self._last_webhook_onboarding: float | None = None  # trio time
 
     async def health(self, request: Request) -> Response:
-        status = self.database() if self.database is not None else await self._read_status()
+        if self.database is not None:
+            status = await self.database.fresh(HEALTH_READ_S)
+        else:
+            status = await self._read_status()
         if not status.ok:
             return json_response(503, {"status": "degraded", "detail": f"the database is unusable: {status.detail}"})
         return json_response(

@@ -46,10 +46,11 @@ def test_the_unit_matches_the_supervisor():
         line.split("=", 1) for line in (DEPLOY / "sikka-supervisor.service").read_text().splitlines()
         if "=" in line and not line.startswith("#")
     )
-    from supervisor import DRAIN_S
+    from supervisor import DRAIN_S, STOP_FORCED_S
 
     assert unit["Type"] == "notify"
-    assert float(unit["TimeoutStopSec"]) > DRAIN_S + 5  # drain, then the leases are released
+    assert float(unit["TimeoutStopSec"]) == 30  # the contract's "exit 0 within 30 s"
+    assert DRAIN_S + 5 < STOP_FORCED_S < float(unit["TimeoutStopSec"])  # drain, leases released, then the last resort
     assert int(unit["WatchdogSec"]) >= 10  # pinged every WatchdogSec/2 (actors.process.systemd)
     assert unit["EnvironmentFile"] == "/etc/sikka-supervisor/env"
 

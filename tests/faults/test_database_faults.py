@@ -155,6 +155,11 @@ class Run:
         details += [f"slow {p}: {s:.2f} s ({st}) during {self.fault_at(b)}" for p, b, s, st in slow]
         return {"score": score, "details": details, "figures": self.figures()}
 
+    def degraded_during(self, name: str) -> bool:
+        """Whether /health said 503 while the fault lasted."""
+        (f,) = [f for f in self.faults if f["fault"] == name]
+        return any(p == "health" and st == 503 and f["began"] <= b <= f["lifted"] for p, b, _, st in self.samples)
+
     def fault_at(self, moment: float) -> str:
         """The fault (or the recovery after it) going on at ``moment``."""
         for f in self.faults:
@@ -309,6 +314,7 @@ def test_database_faults_score_zero(run):
     outcome = run.finish()
     print("database fault suite:", json.dumps(outcome["figures"]))
     assert sum(outcome["score"].values()) == 0, f"score {outcome['score']}\n" + "\n".join(outcome["details"])
+    assert run.degraded_during("read_only") and run.degraded_during("freeze_server")  # /health told
     # the driver's messages came through our logging: JSON lines only, one per event
     log = (run.tmp / "supervisor-1.log").read_text().splitlines()
     assert [line for line in log if not line.startswith("{")] == []
