@@ -286,11 +286,17 @@ async def test_daily_quota_raises_quota_exhausted_until_the_next_day(nursery, au
     assert len(ids) == 10
 
 
-async def test_crashing_practice_restarting_parked_then_recovered(nursery, autojump_clock):
+async def with_faulty_store(nursery) -> tuple[Watch, FaultyStore]:
+    """A watched system whose store injects faults, its actors parked after 3 crashes in 5 min."""
     policy = RestartPolicy(intensity=3, period=300, base_delay=10, max_delay=60, park_for=600)
     w = await start(nursery, policy=policy)
     faulty = FaultyStore(w.system.deps.store)
     w.system.deps.store = faulty
+    return w, faulty
+
+
+async def test_crashing_practice_restarting_parked_then_recovered(nursery, autojump_clock):
+    w, faulty = await with_faulty_store(nursery)
     faulty.crashing = True
     w.system.practices.actors[OFFICE].tell(Wake())  # catch up: reads the stream, crashes
     await w.until("restarting", timeout=60)
@@ -307,10 +313,7 @@ async def test_unreachable_database_alerts_and_parks_nothing(nursery, autojump_c
     """An outage is not the practices' fault: ``database_unreachable`` holds while it lasts, the
     actors wait it out (or are restarted with backoff as often as it takes), and none is parked
     (which would hold its work for 15 minutes after the database came back)."""
-    policy = RestartPolicy(intensity=3, period=300, base_delay=10, max_delay=60, park_for=600)
-    w = await start(nursery, policy=policy)
-    faulty = FaultyStore(w.system.deps.store)
-    w.system.deps.store = faulty
+    w, faulty = await with_faulty_store(nursery)
     faulty.unreachable = True
     w.system.practices.actors[OFFICE].tell(Wake())  # catch up: reads the store, fails
     await w.until("database_unreachable", None, timeout=60)
