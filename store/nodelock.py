@@ -71,9 +71,14 @@ class NodeLock:
         self._conn, self._backend_pid = conn, conn.info.backend_pid
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        conn, self._conn = self._conn, None
+        # not while a check abandoned on a frozen server still runs on it: psycopg's close does not
+        # wait for the connection's lock, and freeing it under a running query crashes the process
+        if conn is not None and conn.lock.acquire(timeout=1.0):
+            try:
+                conn.close()
+            finally:
+                conn.lock.release()
 
     def _lock(self, conn: psycopg.Connection) -> None:
         deadline = time.monotonic() + RELEASE_WAIT_S

@@ -319,11 +319,14 @@ def test_database_faults_score_zero(run):
     log = (run.tmp / "supervisor-1.log").read_text().splitlines()
     assert [line for line in log if not line.startswith("{")] == []
     assert all(json.loads(line)["event"] for line in log)
-    # SIGTERM while the database is down: exit 0 within 30 s
-    run.cluster.stop("fast")
+    # SIGTERM while the database is down (the full set: frozen, its threads stuck): exit 0 within 30 s
+    if FULL:
+        run.cluster.freeze()
+    else:
+        run.cluster.stop("fast")
     began = time.monotonic()
     assert run.supervisor.terminate() == 0
-    print(f"stopped with the database down in {time.monotonic() - began:.1f} s")
+    print(f"stopped with the database {'frozen' if FULL else 'down'} in {time.monotonic() - began:.1f} s")
     assert time.monotonic() - began < 30
 
 
@@ -400,7 +403,8 @@ def test_the_embedded_postmaster_killed_is_started_again(tmp_path_factory):
                 wid = r.json()["writeback_id"]
                 assert client.get(f"/writebacks/{wid}", params={"wait": 30}).json()["state"] == "completed"
             log = (tmp / "supervisor-1.log").read_text()
-            assert log.count('"database.embedded_server_restarted"') == KILLS
+            # one restart may cover two kills: a kill can land while a restart is being retried
+            assert 1 <= log.count('"database.embedded_server_restarted"') <= KILLS
             assert supervisor.terminate() == 0
         finally:
             if supervisor.proc and supervisor.proc.poll() is None:
