@@ -151,5 +151,9 @@ def pid_alive(pid: int) -> bool:
         return False
 
 
-def postmaster_pid(pgdata: Path) -> int:
-    return int((pgdata / "postmaster.pid").read_text().split()[0])
+def postmaster_pid(pgdata: Path) -> int | None:
+    """The pid in ``postmaster.pid`` (``None``: no server, or a clean stop removed the file)."""
+    try:
+        return int((pgdata / "postmaster.pid").read_text().split()[0])
+    except (FileNotFoundError, IndexError, ValueError):
+        return None
