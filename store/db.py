@@ -62,7 +62,7 @@ RECONNECTED = ""  # the payload a listener yields after it reconnected: re-read,
 APPLICATION = "sikka-supervisor"
 
 
-_deadline: ContextVar[float | None] = ContextVar("database_deadline", default=None)  # trio time
+_budget: ContextVar[list[float] | None] = ContextVar("database_budget", default=None)  # [seconds left]
 
 
 class DatabaseUnavailable(Exception):
@@ -71,18 +71,19 @@ class DatabaseUnavailable(Exception):
 
 @contextmanager
 def answer_within(seconds: float | None) -> Iterator[None]:
-    """The database calls of this task in the block wait, altogether, at most ``seconds``."""
-    token = _deadline.set(None if seconds is None else trio.current_time() + seconds)
+    """The database calls of this task in the block wait, altogether, at most ``seconds`` (time
+    spent on anything else, a Sikka call, does not count); ``None``: each call on its own."""
+    token = _budget.set(None if seconds is None else [seconds])
     try:
         yield
     finally:
-        _deadline.reset(token)
+        _budget.reset(token)
 
 
 def time_left() -> float | None:
     """Seconds left of the current ``answer_within`` (``None`` outside one)."""
-    deadline = _deadline.get()
-    return None if deadline is None else max(0.0, deadline - trio.current_time())
+    budget = _budget.get()
+    return None if budget is None else max(0.0, budget[0])
 
 
 def describe_connect_error(exc: BaseException) -> str:
@@ -220,14 +221,19 @@ class Database:
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(conn, *args)`` in a worker thread: its result, or ``DatabaseUnavailable`` after
         ``timeout`` seconds without an answer (the thread abandoned; see the module docstring)."""
-        left = time_left()
-        if self.timeout is None and left is None:
+        budget = _budget.get()
+        if self.timeout is None and budget is None:
             return await trio.to_thread.run_sync(self.call, fn, *args, limiter=self._limiter)
-        wait = min(t for t in (self.timeout, left) if t is not None)
-        with trio.move_on_after(wait):
-            return await trio.to_thread.run_sync(
-                self.call, fn, *args, limiter=self._limiter, abandon_on_cancel=True
-            )
+        wait = min(t for t in (self.timeout, time_left()) if t is not None)
+        began = trio.current_time()
+        try:
+            with trio.move_on_after(wait):
+                return await trio.to_thread.run_sync(
+                    self.call, fn, *args, limiter=self._limiter, abandon_on_cancel=True
+                )
+        finally:
+            if budget is not None:
+                budget[0] -= trio.current_time() - began
         if wait == self.timeout:
             self.fault_seen()
         raise DatabaseUnavailable(f"database unavailable: no answer within {wait:.3g} s")

@@ -7,7 +7,8 @@ the two cannot drift apart. ``Router.dispatch`` answers one request::
     path matches a route? ── no route ──► 404 not_found
       └─ method matches? ── no ──► 405 bad_parameter
            └─ handler(request, **path parameters), its database calls waiting SIKKA_DB_TIMEOUT
-              altogether (store.db.answer_within; a long poll renews it for each read)
+              altogether (store.db.answer_within; a long poll renews it for each read, the
+              onboarding flow bounds each call alone)
                 ├─ ApiError ──► its status and {"error", "detail", "field"}
                 └─ store.db.DatabaseUnavailable ──► 503 database_unavailable, Retry-After
 

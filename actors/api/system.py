@@ -7,7 +7,8 @@ Sikka's webhook.
   known one after that; without a probe: one read of the store, as long);
 - ``GET /usage``: each running actor's rate budget; ``GET /alerts``: the monitor's alert table;
   ``GET /metrics``: the Prometheus exposition (404 when metrics are not collected);
-- ``POST /onboard``: the authorization flow now (``AppLevel.onboard``), audited;
+- ``POST /onboard``: the authorization flow now (``AppLevel.onboard``), audited; it may take a
+  while with many practices, so only each of its database calls is bounded, not their sum;
 - ``POST /webhooks/sikka``: authenticated by its ``callback-key`` (constant-time compare; 404 when
   no key is configured), it asks for an early status poll and, at most every
   ``WEBHOOK_ONBOARD_S``, an onboarding check; ``last_webhook_at`` feeds the monitor.
@@ -31,7 +32,7 @@ from actors.monitoring.monitor import Monitor
 from actors.runtime.applevel import AppLevel, OnboardFailed
 from actors.runtime.deps import Deps
 from actors.runtime.practices import PracticeSupervisor
-from store.db import DatabaseUnavailable
+from store.db import DatabaseUnavailable, answer_within
 from store.probe import DatabaseProbe, DatabaseStatus
 
 HEALTH_READ_S = 0.5
@@ -92,7 +93,8 @@ class SystemHandlers:
     async def onboard(self, request: Request) -> Response:
         audit(request, "onboard")
         try:
-            report = await self.app.onboard()
+            with answer_within(None):  # every practice's steps: each database call bounded on its own
+                report = await self.app.onboard()
         except OnboardFailed as exc:
             raise upstream_error(exc.outcome) from None
         return json_response(200, {"practices": report})
