@@ -61,18 +61,18 @@ import structlog
 import trio
 
 from actors.api.admin import VERSION, Admin
-from actors.api.auth import bearer_guard
-from actors.api.http import bind_unix_listener, serve_connection
+from actors.api.auth import check_head
+from actors.api.http import bind_unix_listener, serve_connection, serve_listener
 from actors.cli import commands, demo, doctor, local
 from actors.cli.args import parser
-from actors.cli.client import EXIT_OK, EXIT_SOCKET, EXIT_USAGE, SocketUnreachable, UsageError, err
+from actors.cli.client import EXIT_FAILED, EXIT_OK, EXIT_SOCKET, EXIT_USAGE, SocketUnreachable, UsageError, err
 from actors.cli.doctor import Builders
 from actors.core.ratelimit import Budget
 from actors.monitoring import looplag, tracking
 from actors.monitoring.metrics import Metrics, StateCollector, TimedStore
 from actors.monitoring.monitor import Monitor
 from actors.monitoring.slack import SlackNotifier
-from actors.process import config, logs, systemd
+from actors.process import config, datadir, limits, logs, systemd
 from actors.process.config import Settings
 from actors.process.gcpolicy import freeze_long_lived
 from actors.runtime.applevel import AppLevel
@@ -101,10 +101,13 @@ HTTP_LIMITS = httpx.Limits(max_connections=200, max_keepalive_connections=50)
 
 
 def load_settings(args: argparse.Namespace) -> Settings:
-    """The environment's settings, with the command line's global options over them."""
-    return config.load(
+    """The environment's settings, with the command line's global options over them; their
+    secrets are scrubbed from every line from now on (``actors.process.logs.protect``)."""
+    settings = config.load(
         database_url=args.database_url, data_dir=args.data_dir, admin_socket=args.admin_socket, api_url=args.api_url
     )
+    logs.protect(settings.secrets())
+    return settings
 
 
 @contextmanager
@@ -176,6 +179,30 @@ BUILDERS = Builders(database=database, credentials=credentials, event_store=even
 # --- the supervisor process ------------------------------------------------------------------------
 
 
+async def bind_listeners(settings: Settings) -> tuple[trio.SocketListener, list[trio.SocketListener]]:
+    """The admin socket and the TCP listeners (``SIKKA_HTTP_LISTEN``), bound before anything runs:
+    a path or address that cannot be used is a ``ConfigError`` naming the setting."""
+    try:
+        unix = await bind_unix_listener(
+            settings.admin_socket, mode=0o660 if settings.admin_group else 0o600, group=settings.admin_group
+        )
+    except OSError as exc:
+        raise config.ConfigError(f"SIKKA_ADMIN_SOCKET: cannot serve {settings.admin_socket}: {_reason(exc)}") from None
+    if not settings.http_listen:
+        return unix, []
+    host, port = settings.http_listen
+    try:
+        return unix, await trio.open_tcp_listeners(port, host=host)
+    except OSError as exc:
+        await unix.aclose()
+        settings.admin_socket.unlink(missing_ok=True)
+        raise config.ConfigError(f"SIKKA_HTTP_LISTEN: cannot listen on {host}:{port}: {_reason(exc)}") from None
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
 async def _wait_for_stop(stop: trio.Event | None) -> None:
     """Return on SIGTERM/SIGINT, or when ``stop`` is set."""
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
@@ -229,9 +256,7 @@ async def serve(
         admin = Admin(deps, practices, app, monitor=monitor, metrics=metrics, database=probe)
         monitor.webhook_last_at = lambda: admin.last_webhook_at
         metrics.registry.register(StateCollector(practices, lambda: monitor.table, deps.clock))
-        listener = await bind_unix_listener(
-            settings.admin_socket, mode=0o660 if settings.admin_group else 0o600, group=settings.admin_group
-        )
+        unix, tcp = await bind_listeners(settings)
         async with trio.open_nursery() as root:
             await root.start(probe.run)
             if node_lock is not None:
@@ -245,7 +270,7 @@ async def serve(
             if slack is not None:
                 root.start_soon(slack.run)
             async with trio.open_nursery() as intake:
-                _start_intake(intake, settings, admin, app, store, practices, ownership, db, vault, listener)
+                _start_intake(intake, settings, admin, app, store, practices, ownership, db, vault, unix, tcp)
                 _start_process_tasks(root, metrics)
                 systemd.notify("READY=1")
                 log.info("supervisor.ready", node=settings.node_id, socket=str(settings.admin_socket))
@@ -260,22 +285,21 @@ async def serve(
     log.info("supervisor.stopped")
 
 
-def _start_intake(intake: trio.Nursery, settings, admin, app, store, practices, ownership, db, vault, listener) -> None:
+def _start_intake(
+    intake: trio.Nursery, settings, admin, app, store, practices, ownership, db, vault, unix, tcp
+) -> None:
     """What takes work in (stopped first on SIGTERM): list rounds, onboarding, the append
     follower, payload retention, the admin API on the socket (and on TCP when configured)."""
     intake.start_soon(app.run_lists)
     intake.start_soon(app.run_onboarding)
     intake.start_soon(follow_appends, store, practices, ownership)
     intake.start_soon(retention.run, db, vault, settings.payload_retention_days)
-    intake.start_soon(partial(trio.serve_listeners, partial(serve_connection, handler=admin.handle), [listener]))
-    if settings.http_listen:
-        host, port = settings.http_listen
-        handler = partial(serve_connection, handler=bearer_guard(settings.api_token, admin.handle))
-        intake.start_soon(_serve_tcp, host, port, handler)
-
-
-async def _serve_tcp(host: str, port: int, handler) -> None:
-    await trio.serve_listeners(handler, await trio.open_tcp_listeners(port, host=host))
+    cap = settings.max_connections
+    intake.start_soon(partial(serve_listener, unix, partial(serve_connection, handler=admin.handle), max_connections=cap))
+    authorize = check_head(settings.api_token, settings.webhook_callback_key) if tcp else None
+    for listener in tcp:
+        connection = partial(serve_connection, handler=admin.handle, authorize=authorize)
+        intake.start_soon(partial(serve_listener, listener, connection, max_connections=cap))
 
 
 def _start_process_tasks(root: trio.Nursery, metrics: Metrics) -> None:
@@ -314,9 +338,14 @@ def exit_by_deadline(seconds: float = STOP_FORCED_S) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     settings = load_settings(args)
     settings.require_app_credentials()
-    logs.configure(settings.log_format)
+    logs.configure(settings.log_format, secrets=settings.secrets())
+    open_files = limits.raise_open_files()
+    needed = limits.needed_open_files(settings.max_connections, 2 if settings.http_listen else 1)
+    if open_files < needed:
+        log.warning("supervisor.open_files_low", limit=open_files, needed=needed)
     if settings.sentry_dsn:
         tracking.init(settings.sentry_dsn, release=VERSION, node=settings.node_id)
+    datadir.prepare(settings.data_dir)  # the default home of the socket and the key file
     with database(settings, max_size=10, timeout=settings.db_timeout) as db:
         lock = NodeLock(db.conninfo, settings.node_id, timeout=settings.db_timeout)
         try:
@@ -384,13 +413,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except (UsageError, config.ConfigError, DatabaseUnavailable, SecretsKeyError) as exc:
-        err(str(exc))
+        err(logs.scrub_text(str(exc)))
         return EXIT_USAGE
     except SocketUnreachable as exc:
-        err(str(exc))
+        err(logs.scrub_text(str(exc)))
         return EXIT_SOCKET
     except BrokenPipeError:
         return EXIT_OK
+    except Exception as exc:  # a bug: its traceback goes through the log's scrubber, never raw to the terminal
+        logs.crashed(args.command, exc)
+        tracking.capture(exc)
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

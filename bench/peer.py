@@ -23,6 +23,7 @@ import httpx
 import trio
 
 from actors.core import outcomes as oc
+from actors.core.secret import Secret
 from actors.runtime.sikka import SikkaClient
 from bench.common import count_requests
 from bench.system import EPOCH, booking
@@ -88,7 +89,7 @@ async def run_peer_tracker(
     counts = count_requests(sim)
     recorded: dict[str, float] = {}
     async with httpx.AsyncClient(transport=sim.transport()) as http:
-        client = SikkaClient(http, "http://sikka.test/v4", config.app_id, config.app_key, "peer-baseline")
+        client = SikkaClient(http, "http://sikka.test/v4", config.app_id, Secret(config.app_key), "peer-baseline")
         practices = (await client.authorized_practices()).value
         by_office = {p.office_id: p for p in practices}
         offices = [f"D{1000 + n}" for n in range(len(pending))]

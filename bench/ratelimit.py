@@ -31,6 +31,7 @@ import trio.testing
 from actors.runtime.calls import observe, take_budget
 from actors.runtime.deps import mock_clock
 from actors.core.ratelimit import Budget, Lane
+from actors.core.secret import Secret
 from actors.runtime.sikka import SikkaClient
 from bench.common import line, quiet_logs
 from bench.peer import MinuteCounter
@@ -67,7 +68,7 @@ async def drive(strategy: str, *, limit: int, windows: int, workers: int, latenc
 
     sim.handle = recording
     async with httpx.AsyncClient(transport=sim.transport()) as http:
-        client = SikkaClient(http, "http://sikka.test/v4", sim.config.app_id, sim.config.app_key, "bench")
+        client = SikkaClient(http, "http://sikka.test/v4", sim.config.app_id, Secret(sim.config.app_key), "bench")
         secret = next(p for p in (await client.authorized_practices()).value if p.office_id == OFFICE).secret_key
         key = (await client.issue_request_key(OFFICE, secret)).value.request_key
         budget, counter = Budget(limit), MinuteCounter()

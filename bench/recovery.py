@@ -25,6 +25,7 @@ from pathlib import Path
 import psycopg
 import trio
 
+from actors.core.secret import Secret
 from bench.common import line
 from bench.processes import Sim, Supervisor, bookings, fresh_database, postgres, wait_ready
 from bench.workload import practice_streams
@@ -51,7 +52,7 @@ def seed(url: str, practices: int, events: int, secrets_key: str, sim_seed: int 
             for stream, evs in practice_streams(seed=7, practices=practices, writebacks_per_practice=per_practice):
                 await store.append(stream, 0, evs)
                 office = evs[0].office_id
-                await credentials.put_secret(office, "secret_key", secret_key(sim_seed, office))
+                await credentials.put_secret(office, "secret_key", Secret(secret_key(sim_seed, office)))
                 total += len(evs)
             return total
         finally:

@@ -37,4 +37,5 @@ def open_database(
 
 def close_database(db: Database) -> None:
     db.close_sync()
-    embedded.stop_if_last()
+    if embedded.serves(db.conninfo):  # not another one this process holds (a test session's)
+        embedded.stop_if_last()

@@ -11,7 +11,8 @@ Rows of the ``credentials`` table (``kind``, ``owner``, ``ciphertext``):
   encrypts that writeback's payload in the event log. Destroying the row purges the payload
   (crypto-shredding) without editing the append-only log.
 
-Nothing here is ever logged; plaintexts only leave through the return values.
+Nothing here is ever logged; plaintexts only leave through the return values, practice keys as
+``Secret`` values (``actors.core.secret``: printed, they show ``[redacted]``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from pathlib import Path
 import trio
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
+from actors.core.secret import Secret
+from actors.process import datadir
 from store.db import Database
 
 SECRET_KINDS = ("secret_key", "request_key", "refresh_key")
@@ -50,23 +53,24 @@ def parse_keys(text: str) -> MultiFernet:
         ) from None
 
 
-def load_master_key(secrets_key: str | None, data_dir: Path) -> MultiFernet:
+def load_master_key(secrets_key: Secret | None, data_dir: Path) -> MultiFernet:
     """The configured keys, else the key file under ``data_dir`` (created on first use)."""
     if secrets_key:
-        return parse_keys(secrets_key)
-    path = Path(data_dir) / "secrets.key"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(Fernet.generate_key().decode())
-        print(
-            f"warning: SIKKA_SECRETS_KEY is not set; created the key file {path} (keep it apart from the database)",
-            file=sys.stderr,
-        )
+        return parse_keys(secrets_key.reveal())
+    path = datadir.prepare(data_dir) / "secrets.key"
     try:
+        if not path.exists():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(Fernet.generate_key().decode())
+            print(
+                f"warning: SIKKA_SECRETS_KEY is not set; created the key file {path} (keep it apart from the database)",
+                file=sys.stderr,
+            )
         return parse_keys(path.read_text())
-    except SecretsKeyError:
+    except OSError as exc:
+        raise SecretsKeyError(f"the key file {path}: {exc.strerror or exc}") from None
+    except (SecretsKeyError, UnicodeDecodeError):
         raise SecretsKeyError(f"{path} does not hold a Fernet key") from None
 
 
@@ -213,14 +217,14 @@ class Credentials:
 
     # practice secrets
 
-    async def put_secret(self, office_id: str, kind: str, value: str) -> None:
+    async def put_secret(self, office_id: str, kind: str, value: Secret) -> None:
         if kind not in SECRET_KINDS:
             raise ValueError(f"unknown secret kind {kind!r}")
-        await self.rows.put(kind, office_id, self.vault.encrypt(value))
+        await self.rows.put(kind, office_id, self.vault.encrypt(value.reveal()))
 
-    async def secret(self, office_id: str, kind: str) -> str | None:
+    async def secret(self, office_id: str, kind: str) -> Secret | None:
         found = await self.rows.get(kind, [office_id])
-        return self.vault.decrypt(found[office_id]) if office_id in found else None
+        return Secret(self.vault.decrypt(found[office_id])) if office_id in found else None
 
     async def destroy_practice(self, office_id: str) -> int:
         return await self.rows.delete(SECRET_KINDS, [office_id])

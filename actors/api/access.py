@@ -15,7 +15,6 @@ from the actor when it runs here, the shared tables' counts otherwise.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 
 import trio
@@ -23,6 +22,7 @@ import trio
 from actors.api.router import ApiError
 from actors.api.views import practice_view, rate_view
 from actors.core import messages, schedule
+from actors.core.ids import is_office_id
 from actors.core.state import WRITEBACK_STATES, Practice, writeback_counts
 from actors.runtime.actor import PracticeActor
 from actors.runtime.mailbox import Unavailable
@@ -30,9 +30,6 @@ from actors.runtime.commit import decide_and_append
 from actors.runtime.deps import Deps
 from store.db import time_left
 from actors.runtime.practices import PracticeSupervisor
-
-OFFICE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-
 
 class PracticeAccess:
     def __init__(self, deps: Deps, practices: PracticeSupervisor):
@@ -45,7 +42,7 @@ class PracticeAccess:
 
     async def _row(self, office_id: str):
         """The practice's row in the shared tables (``None`` for an id no practice can have)."""
-        return await self.deps.store.practice(office_id) if OFFICE_ID.match(office_id) else None
+        return await self.deps.store.practice(office_id) if is_office_id(office_id) else None
 
     async def stored_owner(self, office_id: str) -> str | None:
         """The supervisor that owns the practice, as the shared tables say."""

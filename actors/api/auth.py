@@ -1,34 +1,49 @@
-"""Bearer-token authentication of the admin API on TCP (``SIKKA_HTTP_LISTEN``).
+"""Authentication on the request head: the admin API's bearer token on TCP, and Sikka's webhook
+key wherever the webhook is called.
 
-The Unix socket is guarded by its file mode and group; the TCP listener is not, so its handler
-is ``bearer_guard(SIKKA_API_TOKEN, admin.handle)``: every request but the Sikka webhook (which
-proves itself with its callback-key) needs ``Authorization: Bearer <token>``, compared in
-constant time (``hmac.compare_digest``); any other request is answered 401 before it reaches
-the admin API.
+The Unix socket is guarded by its file mode and group; the TCP listener is not, so its
+connections are served with ``authorize=check_head(SIKKA_API_TOKEN, SIKKA_WEBHOOK_CALLBACK_KEY)``:
+the connection loop (``actors.api.http``) calls it on each request's head, before a byte of the
+body is read. Every request needs ``Authorization: Bearer <token>`` but the Sikka webhook, which
+proves itself with its ``callback-key`` instead (``webhook_refusal``: 404 while no key is
+configured, 401 for a wrong one; the webhook handler applies the same rule on the socket). Both
+are compared in constant time (``Secret.matches``). A refused request is answered and its
+connection closed: an unauthenticated client never gets the server to read a body or reach a
+handler.
 """
 
 from __future__ import annotations
 
-import hmac
-from collections.abc import Awaitable, Callable
+from collections.abc import Mapping
 
-from actors.api.http import Request, Response, json_response
+from actors.api.http import Authorize, Request, Response, json_response
+from actors.api.router import ApiError
+from actors.core.secret import Secret
 
 WEBHOOK_PATH = "/webhooks/sikka"
 
-Handler = Callable[[Request], Awaitable[Response]]
+UNAUTHORIZED = json_response(
+    401, {"error": "unauthorized", "detail": "a valid bearer token is required", "field": None}
+)
 
 
-def bearer_guard(token: str, handle: Handler) -> Handler:
-    """The TCP listener's handler: every request but the webhook (which has its callback-key)
-    needs ``Authorization: Bearer <SIKKA_API_TOKEN>``, compared in constant time."""
-    expected = f"Bearer {token}".encode()
+def webhook_refusal(callback_key: Secret | None, headers: Mapping[str, str]) -> ApiError | None:
+    """Why a webhook call is refused (``None``: it carries the configured ``callback-key``)."""
+    if not callback_key:
+        return ApiError(404, "not_found", "the webhook is not configured")
+    if not callback_key.matches(headers.get("callback-key", "")):
+        return ApiError(401, "unauthorized", "wrong or missing callback-key")
+    return None
 
-    async def guarded(request: Request) -> Response:
-        given = request.headers.get("authorization", "").encode()
-        if request.path != WEBHOOK_PATH and not hmac.compare_digest(given, expected):
-            error = {"error": "unauthorized", "detail": "a valid bearer token is required", "field": None}
-            return json_response(401, error)
-        return await handle(request)
 
-    return guarded
+def check_head(token: Secret, callback_key: Secret | None) -> Authorize:
+    """The TCP listener's check of a request head (see the module docstring)."""
+    expected = Secret(f"Bearer {token.reveal()}")
+
+    def check(head: Request) -> Response | None:
+        if head.path == WEBHOOK_PATH:
+            refusal = webhook_refusal(callback_key, head.headers)
+            return refusal.response() if refusal else None
+        return None if expected.matches(head.headers.get("authorization", "")) else UNAUTHORIZED
+
+    return check

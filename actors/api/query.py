@@ -3,7 +3,8 @@
 Every reader answers the value (or its default when the parameter is absent), or raises the
 admin API's 400 ``bad_parameter`` naming the parameter; ``path_id`` refuses a path id holding a
 character Sikka forbids in paths (400 ``invalid_field``). A repeated parameter counts by its
-last value.
+last value. No value may hold a control character (a NUL reaches no database, no Sikka call),
+numbers are ASCII digits, and ``before`` is a writeback id (``actors.core.ids``).
 """
 
 from __future__ import annotations
@@ -13,20 +14,29 @@ from datetime import UTC, date, datetime
 
 from actors.api.http import Request
 from actors.api.router import ApiError
+from actors.core.ids import is_writeback_id
 from actors.core.operations import FORBIDDEN_PATH_CHARS
+
+
+def values(request: Request, name: str) -> list[str]:
+    """Every value of the parameter (none when absent); 400 if one holds a control character."""
+    found = request.query.get(name, [])
+    if any(not value.isprintable() for value in found):
+        raise ApiError(400, "bad_parameter", f"{name} holds a control character", name)
+    return found
 
 
 def last(request: Request, name: str) -> str | None:
     """The parameter's last value, or ``None`` when absent."""
-    values = request.query.get(name)
-    return values[-1] if values else None
+    found = values(request, name)
+    return found[-1] if found else None
 
 
 def int_parameter(request: Request, name: str, default: int, low: int, high: int) -> int:
     raw = last(request, name)
     if raw is None:
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
         raise ApiError(400, "bad_parameter", f"{name} must be a whole number from {low} to {high}", name)
     return int(raw)
 
@@ -64,9 +74,17 @@ def datetime_parameter(request: Request, name: str) -> datetime | None:
         return None
     try:
         value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
+        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    except (ValueError, OverflowError):
         raise ApiError(400, "bad_parameter", f"{name} must be an ISO-8601 time", name) from None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def writeback_id_parameter(request: Request, name: str) -> str | None:
+    """A writeback id (a UUID, as the supervisor makes them), or ``None`` when absent."""
+    raw = last(request, name)
+    if raw is not None and not is_writeback_id(raw):
+        raise ApiError(400, "bad_parameter", f"{name} must be a writeback id (a UUID)", name)
+    return raw
 
 
 def path_id(value: str, field: str) -> None:

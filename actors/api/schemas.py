@@ -54,6 +54,8 @@ def decode_body(body: bytes, type_):
         raise ApiError(400, "invalid_field", text, field) from None
     except msgspec.DecodeError:
         raise ApiError(400, "bad_json", "the body is not valid JSON") from None
+    except RecursionError:  # msgspec follows nesting as deep as the 1 MiB body allows
+        raise ApiError(400, "bad_json", "the body nests too deeply") from None
 
 
 def canonical(payload: dict[str, str]) -> bytes:

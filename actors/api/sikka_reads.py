@@ -25,10 +25,11 @@ from actors.api.query import date_parameter, int_parameter, last, path_id
 from actors.api.router import ApiError, upstream_error
 from actors.core import outcomes as oc
 from actors.core import slotting
+from actors.core.secret import Secret
 from actors.runtime.mailbox import Unavailable
 from actors.runtime.deps import Deps
 
-Call = Callable[[str], Awaitable[oc.Result]]  # a Sikka call given the practice's request key
+Call = Callable[[Secret], Awaitable[oc.Result]]  # a Sikka call given the practice's request key
 
 
 def listed(items: list) -> Response:

@@ -16,11 +16,11 @@ Sikka's webhook.
 
 from __future__ import annotations
 
-import hmac
 from datetime import datetime
 
 import trio
 
+from actors.api.auth import webhook_refusal
 from actors.api.http import Request, Response, json_response
 from actors.api.router import ApiError, audit, upstream_error
 from actors.api.version import VERSION
@@ -100,12 +100,9 @@ class SystemHandlers:
         return json_response(200, {"practices": report})
 
     async def webhook(self, request: Request) -> Response:
-        expected = self.deps.settings.webhook_callback_key
-        if not expected:
-            raise ApiError(404, "not_found", "the webhook is not configured")
-        given = request.headers.get("callback-key", "")
-        if not hmac.compare_digest(given.encode(), expected.encode()):
-            raise ApiError(401, "unauthorized", "wrong or missing callback-key")
+        refusal = webhook_refusal(self.deps.settings.webhook_callback_key, request.headers)
+        if refusal is not None:
+            raise refusal
         self.webhooks_received += 1
         self.last_webhook_at = self.deps.clock()
         self.app.targets_changed()  # an early status poll (coalesced by the list planner)

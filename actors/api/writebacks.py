@@ -28,11 +28,12 @@ import trio
 from actors.api.access import PracticeAccess
 from actors.api.schemas import SubmitBody, canonical, decode_body
 from actors.api.http import Request, Response, json_response
-from actors.api.query import datetime_parameter, int_parameter, last, seconds_parameter
+from actors.api.query import datetime_parameter, int_parameter, seconds_parameter, values, writeback_id_parameter
 from actors.api.router import ApiError, audit, refused
 from actors.api.views import writeback_view
 from actors.core import messages
 from actors.core.figures import percentile
+from actors.core.ids import is_writeback_id
 from actors.core.operations import PayloadError, normalize
 from actors.core.state import FINAL_STATES, WRITEBACK_STATES, Writeback
 from actors.runtime.deps import Deps
@@ -110,12 +111,12 @@ class WritebackHandlers:
 
     async def list_writebacks(self, request: Request, office_id: str) -> Response:
         await self.access.known(office_id)
-        states = request.query.get("state", [])
+        states = values(request, "state")
         unknown = [s for s in states if s not in WRITEBACK_STATES]
         if unknown:
             raise ApiError(400, "bad_parameter", f"unknown state {unknown[0]!r}", "state")
         limit = int_parameter(request, "limit", 50, 1, 500)
-        before = last(request, "before")
+        before = writeback_id_parameter(request, "before")
         rows = await self.deps.store.writebacks(office_id, states or None, limit, before)
         return json_response(200, {"writebacks": [writeback_view(w) for w in rows]})
 
@@ -137,7 +138,7 @@ class WritebackHandlers:
         return json_response(200, writeback_view(wb))
 
     async def _known(self, writeback_id: str) -> Writeback:
-        wb = await self.deps.store.writeback(writeback_id)
+        wb = await self.deps.store.writeback(writeback_id) if is_writeback_id(writeback_id) else None
         if wb is None:
             raise ApiError(404, "unknown_writeback", f"no writeback {writeback_id!r}")
         return wb

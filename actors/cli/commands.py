@@ -4,7 +4,10 @@ refresh-token, retry-failed, pause, resume, offboard).
 
 Each command is one or a few requests on the admin socket (``actors.cli.client.Admin``) whose
 answer ``finish`` turns into output and an exit status, with a renderer of ``actors.cli.render``
-for people. ``run`` opens the socket client, runs the command named on the command line, closes it.
+for people. Every path is built by ``api_path``: an id given on the command line is checked by
+the API's rule (``actors.core.ids``: exit 2 and nothing sent when it is not an id) and
+percent-encoded, so no argument can name another resource (``pause 'D9999/../D1001'``).
+``run`` opens the socket client, runs the command named on the command line, closes it.
 ``submit --wait`` polls the writeback with the API's long poll (``?wait=``, at most
 ``WAIT_STEP_S`` at a time) until it is final or the wait runs out (exit status 4).
 """
@@ -19,6 +22,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from actors.cli.client import EXIT_FAILED, EXIT_WAIT, Admin, UsageError, err, finish
 from actors.cli.render import (
@@ -31,26 +35,44 @@ from actors.cli.render import (
     render_writeback,
     render_writebacks,
 )
+from actors.core.ids import is_office_id, is_writeback_id
 from actors.core.state import FINAL_STATES
 
 WAIT_STEP_S = 60.0  # the admin API's longest ?wait=
 
+ID_RULES: dict[str, tuple[Callable[[str], bool], str]] = {
+    "office_id": (is_office_id, "an office id (1 to 64 letters, digits, _ or -)"),
+    "writeback_id": (is_writeback_id, "a writeback id (a UUID)"),
+}
+
+
+def api_path(template: str, **ids: str) -> str:
+    """``template`` (``/practices/{office_id}/stats``) with each id checked and percent-encoded;
+    ``UsageError`` (exit 2) for an id that is not one."""
+    for name, value in ids.items():
+        valid, what = ID_RULES[name]
+        if not valid(value):
+            raise UsageError(f"{value!r} is not {what}")
+    return template.format(**{name: quote(value, safe="") for name, value in ids.items()})
+
 
 def cmd_status(args: argparse.Namespace, admin: Admin) -> int:
     if args.office_id:
-        return finish(admin.request("GET", f"/practices/{args.office_id}"), args.json, render_practice)
+        path = api_path("/practices/{office_id}", office_id=args.office_id)
+        return finish(admin.request("GET", path), args.json, render_practice)
     return finish(admin.request("GET", "/practices"), args.json, render_practices)
 
 
 def cmd_writeback(args: argparse.Namespace, admin: Admin) -> int:
-    return finish(admin.request("GET", f"/writebacks/{args.writeback_id}"), args.json, render_writeback)
+    path = api_path("/writebacks/{writeback_id}", writeback_id=args.writeback_id)
+    return finish(admin.request("GET", path), args.json, render_writeback)
 
 
 def cmd_writebacks(args: argparse.Namespace, admin: Admin) -> int:
     params = [("state", s) for s in args.state or []]
     if args.limit is not None:
         params.append(("limit", str(args.limit)))
-    r = admin.request("GET", f"/practices/{args.office_id}/writebacks", params=params)
+    r = admin.request("GET", api_path("/practices/{office_id}/writebacks", office_id=args.office_id), params=params)
     return finish(r, args.json, render_writebacks)
 
 
@@ -64,23 +86,25 @@ def cmd_alerts(args: argparse.Namespace, admin: Admin) -> int:
 
 def cmd_stats(args: argparse.Namespace, admin: Admin) -> int:
     params = {"since": args.since} if args.since else None
-    return finish(admin.request("GET", f"/practices/{args.office_id}/stats", params=params), args.json, render_stats)
+    path = api_path("/practices/{office_id}/stats", office_id=args.office_id)
+    return finish(admin.request("GET", path, params=params), args.json, render_stats)
 
 
 # The operator actions that are one POST each: command → (path, what the answer is, help).
 ACTIONS: dict[str, tuple[str, Callable[[dict], None], str]] = {
-    "cancel": ("/writebacks/{id}/cancel", render_writeback, "cancel a writeback"),
-    "refresh-token": ("/practices/{id}/refresh-token", render_practice, "refresh the practice's key now"),
-    "retry-failed": ("/practices/{id}/retry-failed", render_retried, "re-queue the retryable failed writebacks"),
-    "pause": ("/practices/{id}/pause", render_practice, "send nothing new to Sikka for this practice"),
-    "resume": ("/practices/{id}/resume", render_practice, "undo pause"),
-    "offboard": ("/practices/{id}/offboard", render_practice, "delete the keys at Sikka, destroy credentials"),
+    "cancel": ("/writebacks/{writeback_id}/cancel", render_writeback, "cancel a writeback"),
+    "refresh-token": ("/practices/{office_id}/refresh-token", render_practice, "refresh the practice's key now"),
+    "retry-failed": ("/practices/{office_id}/retry-failed", render_retried, "re-queue the retryable failed writebacks"),
+    "pause": ("/practices/{office_id}/pause", render_practice, "send nothing new to Sikka for this practice"),
+    "resume": ("/practices/{office_id}/resume", render_practice, "undo pause"),
+    "offboard": ("/practices/{office_id}/offboard", render_practice, "delete the keys at Sikka, destroy credentials"),
 }
 
 
 def cmd_action(args: argparse.Namespace, admin: Admin) -> int:
-    path, render, _ = ACTIONS[args.command]
-    return finish(admin.request("POST", path.format(id=args.target)), args.json, render)
+    template, render, _ = ACTIONS[args.command]
+    kind = "writeback_id" if template.startswith("/writebacks") else "office_id"
+    return finish(admin.request("POST", api_path(template, **{kind: args.target})), args.json, render)
 
 
 def cmd_submit(args: argparse.Namespace, admin: Admin) -> int:
@@ -95,7 +119,7 @@ def cmd_submit(args: argparse.Namespace, admin: Admin) -> int:
         body["idempotency_key"] = args.idempotency_key
     if args.deadline is not None:
         body["deadline_s"] = args.deadline
-    r = admin.request("POST", f"/practices/{args.office_id}/writebacks", body=body)
+    r = admin.request("POST", api_path("/practices/{office_id}/writebacks", office_id=args.office_id), body=body)
     if args.wait is None or not r.is_success:
         return finish(r, args.json, render_writeback)
     writeback = r.json()
@@ -108,7 +132,8 @@ def cmd_submit(args: argparse.Namespace, admin: Admin) -> int:
         left = deadline - time.monotonic()
         if left <= 0:
             break
-        r = admin.request("GET", f"/writebacks/{writeback['writeback_id']}", params={"wait": f"{min(left, WAIT_STEP_S):.3f}"})
+        path = api_path("/writebacks/{writeback_id}", writeback_id=writeback["writeback_id"])
+        r = admin.request("GET", path, params={"wait": f"{min(left, WAIT_STEP_S):.3f}"})
         if not r.is_success:
             return finish(r, args.json, render_writeback)
         writeback = r.json()

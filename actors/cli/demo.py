@@ -52,7 +52,7 @@ from actors.cli.demoprogress import Progress, wait_reasons
 from actors.cli.local import OpenDatabase
 from actors.core.figures import percentile
 from actors.core.state import FINAL_STATES, WRITEBACK_STATES
-from actors.process import config, logs
+from actors.process import config, datadir, logs
 
 WRITEBACK_DELAY_S = (2.0, 20.0)  # simulator: acceptance → completed at "Sikka"
 LATENCY_MS = "20:120"  # simulator: time to answer each request
@@ -181,9 +181,7 @@ def summary_lines(
 def _data_dir(chosen: str | None) -> tuple[Path, bool]:
     """(the data dir, whether it is a temporary one of ours)."""
     if chosen:
-        path = Path(chosen).absolute()
-        path.mkdir(parents=True, exist_ok=True)
-        return path, False
+        return datadir.prepare(Path(chosen).absolute()), False
     path = Path(tempfile.mkdtemp(prefix="sikka-demo-"))
     if len(os.fsencode(str(path / "admin.sock"))) > SOCKET_MAX:  # a long $TMPDIR
         shutil.rmtree(path, ignore_errors=True)
@@ -213,9 +211,9 @@ def cmd_demo(args: argparse.Namespace, serve: Callable[..., Awaitable[None]], da
         env["SIKKA_APP_ID"], env["SIKKA_APP_KEY"] = simulator.config.app_id, simulator.config.app_key
         settings = config.load(env)
         err(f"demo: data dir {data_dir}{' (temporary)' if temporary else ''}; starting the embedded PostgreSQL")
-        log_file = open(data_dir / "supervisor.log", "a")
+        log_file = os.fdopen(os.open(data_dir / "supervisor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "a")
         try:
-            logs.configure("json", stream=log_file)
+            logs.configure("json", stream=log_file, secrets=settings.secrets())
             with database(settings, max_size=10) as db:
                 ok = trio.run(_demo, args, settings, db, simulator, serve, started)
         finally:

@@ -35,7 +35,7 @@ OpenDatabase = Callable[..., AbstractContextManager[Database]]  # (settings, *, 
 
 def quiet_logs(settings: Settings) -> None:
     """Commands that run Sikka calls here: warnings and errors only, on stderr."""
-    logs.configure(settings.log_format, logging.WARNING, stream=sys.stderr)
+    logs.configure(settings.log_format, logging.WARNING, stream=sys.stderr, secrets=settings.secrets())
 
 
 def cmd_migrate(db: Database) -> int:

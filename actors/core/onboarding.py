@@ -27,6 +27,7 @@ import msgspec
 from actors.core import events as ev
 from actors.core.messages import PracticeListed, PracticeUnlisted
 from actors.core.outcomes import AuthorizedPractice
+from actors.core.secret import Secret
 from actors.core.state import Practice
 
 
@@ -34,12 +35,12 @@ class OnboardStep(msgspec.Struct, frozen=True):
     office_id: str
     practice_name: str
     command: PracticeListed | PracticeUnlisted
-    secret_key: str | None = None  # the listed secret (to store encrypted), None when not listed
+    secret_key: Secret | None = None  # the listed secret (to store encrypted), None when not listed
 
 
 class _Office(msgspec.Struct):
     office_id: str
-    secret_key: str
+    secret_key: Secret
     practice_name: str
     practice_ids: tuple[str, ...]
     time_zone: str | None

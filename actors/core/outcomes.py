@@ -30,6 +30,8 @@ from typing import Any, Union
 
 import msgspec
 
+from actors.core.secret import Secret
+
 
 class RateHeaders(msgspec.Struct, frozen=True):
     """``X-Rate-Limit-Limit/Remaining/Reset`` as sent (``None`` when absent or unparseable)."""
@@ -137,10 +139,11 @@ class Result(msgspec.Struct, frozen=True):
 
 
 class TokenGrant(msgspec.Struct, frozen=True):
-    """A ``POST /request_key`` answer. Holds secrets: never log it, never put it in an event."""
+    """A ``POST /request_key`` answer. Its keys are ``Secret``s: printed, they show ``[redacted]``;
+    never put them in an event."""
 
-    request_key: str
-    refresh_key: str | None
+    request_key: Secret
+    refresh_key: Secret | None
     expires_at: datetime
 
 
@@ -153,10 +156,10 @@ class KeyInfo(msgspec.Struct, frozen=True):
 
 
 class AuthorizedPractice(msgspec.Struct, frozen=True):
-    """One item of ``GET /authorized_practices`` (``secret_key`` is a secret)."""
+    """One item of ``GET /authorized_practices``."""
 
     office_id: str
-    secret_key: str
+    secret_key: Secret
     practice_name: str = ""
     practice_id: str = ""
     time_zone: str | None = None  # Windows zone name as Sikka gives it

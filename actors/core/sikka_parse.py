@@ -56,6 +56,7 @@ from actors.core.outcomes import (
     WritebackListItem,
     WritebackStatus,
 )
+from actors.core.secret import Secret, optional
 
 DAILY_QUOTA_CODES = ("API2011", "API2012")
 
@@ -173,13 +174,19 @@ def key_expiry(header: datetime | None, body: _KeyBody, now: datetime) -> dateti
     return now + timedelta(seconds=int(seconds.group(1))) if seconds else None
 
 
-def parse_grant(content: bytes, header: datetime | None, now: datetime, sent_refresh_key: str | None) -> TokenGrant:
+def parse_grant(
+    content: bytes, header: datetime | None, now: datetime, sent_refresh_key: Secret | None
+) -> TokenGrant:
     """A new request key; its refresh key is the newest one known (the one sent if none came back)."""
     body = msgspec.json.decode(content, type=_KeyBody)
     expires_at = key_expiry(header, body, now)
     if not body.request_key or expires_at is None:
         raise ValueError("request_key answer without a key or an expiry")
-    return TokenGrant(request_key=body.request_key, refresh_key=body.refresh_key or sent_refresh_key, expires_at=expires_at)
+    return TokenGrant(
+        request_key=Secret(body.request_key),
+        refresh_key=optional(body.refresh_key) or sent_refresh_key,
+        expires_at=expires_at,
+    )
 
 
 def parse_key_info(content: bytes, header: datetime | None, now: datetime) -> KeyInfo:
@@ -207,7 +214,7 @@ def parse_page(
 def to_authorized_practice(item: PracticeItem) -> AuthorizedPractice:
     return AuthorizedPractice(
         office_id=item.office_id,
-        secret_key=item.secret_key,
+        secret_key=Secret(item.secret_key),
         practice_name=item.practice_name or "",
         practice_id=item.practice_id or "",
         time_zone=item.practice_management_system_refresh_date_time_zone or None,
@@ -275,7 +282,7 @@ def classify(status: int, content: bytes, rate: RateHeaders, parse: Callable[[],
     if 200 <= status < 300:
         try:
             return Ok(parse())
-        except (msgspec.DecodeError, ValueError):
+        except (msgspec.DecodeError, ValueError, OverflowError):  # an absurd date or expiry too
             return Unknown(reason="unparseable", status=status) if writeback else ServerError(status, message="unparseable body")
     code, message = error_message(content)
     if not 400 <= status < 500:

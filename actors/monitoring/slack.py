@@ -25,6 +25,8 @@ import structlog
 import trio
 
 from actors.core.alerting import Transition
+from actors.core.secret import Secret
+from actors.monitoring import tracking
 
 log = structlog.get_logger("slack")
 
@@ -47,7 +49,7 @@ class SlackNotifier:
     def __init__(
         self,
         http: httpx.AsyncClient,
-        url: str,
+        url: Secret,
         *,
         capacity: int = 100,
         per_minute: int = 20,
@@ -81,7 +83,13 @@ class SlackNotifier:
                 continue
             self._last_phase[key] = t.phase
             await self._rate_gate()
-            if await self._post(message(t)):
+            try:
+                sent = await self._post(message(t))
+            except Exception as exc:  # a bug (or a URL httpx refuses): reported, never the end of the supervisor
+                log.error("slack.crashed", kind=t.alert.kind, exc_info=exc)
+                tracking.capture(exc)
+                sent = False
+            if sent:
                 self.sent += 1
             else:
                 self.failed += 1
@@ -100,7 +108,7 @@ class SlackNotifier:
             if attempt:
                 await trio.sleep(self._base_delay * 2 ** (attempt - 1))
             try:
-                response = await self._http.post(self._url, json={"text": text}, timeout=POST_TIMEOUT_S)
+                response = await self._http.post(self._url.reveal(), json={"text": text}, timeout=POST_TIMEOUT_S)
             except httpx.HTTPError as exc:
                 log.info("slack.retry", attempt=attempt + 1, error=type(exc).__name__)
                 continue

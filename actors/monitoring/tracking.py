@@ -7,7 +7,8 @@ and handler bugs where the HTTP server answers 500.
 Scrubbing: no default integrations (they would add breadcrumbs holding URLs, among them the
 Slack webhook's), no local variables in stack frames (a frame may hold a key or a payload
 under any name), no request bodies, and a ``before_send`` that passes the whole event through
-the log redaction (``actors.process.logs.redact``: the same secret and payload key names).
+the log lines' scrubber (``actors.process.logs.redact``: the same secret and payload key names,
+and the process's secret values wherever they appear in a string).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import sentry_sdk
 from sentry_sdk.utils import BadDsn
 
+from actors.core.secret import Secret
 from actors.process.config import ConfigError
 from actors.process.logs import redact
 
@@ -23,12 +25,12 @@ def scrub(event: dict, hint: dict | None = None) -> dict:
     return redact(event)
 
 
-def init(dsn: str, *, release: str, node: str, transport=None) -> None:
+def init(dsn: Secret, *, release: str, node: str, transport=None) -> None:
     """Start Sentry; a malformed DSN is a ``ConfigError`` (that does not repeat the DSN: it is
     a secret)."""
     try:
         sentry_sdk.init(
-            dsn=dsn,
+            dsn=dsn.reveal(),
             release=f"sikka-supervisor@{release}",
             server_name=node,
             before_send=scrub,

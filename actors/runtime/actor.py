@@ -62,6 +62,7 @@ from actors.core.decide import decide, recover
 from actors.core.messages import Decision
 from actors.core.operations import PayloadError
 from actors.core.ratelimit import Budget, BudgetStats, Lane
+from actors.core.secret import Secret
 from actors.core.schedule import bodies_needed, conditions, key_usable, next_step
 from actors.core.state import Practice, empty, evolve, writeback_counts
 from actors.runtime.calls import fetch_writeback_lists, observe, take_budget
@@ -107,7 +108,7 @@ class PracticeActor:
         self.version = 0
         self.budget = Budget(deps.settings.rate_limit)
         self.inbox_send, self._inbox = trio.open_memory_channel[Envelope](256)
-        self._request_key: str | None = None
+        self._request_key: Secret | None = None
         self._snapshot_version = 0
         self._last_keyed_call_at: datetime | None = None
         self._stopping = False
@@ -158,13 +159,13 @@ class PracticeActor:
     async def wait_state_changed(self) -> None:
         await self._state_changed.wait()
 
-    async def read(self, call: Callable[[str], Awaitable[oc.Result]]) -> oc.Result:
+    async def read(self, call: Callable[[Secret], Awaitable[oc.Result]]) -> oc.Result:
         """An interactive read with the practice's key and budget (READ lane); on a refused key
         one refresh and one retry."""
         with structlog.contextvars.bound_contextvars(office_id=self.office_id):
             return await self._read(call)
 
-    async def _read(self, call: Callable[[str], Awaitable[oc.Result]]) -> oc.Result:
+    async def _read(self, call: Callable[[Secret], Awaitable[oc.Result]]) -> oc.Result:
         for attempt in range(2):
             if self.state.state != "active":
                 raise Unavailable("practice_unavailable", f"the practice is {self.state.state}")
@@ -389,7 +390,7 @@ class PracticeActor:
 
     # --- Sikka calls --------------------------------------------------------------------------
 
-    async def _usable_key(self) -> str:
+    async def _usable_key(self) -> Secret:
         if self._request_key is None or not key_usable(self.state, self.deps.clock()):
             await self.ask(messages.RefreshToken())
             if self._request_key is None or not key_usable(self.state, self.deps.clock()):
@@ -400,9 +401,9 @@ class PracticeActor:
         self._last_keyed_call_at = self.deps.clock()
         observe(self.budget, result, sent_at, self._last_keyed_call_at.timestamp())
 
-    async def _keyed(self, lane: Lane, call: Callable[[str], Awaitable[oc.Result]]) -> oc.Result:
+    async def _keyed(self, lane: Lane, call: Callable[[Secret], Awaitable[oc.Result]]) -> oc.Result:
         sent_at = await take_budget(self.budget, lane, self.deps.clock)
-        result = await self._at_sikka(call(self._request_key or ""))
+        result = await self._at_sikka(call(self._request_key or Secret("")))
         self._after_keyed_call(result, sent_at)
         return result
 

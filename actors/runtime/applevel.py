@@ -22,6 +22,7 @@ from actors.core import listplan, messages, onboarding
 from actors.core import outcomes as oc
 from actors.core.ratelimit import BudgetStats, Lane
 from actors.core.schedule import list_targets
+from actors.monitoring import tracking
 from actors.runtime.mailbox import Unavailable
 from actors.runtime.calls import fetch_writeback_lists, observe, take_budget
 from actors.runtime.commit import decide_and_append
@@ -111,6 +112,9 @@ class AppLevel:
             except (DatabaseUnavailable, Unavailable) as exc:  # a database blip or a crashing actor: soon again
                 log.warning("onboarding.failed", error=str(exc))
                 wait = min(wait, ONBOARD_RETRY_S)
+            except Exception as exc:  # a bug: reported (the log line has no frame's variables), next round
+                log.error("onboarding.crashed", exc_info=exc)
+                tracking.capture(exc)
             with trio.move_on_after(wait):
                 await self._onboard_requested.wait()
             self._onboard_requested = trio.Event()

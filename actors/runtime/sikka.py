@@ -19,7 +19,9 @@ Every ``Result`` also carries the rate-limit headers (any case; unparseable is `
 Authentication: App-Id/App-Key headers for app-level calls (``authorized_practices``,
 ``data_sync_status``, ``/writebacks``, ``DELETE /refresh_key`` with ``Refresh-Key``); the practice's
 ``Request-Key`` header for everything else; ``POST /request_key`` carries app_id/app_key in its
-body. The client holds no tokens: the practice actor owns its key and passes it in.
+body. The client holds no tokens: the practice actor owns its key and passes it in. Keys are
+``Secret`` values (``actors.core.secret``) up to ``_call``, the one place that reveals them, into
+the request's headers and body.
 
 Lists: Sikka's envelope (string-typed numbers, ``offset`` a PAGE index). ``_pages`` is the one
 paginating loop: it asks for ``offset=0,1,2…`` with a fixed ``limit`` and the caller's filters,
@@ -41,6 +43,7 @@ import msgspec
 import structlog
 
 from actors.core.operations import prepare
+from actors.core.secret import Secret
 from actors.core.outcomes import (
     Ok,
     Outcome,
@@ -112,7 +115,7 @@ class SikkaClient:
         http: httpx.AsyncClient,
         base_url: str,
         app_id: str,
-        app_key: str,
+        app_key: Secret,
         node_id: str,
         *,
         page_size: int = 500,
@@ -139,15 +142,15 @@ class SikkaClient:
             "/authorized_practices", self._app_auth(), {"show": "all"}, None, PracticeItem, to_authorized_practice
         )
 
-    async def issue_request_key(self, office_id: str, secret_key: str) -> Result:
+    async def issue_request_key(self, office_id: str, secret_key: Secret) -> Result:
         """``grant_type=request_key``: a ``TokenGrant``."""
         return await self._grant({"grant_type": "request_key", "office_id": office_id, "secret_key": secret_key}, None)
 
-    async def refresh_request_key(self, refresh_key: str) -> Result:
+    async def refresh_request_key(self, refresh_key: Secret) -> Result:
         """``grant_type=refresh_key``: a ``TokenGrant`` whose ``refresh_key`` is the newest one."""
         return await self._grant({"grant_type": "refresh_key", "refresh_key": refresh_key}, refresh_key)
 
-    async def request_key_info(self, request_key: str) -> Result:
+    async def request_key_info(self, request_key: Secret) -> Result:
         """The key's owner, status and expiry: ``KeyInfo``."""
         return await self._call(
             "GET",
@@ -156,29 +159,31 @@ class SikkaClient:
             parse=lambda r: parse_key_info(r.content, http_date(r.headers.get("request-key-expires")), datetime.now(UTC)),
         )
 
-    async def revoke_request_key(self, request_key: str) -> Result:
+    async def revoke_request_key(self, request_key: Secret) -> Result:
         return await self._call("DELETE", "/request_key", auth={"Request-Key": request_key}, parse=_nothing)
 
-    async def revoke_refresh_key(self, refresh_key: str) -> Result:
+    async def revoke_refresh_key(self, refresh_key: Secret) -> Result:
         return await self._call("DELETE", "/refresh_key", auth={"Refresh-Key": refresh_key, **self._app_auth()}, parse=_nothing)
 
     # -- reads (lists are Sikka's items as given: dicts of strings) --------------------------------
 
-    async def appointments(self, request_key: str, startdate: date, enddate: date, *, limit: int = 50, **filters: str) -> Result:
+    async def appointments(
+        self, request_key: Secret, startdate: date, enddate: date, *, limit: int = 50, **filters: str
+    ) -> Result:
         params = {"startdate": startdate.isoformat(), "enddate": enddate.isoformat(), **filters}
         return await self._pages("/appointments", {"Request-Key": request_key}, params, limit)
 
-    async def appointment(self, request_key: str, appointment_sr_no: str) -> Result:
+    async def appointment(self, request_key: Secret, appointment_sr_no: str) -> Result:
         """One appointment (``dict``) or ``None``."""
         return await self._one("/appointments", request_key, {"appointment_sr_no": appointment_sr_no})
 
     async def available_slots(
-        self, request_key: str, startdate: date, enddate: date, *, limit: int = 500, **filters: str
+        self, request_key: Secret, startdate: date, enddate: date, *, limit: int = 500, **filters: str
     ) -> Result:
         params = {"startdate": startdate.isoformat(), "enddate": enddate.isoformat(), **filters}
         return await self._pages("/appointments_available_slots", {"Request-Key": request_key}, params, limit)
 
-    async def search_patients(self, request_key: str, query: str, *, limit: int = 50) -> Result:
+    async def search_patients(self, request_key: Secret, query: str, *, limit: int = 50) -> Result:
         """By phone digits over cell, then homephone, then workphone; otherwise Sikka's ``search``."""
         digits = phone_digits(query)
         if digits is None:
@@ -189,27 +194,27 @@ class SikkaClient:
                 break
         return result
 
-    async def patient(self, request_key: str, patient_id: str) -> Result:
+    async def patient(self, request_key: Secret, patient_id: str) -> Result:
         """One patient (``dict``) or ``None``."""
         return await self._one("/patients", request_key, {"patient_id": patient_id})
 
-    async def providers(self, request_key: str, *, limit: int = 500, **filters: str) -> Result:
+    async def providers(self, request_key: Secret, *, limit: int = 500, **filters: str) -> Result:
         return await self._pages("/providers", {"Request-Key": request_key}, filters, limit)
 
-    async def practices(self, request_key: str, *, limit: int = 500, **filters: str) -> Result:
+    async def practices(self, request_key: Secret, *, limit: int = 500, **filters: str) -> Result:
         return await self._pages("/practices", {"Request-Key": request_key}, filters, limit)
 
-    async def operatories(self, request_key: str, cust_id: str, *, limit: int = 500, **filters: str) -> Result:
+    async def operatories(self, request_key: Secret, cust_id: str, *, limit: int = 500, **filters: str) -> Result:
         return await self._pages("/operatories", {"Request-Key": request_key}, {"cust_id": cust_id, **filters}, limit)
 
-    async def appointment_statuses(self, request_key: str, *, limit: int = 500, **filters: str) -> Result:
+    async def appointment_statuses(self, request_key: Secret, *, limit: int = 500, **filters: str) -> Result:
         return await self._pages("/appointment_statuses", {"Request-Key": request_key}, filters, limit)
 
-    async def practice_variables(self, request_key: str, *, limit: int = 500, **filters: str) -> Result:
+    async def practice_variables(self, request_key: Secret, *, limit: int = 500, **filters: str) -> Result:
         """E.g. ``service_name="Appointment Status"`` for the values a status PATCH accepts."""
         return await self._pages("/practice_variables", {"Request-Key": request_key}, filters, limit)
 
-    async def practice_schedule(self, request_key: str, *, limit: int = 500, **filters: str) -> Result:
+    async def practice_schedule(self, request_key: Secret, *, limit: int = 500, **filters: str) -> Result:
         return await self._pages("/practice_schedule", {"Request-Key": request_key}, filters, limit)
 
     async def data_sync_status(self, **filters: str) -> Result:
@@ -218,7 +223,7 @@ class SikkaClient:
 
     # -- writebacks ------------------------------------------------------------------------------
 
-    async def submit(self, request_key: str, operation: str, payload: Mapping[str, object]) -> Result:
+    async def submit(self, request_key: Secret, operation: str, payload: Mapping[str, object]) -> Result:
         """Send one of the six operations: ``WritebackAck`` or, once sent without a usable answer,
         ``Unknown``. Raises ``PayloadError`` before sending when the payload is not acceptable."""
         request = prepare(operation, payload)
@@ -231,7 +236,7 @@ class SikkaClient:
             writeback=True,
         )
 
-    async def writeback_status(self, request_key: str, sikka_writeback_id: str) -> Result:
+    async def writeback_status(self, request_key: Secret, sikka_writeback_id: str) -> Result:
         """``WritebackStatus`` of one writeback, or ``None`` when Sikka lists nothing for it."""
 
         def parse(response: httpx.Response) -> WritebackStatus | None:
@@ -259,10 +264,10 @@ class SikkaClient:
 
     # -- plumbing ------------------------------------------------------------------------------------
 
-    def _app_auth(self) -> dict[str, str]:
+    def _app_auth(self) -> dict[str, str | Secret]:
         return {"App-Id": self._app_id, "App-Key": self._app_key}
 
-    async def _grant(self, fields: dict[str, str], sent_refresh_key: str | None) -> Result:
+    async def _grant(self, fields: dict[str, str | Secret], sent_refresh_key: Secret | None) -> Result:
         body = {**fields, "app_id": self._app_id, "app_key": self._app_key}
         return await self._call(
             "POST",
@@ -274,7 +279,7 @@ class SikkaClient:
             ),
         )
 
-    async def _one(self, path: str, request_key: str, params: dict[str, str]) -> Result:
+    async def _one(self, path: str, request_key: Secret, params: dict[str, str]) -> Result:
         result = await self._pages(path, {"Request-Key": request_key}, params, 1)
         if not result.ok:
             return result
@@ -283,7 +288,7 @@ class SikkaClient:
     async def _pages(
         self,
         path: str,
-        auth: dict[str, str],
+        auth: dict[str, str | Secret],
         params: Mapping[str, str],
         limit: int | None,
         item_type: Any = dict[str, Any],
@@ -325,16 +330,20 @@ class SikkaClient:
         method: str,
         path: str,
         *,
-        auth: dict[str, str],
+        auth: dict[str, str | Secret],
         parse: Callable[[httpx.Response], Any],
         params: Mapping[str, str] | None = None,
-        body: dict[str, str] | None = None,
+        body: Mapping[str, str | Secret] | None = None,
         writeback: bool = False,
     ) -> Result:
-        """Send, classify, parse: the only place that touches the network."""
+        """Send, classify, parse: the only place that touches the network (and reveals keys)."""
         try:
             response = await self._http.request(
-                method, self._base_url + path, params=params, json=body, headers={**self._headers, **auth}
+                method,
+                self._base_url + path,
+                params=params,
+                json=_revealed(body) if body is not None else None,
+                headers={**self._headers, **_revealed(auth)},
             )
         except httpx.HTTPError as exc:
             result = Result(outcome=transport_outcome(exc, writeback))
@@ -356,3 +365,8 @@ class SikkaClient:
 
 def _nothing(response: httpx.Response) -> None:
     return None
+
+
+def _revealed(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """``fields`` as sent: each ``Secret`` replaced by its value."""
+    return {name: value.reveal() if isinstance(value, Secret) else value for name, value in fields.items()}

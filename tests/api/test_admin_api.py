@@ -24,6 +24,7 @@ import trio
 from hypothesis import HealthCheck, given, settings as hsettings
 from hypothesis import strategies as st
 
+from actors.process.config import ConfigError
 from sim import Simulator
 from supervisor import serve
 from tests.support.supervisor import (
@@ -437,7 +438,7 @@ async def test_socket_mode_stale_file_and_removal(start, socket_dir, db):
     assert (await sup.client.get("/health")).status_code == 200
 
     # a live socket is not taken over by a second supervisor
-    with pytest.raises(OSError, match="another process is serving"):
+    with pytest.raises(ConfigError, match="another process is serving"):
         with trio.fail_after(10):
             await serve(sup.settings, db)
     assert (await sup.client.get("/health")).status_code == 200

@@ -28,6 +28,7 @@ import structlog
 import trio
 from cryptography.fernet import Fernet
 
+from actors.cli import commands
 from actors.process import config
 from sim import SimConfig, Simulator
 from sim import serve as sim_serve
@@ -194,6 +195,43 @@ async def test_socket_unreachable_is_exit_3(socket_dir, capsys, args):
         assert out == ""
         lines = err.strip().splitlines()
         assert len(lines) == 1 and str(path) in lines[0] and "unreachable" in lines[0], err
+
+
+NOT_IDS = [
+    ("pause", "D9999/../D1001"),
+    ("offboard", "D9999/../D1001"),
+    ("status", "D1000?x=1"),
+    ("status", "D1000#frag"),
+    ("status", "D1000/"),
+    ("writebacks", "D1000/../D1001"),
+    ("stats", "D1000%2F"),
+    ("writeback", "x/../" + str(uuid.UUID(int=1))),
+    ("writeback", str(uuid.UUID(int=0xABCDEF)).upper()),
+    ("cancel", "not-a-uuid"),
+    ("submit", "../D1000", "book_appointment", "--payload", "{}"),
+    ("refresh-token", ""),
+]
+
+
+@pytest.mark.parametrize("args", NOT_IDS)
+async def test_an_id_that_is_not_one_is_exit_2_and_nothing_is_sent(socket_dir, capsys, args):
+    """Regression: ``pause 'D9999/../D1001'`` paused D1001. The id is refused before the socket
+    is opened: exit 2 even where nothing listens."""
+    capsys.readouterr()
+    status = await trio.to_thread.run_sync(main, ["--admin-socket", str(socket_dir / "none.sock"), *args])
+    out, err = capsys.readouterr()
+    assert status == 2 and out == "", (args, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and ("is not an office id" in lines[0] or "is not a writeback id" in lines[0]), err
+
+
+async def test_a_path_built_from_an_id_names_that_resource_only(sup):
+    for args in NOT_IDS[:2]:
+        status, _, _ = await sup.cli(*args)
+        assert status == 2
+    practice = (await sup.api.get("/practices/D1001")).json()
+    assert practice["state"] == "active", practice  # neither paused nor offboarded
+    assert commands.api_path("/practices/{office_id}/stats", office_id="D1000_x-1") == "/practices/D1000_x-1/stats"
 
 
 # --- status -------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import trio
 from cryptography.fernet import Fernet
 
 from actors.core import events as ev
+from actors.core.secret import Secret
 from bench.workload import EPOCH, practice_streams
 from store.credentials import Credentials, PgCredentialRows, Vault, parse_keys
 from store.pglog import PgEventStore
@@ -60,7 +61,7 @@ def test_bad_database_url_is_one_clear_line_and_exit_2(url, says):
 async def seed_log(db, key: str):
     """Two practices' lifecycles; one writeback carries the canary patient name in its payload."""
     creds = Credentials(Vault(parse_keys(key)), PgCredentialRows(db))
-    await creds.put_secret("D1000", "refresh_key", CANARY_SECRET)
+    await creds.put_secret("D1000", "refresh_key", Secret(CANARY_SECRET))
     store = PgEventStore(db)
     sealed = await creds.seal_payload("wb-canary", json.dumps({"firstname": CANARY_PATIENT}).encode())
     purged = await creds.seal_payload("wb-purged", b'{"firstname":"Gone"}')

@@ -46,6 +46,7 @@ def test_the_unit_matches_the_supervisor():
         line.split("=", 1) for line in (DEPLOY / "sikka-supervisor.service").read_text().splitlines()
         if "=" in line and not line.startswith("#")
     )
+    from actors.process.limits import needed_open_files
     from supervisor import DRAIN_S, STOP_FORCED_S
 
     assert unit["Type"] == "notify"
@@ -53,6 +54,7 @@ def test_the_unit_matches_the_supervisor():
     assert DRAIN_S + 5 < STOP_FORCED_S < float(unit["TimeoutStopSec"])  # drain, leases released, then the last resort
     assert int(unit["WatchdogSec"]) >= 10  # pinged every WatchdogSec/2 (actors.process.systemd)
     assert unit["EnvironmentFile"] == "/etc/sikka-supervisor/env"
+    assert int(unit["LimitNOFILE"]) >= needed_open_files(256, 2)  # both listeners full, the pools
 
 
 @pytest.fixture
@@ -133,7 +135,7 @@ async def test_retention_purges_old_payloads_and_keeps_rows_and_events(start, ro
         completed_at = conn.execute(
             "SELECT completed_at FROM writebacks WHERE writeback_id = %s", (wb["writeback_id"],)
         ).fetchone()[0]
-    secrets_key = sup.settings.secrets_key
+    secrets_key = sup.settings.secrets_key.reveal()
     shown = await trio.to_thread.run_sync(replayed_payloads, roles["program"], secrets_key)
     assert len(shown) == 1 and shown[0].startswith("{"), shown
 
@@ -183,12 +185,14 @@ async def test_restore_drill(start, pg_admin_url, database_url):
 async def test_rotate_keys_re_encrypts_every_credential_under_the_new_key(db, roles, database_url):
     from cryptography.fernet import Fernet
 
+    from actors.core.secret import Secret
     from store.credentials import Credentials, PgCredentialRows, Vault, parse_keys
 
     old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
-    await Credentials(Vault(parse_keys(old)), PgCredentialRows(db)).put_secret("D1", "secret_key", "s3cret")
+    await Credentials(Vault(parse_keys(old)), PgCredentialRows(db)).put_secret("D1", "secret_key", Secret("s3cret"))
     env = {**os.environ, "DATABASE_URL": roles["program"], "SIKKA_SECRETS_KEY": f"{new},{old}"}
     result = await trio.to_thread.run_sync(lambda: subprocess.run(
         [str(BIN / "sikka-supervisor"), "rotate-keys"], capture_output=True, text=True, env=env, timeout=60))
     assert result.returncode == 0 and "re-encrypted 1 credentials" in result.stdout, result.stderr
-    assert await Credentials(Vault(parse_keys(new)), PgCredentialRows(db)).secret("D1", "secret_key") == "s3cret"
+    rotated = Credentials(Vault(parse_keys(new)), PgCredentialRows(db))
+    assert await rotated.secret("D1", "secret_key") == Secret("s3cret")

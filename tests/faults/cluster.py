@@ -1,39 +1,46 @@
 """A PostgreSQL server of the database fault suite's own, which it stops, restarts, freezes,
 kills and turns read-only under a running supervisor (the tests' shared server is never touched).
 
-The cluster is made by pgserver (``initdb``; as root it runs the server as its ``pgserver`` OS
-user), then ``postgres`` runs as a direct child of this process, on a Unix socket only: a
-``kill -9`` or a restart leaves no zombie behind to confuse the next start. ``admin()`` connects
+The binaries are the embedded server's (the ``pgserver`` wheel's, ``store.embedded.binaries``);
+as root, ``initdb`` and the server run in a user namespace of their own (``store.userns``), as the
+embedded server does. ``postgres`` runs as a direct child of this process, on a Unix socket only:
+a ``kill -9`` or a restart leaves no zombie behind to confuse the next start. ``admin()`` connects
 straight to the socket (the supervisor goes through a ``Relay`` to it: ``socket_path``).
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import psutil
 import psycopg
 
+from store.embedded import binaries
+
 SHUTDOWN = {"smart": signal.SIGTERM, "fast": signal.SIGINT, "immediate": signal.SIGQUIT}
+
+
+def _as_server(*command: str) -> list[str]:
+    """``command`` as the embedded server runs it: in a user namespace of its own as root."""
+    return [sys.executable, "-m", "store.userns", *command] if os.geteuid() == 0 else list(command)
 
 
 class Cluster:
     def __init__(self, tmp: Path):
-        import pgserver  # lazy: it reads XDG_RUNTIME_DIR when imported (store.embedded sets it)
-        from pgserver._commands import POSTGRES_BIN_PATH, pg_ctl
-
         self.pgdata = tmp / "pgdata"
         self.sockets = tmp / "sockets"
-        server = pgserver.get_server(self.pgdata, cleanup_mode=None)  # initdb (and a first start)
-        self.user = server.system_user
-        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=self.user)
-        self.sockets.mkdir(mode=0o777)
-        self.sockets.chmod(0o777)
-        self.binary = POSTGRES_BIN_PATH / "postgres"
+        self.sockets.mkdir(mode=0o700)
         self.log = open(tmp / "postgres.log", "ab")
+        subprocess.run(
+            _as_server(str(binaries() / "initdb"), "-D", str(self.pgdata), "--auth=trust", "--encoding=utf8",
+                       "-U", "postgres"),
+            check=True, stdout=self.log, stderr=self.log, stdin=subprocess.DEVNULL, cwd="/",
+        )
         self.proc: subprocess.Popen | None = None
         self.start()
 
@@ -51,9 +58,9 @@ class Cluster:
 
     def start(self, wait: float = 30) -> None:
         self.proc = subprocess.Popen(
-            [str(self.binary), "-D", str(self.pgdata), "-k", str(self.sockets), "-p", "5432",
-             "-c", "listen_addresses=", "-c", "fsync=off", "-c", "max_connections=200"],
-            stdout=self.log, stderr=self.log, user=self.user,
+            _as_server(str(binaries() / "postgres"), "-D", str(self.pgdata), "-k", str(self.sockets), "-p", "5432",
+                       "-c", "listen_addresses=", "-c", "fsync=off", "-c", "max_connections=200"),
+            stdout=self.log, stderr=self.log, stdin=subprocess.DEVNULL, cwd="/",
         )
         deadline = time.monotonic() + wait
         while True:

@@ -300,8 +300,8 @@ EVERY = SHORT + [
 
 @pytest.fixture
 def run():
-    # not under pytest's temporary root: another pytest session resets it to 0700, and the server
-    # runs as another OS user when the tests run as root
+    # a short path (the server's socket is in it), and not under pytest's temporary root, which
+    # other pytest sessions on the machine clean up
     with tempfile.TemporaryDirectory(prefix="sikka-dbfaults-") as tmp:
         run = Run(Path(tmp))
         try:

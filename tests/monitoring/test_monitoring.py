@@ -18,6 +18,7 @@ from actors.core import alerting
 from actors.process import logs
 from actors.monitoring import tracking
 from actors.core.alerting import Alert, Transition
+from actors.core.secret import Secret
 from actors.monitoring.slack import SlackNotifier
 from actors.runtime.supervision import RestartPolicy, Supervised
 from sim import SimConfig
@@ -113,7 +114,7 @@ async def test_an_alerts_since_survives_a_restart(start):
         await sup.done.wait()
     await trio.sleep(1)
     again = await start(sim=sup.sim, sim_port=sup.sim_port, wait_active=False,
-                        env={"SIKKA_SECRETS_KEY": sup.settings.secrets_key})
+                        env={"SIKKA_SECRETS_KEY": sup.settings.secrets_key.reveal()})
     listed = (await again.client.get("/alerts")).json()["alerts"]
     assert [(a["kind"], a["office_id"], a["since"]) for a in listed] == [("setup_required", OFFICES[0], alert["since"])]
     await trio.sleep(6)  # the new monitor's evaluations: the practice is still revoked
@@ -156,7 +157,7 @@ async def test_slack_one_message_per_onset_and_clearing(nursery):
     receiver = Receiver()
     await nursery.start(receiver.serve)
     async with httpx.AsyncClient() as http:
-        slack = SlackNotifier(http, f"http://127.0.0.1:{receiver.port}/hook", base_delay=0.05)
+        slack = SlackNotifier(http, Secret(f"http://127.0.0.1:{receiver.port}/hook"), base_delay=0.05)
         nursery.start_soon(slack.run)
         slack.publish(transition("onset"))
         slack.publish(transition("onset"))  # a repeat while it holds: nothing more
@@ -181,7 +182,7 @@ async def test_slack_down_never_blocks_and_retries_with_backoff(nursery):
     receiver.scope.cancel()  # the receiver is down: connections are refused
     await trio.sleep(0.1)
     async with httpx.AsyncClient() as http:
-        slack = SlackNotifier(http, f"http://127.0.0.1:{port}/hook", capacity=5, attempts=3, base_delay=0.05)
+        slack = SlackNotifier(http, Secret(f"http://127.0.0.1:{port}/hook"), capacity=5, attempts=3, base_delay=0.05)
         nursery.start_soon(slack.run)
         with trio.fail_after(1):  # publishing never waits, however many and however dead Slack is
             for n in range(50):
@@ -225,7 +226,7 @@ class Captured(Transport):
 
 async def test_sentry_gets_actor_crashes_with_office_id_and_no_secrets():
     transport = Captured()
-    tracking.init("https://public@sentry.invalid/1", release="test", node="n1", transport=transport)
+    tracking.init(Secret("https://public@sentry.invalid/1"), release="test", node="n1", transport=transport)
     try:
         supervised = Supervised("D1000", RestartPolicy(intensity=0, park_for=0.01))
         calls = []

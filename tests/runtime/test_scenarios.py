@@ -16,6 +16,7 @@ from actors.runtime.mailbox import Unavailable
 from actors.runtime.commit import SNAPSHOT_SCHEMA
 from actors.core.state import empty, fold
 from actors.core.timezones import zone_for
+from actors.core.secret import Secret
 from sim import SimConfig
 from bench.system import booking, start_system
 from tests.support.harness import sim_created, sim_requests, sim_stats, stream, wait_until
@@ -590,8 +591,8 @@ async def test_peer_token__refresh_path_saves_the_new_keys_active_and_clears_las
     assert refreshed[-1].grant == "refresh_key"
     ps = system.sim.practice(office)
     stored_request = await system.credentials.secret(office, "request_key")
-    assert system.sim.keys[stored_request].start == max(k.start for k in system.sim.keys.values())
-    assert await system.credentials.secret(office, "refresh_key") == ps.refresh_key  # the rotated one
+    assert system.sim.keys[stored_request.reveal()].start == max(k.start for k in system.sim.keys.values())
+    assert await system.credentials.secret(office, "refresh_key") == Secret(ps.refresh_key)  # the rotated one
 
 
 async def _has_error(system, office):
@@ -604,7 +605,7 @@ async def test_peer_token__refresh_rejected_falls_back_to_a_request_key_grant(nu
     system = await start_system(nursery, sim_config=SimConfig(practices=1))
     office = system.offices()[0]
     await _fresh_key(system, office)
-    await system.credentials.put_secret(office, "refresh_key", "0" * 32)  # deleted at Sikka
+    await system.credentials.put_secret(office, "refresh_key", Secret("0" * 32))  # deleted at Sikka
     recorder = _record(system)
     await system.practices.actors[office].ask(messages.RefreshToken())
     await trio.sleep(5)
@@ -624,8 +625,8 @@ async def test_peer_token__refresh_and_secret_rejected_is_setup_required_with_la
     system = await start_system(nursery, sim_config=SimConfig(practices=1))
     office = system.offices()[0]
     await _fresh_key(system, office)
-    await system.credentials.put_secret(office, "refresh_key", "0" * 32)
-    await system.credentials.put_secret(office, "secret_key", "wrong-secret")
+    await system.credentials.put_secret(office, "refresh_key", Secret("0" * 32))
+    await system.credentials.put_secret(office, "secret_key", Secret("wrong-secret"))
     recorder = _record(system)
     await system.practices.actors[office].ask(messages.RefreshToken())
     await trio.sleep(600)
@@ -639,7 +640,7 @@ async def test_peer_token__refresh_fails_without_office_secret_after_exactly_one
     system = await start_system(nursery, sim_config=SimConfig(practices=1))
     office = system.offices()[0]
     await _fresh_key(system, office)
-    await system.credentials.put_secret(office, "refresh_key", "0" * 32)
+    await system.credentials.put_secret(office, "refresh_key", Secret("0" * 32))
     await system.credentials.rows.delete(["secret_key"], [office])
     recorder = _record(system)
     await system.practices.actors[office].ask(messages.RefreshToken())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from cryptography.fernet import Fernet
 
+from actors.core.secret import Secret
 from store.credentials import (
     Credentials,
     MemoryCredentialRows,
@@ -15,7 +16,7 @@ from store.credentials import (
     parse_keys,
 )
 
-CANARY = "canary-secret-7Q9XK2"
+CANARY = Secret("canary-secret-7Q9XK2")
 
 
 @pytest.fixture(params=["memory", "postgres"])
@@ -37,7 +38,7 @@ async def test_secret_round_trip_and_destroy(rows):
     assert await creds.destroy_practice("D1") == 1
     assert await creds.secret("D1", "refresh_key") is None
     with pytest.raises(ValueError):
-        await creds.put_secret("D1", "password", "x")
+        await creds.put_secret("D1", "password", Secret("x"))
 
 
 async def test_rotation_re_encrypts_so_the_old_key_can_go(rows):
@@ -77,7 +78,7 @@ def test_key_file_is_created_private_and_reused(tmp_path, capsys):
 async def test_purged_payload_reads_as_purged(rows):
     creds = Credentials(vault(Fernet.generate_key()), rows)
     sealed = {w: await creds.seal_payload(w, w.encode()) for w in ("w1", "w2")}
-    assert CANARY not in "".join(sealed.values())
+    assert CANARY.reveal() not in "".join(sealed.values())
     assert await creds.purge_payloads(["w1"]) == 1
     assert await creds.open_payloads(sealed) == {"w1": None, "w2": b"w2"}
 
@@ -85,10 +86,10 @@ async def test_purged_payload_reads_as_purged(rows):
 async def test_stored_rows_hold_no_plaintext(rows):
     creds = Credentials(vault(Fernet.generate_key()), rows)
     await creds.put_secret("D1", "request_key", CANARY)
-    await creds.seal_payload("w1", f'{{"firstname":"{CANARY}"}}'.encode())
+    await creds.seal_payload("w1", f'{{"firstname":"{CANARY.reveal()}"}}'.encode())
     stored = await rows.get("request_key", ["D1"])
     stored.update(await rows.get("payload_key", ["w1"]))
-    assert stored and all(CANARY not in ct for ct in stored.values())
+    assert stored and all(CANARY.reveal() not in ct for ct in stored.values())
 
 
 async def test_digest_is_keyed_stable_and_survives_a_restart(rows):

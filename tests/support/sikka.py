@@ -19,6 +19,8 @@ from typing import Any
 
 import httpx
 
+from actors.core.secret import Secret
+
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 V4 = "sikka-api-v4.postman.json"
 WB = "sikka-writeback-api.postman.json"
@@ -112,6 +114,7 @@ BASE = "https://api.sikkasoft.com/v4"
 APP_ID = "a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6"
 APP_KEY = "appkey0000000000000000000000secret"
 REQUEST_KEY = "d7ab733c766917fa5ef8ae3a54100620"
+APP_SECRET, KEY = Secret(APP_KEY), Secret(REQUEST_KEY)  # as the client takes them
 NODE = "node-a"
 BOOKING = {  # a valid book_appointment payload
     "patient_id": "5383",

@@ -5,7 +5,7 @@ import pytest
 import respx
 
 from actors.runtime.sikka import SikkaClient
-from tests.support.sikka import APP_ID, APP_KEY, BASE, NODE
+from tests.support.sikka import APP_ID, APP_SECRET, BASE, NODE
 
 
 @pytest.fixture
@@ -16,7 +16,7 @@ async def http():
 
 @pytest.fixture
 def client(http: httpx.AsyncClient) -> SikkaClient:
-    return SikkaClient(http, BASE, APP_ID, APP_KEY, NODE)
+    return SikkaClient(http, BASE, APP_ID, APP_SECRET, NODE)
 
 
 @pytest.fixture

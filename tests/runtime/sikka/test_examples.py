@@ -23,10 +23,13 @@ from actors.core.outcomes import (
 )
 from actors.core.sikka_parse import parse_ack, rate_headers
 from actors.runtime.sikka import SikkaClient
+from actors.core.secret import Secret
 from tests.support.sikka import (
     APP_ID,
     APP_KEY,
+    APP_SECRET,
     BASE,
+    KEY,
     NODE,
     REQUEST_KEY,
     WB,
@@ -41,19 +44,19 @@ from tests.support.sikka import (
 
 # (example name, path, the client call that covers it)
 LIST_READS = [
-    ("appointments", "/appointments", lambda c: c.appointments(REQUEST_KEY, date(2020, 9, 29), date(2020, 9, 30))),
+    ("appointments", "/appointments", lambda c: c.appointments(KEY, date(2020, 9, 29), date(2020, 9, 30))),
     (
         "appointments_available_slots",
         "/appointments_available_slots",
-        lambda c: c.available_slots(REQUEST_KEY, date(2020, 9, 29), date(2020, 9, 30)),
+        lambda c: c.available_slots(KEY, date(2020, 9, 29), date(2020, 9, 30)),
     ),
-    ("patients", "/patients", lambda c: c.search_patients(REQUEST_KEY, "Smith")),
-    ("providers", "/providers", lambda c: c.providers(REQUEST_KEY)),
-    ("practices", "/practices", lambda c: c.practices(REQUEST_KEY)),
-    ("operatories", "/operatories", lambda c: c.operatories(REQUEST_KEY, "1", is_hidden="F")),
-    ("appointment_statuses", "/appointment_statuses", lambda c: c.appointment_statuses(REQUEST_KEY)),
-    ("practice_variables", "/practice_variables", lambda c: c.practice_variables(REQUEST_KEY)),
-    ("practice_schedule", "/practice_schedule", lambda c: c.practice_schedule(REQUEST_KEY)),
+    ("patients", "/patients", lambda c: c.search_patients(KEY, "Smith")),
+    ("providers", "/providers", lambda c: c.providers(KEY)),
+    ("practices", "/practices", lambda c: c.practices(KEY)),
+    ("operatories", "/operatories", lambda c: c.operatories(KEY, "1", is_hidden="F")),
+    ("appointment_statuses", "/appointment_statuses", lambda c: c.appointment_statuses(KEY)),
+    ("practice_variables", "/practice_variables", lambda c: c.practice_variables(KEY)),
+    ("practice_schedule", "/practice_schedule", lambda c: c.practice_schedule(KEY)),
     ("data_sync_status", "/data_sync_status", lambda c: c.data_sync_status()),
 ]
 
@@ -74,8 +77,8 @@ async def test_one_patient_and_one_appointment_come_from_the_examples(client, si
     sikka.get("/patients").mock(return_value=as_httpx(v4("patients")))
     sikka.get("/appointments").mock(return_value=as_httpx(v4("appointments")))
 
-    patient = await client.patient(REQUEST_KEY, "5383")
-    appointment = await client.appointment(REQUEST_KEY, "70670")
+    patient = await client.patient(KEY, "5383")
+    appointment = await client.appointment(KEY, "70670")
 
     assert patient.value == body_json(v4("patients"))["items"][0]
     assert appointment.value["appointment_sr_no"] == "70670"
@@ -90,7 +93,7 @@ async def test_authorized_practices_placeholder_examples_parse(client, sikka, in
 
     [practice] = result.value
     assert isinstance(practice, AuthorizedPractice)
-    assert (practice.office_id, practice.secret_key) == ("office id", "secret key")
+    assert (practice.office_id, practice.secret_key) == ("office id", Secret("secret key"))
     assert practice.time_zone == "practice management system refresh date time zone"
     assert practice.data_insert_date == "data insert date"
 
@@ -121,7 +124,7 @@ async def test_result_carries_rate_and_key_expiry_headers_as_sent(client, sikka,
     example = v4(name)
     sikka.get("/practices").mock(return_value=as_httpx(example))
 
-    result = await client.practices(REQUEST_KEY)
+    result = await client.practices(KEY)
 
     assert result.ok
     assert result.rate == rate_headers(as_httpx(example).headers)
@@ -131,7 +134,7 @@ async def test_result_carries_rate_and_key_expiry_headers_as_sent(client, sikka,
 async def test_request_key_info_example(client, sikka):
     route = sikka.get("/request_key_info").mock(return_value=as_httpx(v4("request_key_info")))
 
-    result = await client.request_key_info(REQUEST_KEY)
+    result = await client.request_key_info(KEY)
 
     # placeholders in the body; the expiry comes from the Request-Key-Expires header
     assert result.value == KeyInfo(
@@ -186,7 +189,7 @@ async def test_each_operation_parses_its_example_acknowledgement(client, sikka, 
     example = wb(name, method)
     route = sikka.route(method=method, path=path).mock(return_value=as_httpx(example))
 
-    result = await client.submit(REQUEST_KEY, operation, PAYLOADS[operation])
+    result = await client.submit(KEY, operation, PAYLOADS[operation])
 
     assert result.outcome == Ok(WritebackAck(sikka_writeback_id=sikka_id, code=code))
     assert result.status in (200, 201)
@@ -219,7 +222,7 @@ def test_every_acknowledgement_in_the_writeback_collection(label, response):
 async def test_placeholder_acknowledgement_is_unknown_not_a_made_up_id(client, sikka):
     sikka.patch("/appointments/70670").mock(return_value=as_httpx(wb("claims", "PATCH")))
 
-    result = await client.submit(REQUEST_KEY, "update_appointment_status", PAYLOADS["update_appointment_status"])
+    result = await client.submit(KEY, "update_appointment_status", PAYLOADS["update_appointment_status"])
 
     assert result.outcome == Unknown(reason="unparseable", status=200)
 
@@ -228,7 +231,7 @@ async def test_placeholder_acknowledgement_is_unknown_not_a_made_up_id(client, s
 async def test_failed_examples_are_invalid_key(client, sikka, name, index):
     sikka.post("/appointment").mock(return_value=as_httpx(wb(name, "POST", index)))
 
-    result = await client.submit(REQUEST_KEY, "book_appointment", PAYLOADS["book_appointment"])
+    result = await client.submit(KEY, "book_appointment", PAYLOADS["book_appointment"])
 
     assert result.status == 400
     assert result.outcome == InvalidKey(code="API1004", message="Requestkey is missing/invalid")
@@ -238,7 +241,7 @@ async def test_spu_offline_body_uses_log_message(client, sikka):
     body = doc_json('"log_message"')
     sikka.post("/patient").mock(return_value=httpx.Response(412, json=body))
 
-    result = await client.submit(REQUEST_KEY, "create_patient", PAYLOADS["create_patient"])
+    result = await client.submit(KEY, "create_patient", PAYLOADS["create_patient"])
 
     assert result.outcome == SpuOffline(code="API2017", message="Sikka platform utility is offline")
 
@@ -246,7 +249,7 @@ async def test_spu_offline_body_uses_log_message(client, sikka):
 async def test_writeback_status_example_is_a_top_level_array(client, sikka):
     route = sikka.get("/writeback_status").mock(return_value=as_httpx(wb("writeback_status", "GET")))
 
-    result = await client.writeback_status(REQUEST_KEY, "490481")
+    result = await client.writeback_status(KEY, "490481")
 
     assert result.value == WritebackStatus(
         id="490481",
@@ -262,7 +265,7 @@ async def test_writeback_status_example_is_a_top_level_array(client, sikka):
 
 
 async def test_writebacks_example_total_10_with_one_item_is_one_page(http, sikka):
-    client = SikkaClient(http, BASE, APP_ID, APP_KEY, NODE, page_size=50)
+    client = SikkaClient(http, BASE, APP_ID, APP_SECRET, NODE, page_size=50)
     route = sikka.get("/writebacks").mock(return_value=as_httpx(wb("writebacks", "GET")))
 
     result = await client.writebacks(date(2023, 3, 27), date(2023, 3, 28))
@@ -310,11 +313,12 @@ async def test_request_key_answer_from_the_docs(client, sikka):
     sample = doc_json("85603 second(s)")
     route = sikka.post("/request_key").mock(return_value=httpx.Response(200, json=sample))
 
-    result = await client.issue_request_key("D20006", "secret-1")
+    result = await client.issue_request_key("D20006", Secret("secret-1"))
 
     # end_time (no zone: UTC) wins over expires_in, which is 797 s short of 24 h
     assert result.value == TokenGrant(
-        request_key=sample["request_key"], refresh_key=sample["refresh_key"], expires_at=datetime(2020, 9, 24, 4, 0, 28, tzinfo=UTC)
+        request_key=Secret(sample["request_key"]), refresh_key=Secret(sample["refresh_key"]),
+        expires_at=datetime(2020, 9, 24, 4, 0, 28, tzinfo=UTC),
     )
     assert route.calls.last.request.headers["Content-Type"] == "application/json"
 
@@ -327,9 +331,9 @@ async def test_request_key_expiry_prefers_the_header_then_expires_in(client, sik
         side_effect=[httpx.Response(200, json=sample, headers=header), httpx.Response(200, json=without_end)]
     )
 
-    from_header = await client.issue_request_key("D20006", "secret-1")
+    from_header = await client.issue_request_key("D20006", Secret("secret-1"))
     before = datetime.now(UTC)
-    from_expires_in = await client.issue_request_key("D20006", "secret-1")
+    from_expires_in = await client.issue_request_key("D20006", Secret("secret-1"))
 
     assert from_header.value.expires_at == datetime(2020, 9, 24, 4, 0, tzinfo=UTC)
     delta = from_expires_in.value.expires_at - before
@@ -340,7 +344,7 @@ async def test_request_key_expiry_prefers_the_header_then_expires_in(client, sik
 async def test_revocations_accept_the_session_terminated_ack(client, sikka, call, method, path):
     route = sikka.route(method=method, path=path).mock(return_value=httpx.Response(200, json=doc_json("API0002")))
 
-    result = await getattr(client, call)("the-key")
+    result = await getattr(client, call)(Secret("the-key"))
 
     assert result.outcome == Ok(None)
     headers = route.calls.last.request.headers

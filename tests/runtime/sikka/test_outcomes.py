@@ -29,7 +29,7 @@ from actors.core.outcomes import (
 )
 from actors.core.sikka_parse import http_date, rate_headers
 from actors.runtime.sikka import SikkaClient, user_agent
-from tests.support.sikka import APP_ID, APP_KEY, BASE, BOOKING, NODE, REQUEST_KEY, envelope
+from tests.support.sikka import APP_ID, APP_KEY, APP_SECRET, BASE, BOOKING, KEY, NODE, REQUEST_KEY, envelope
 
 BOOK = dict(BOOKING)
 
@@ -40,11 +40,11 @@ def error(status: int, code: str, long_message: str = "", **extra: str) -> httpx
 
 
 async def read(client: SikkaClient):
-    return await client.providers(REQUEST_KEY)
+    return await client.providers(KEY)
 
 
 async def book(client: SikkaClient):
-    return await client.submit(REQUEST_KEY, "book_appointment", BOOK)
+    return await client.submit(KEY, "book_appointment", BOOK)
 
 
 @pytest.mark.parametrize(
@@ -217,7 +217,7 @@ async def test_no_content_on_a_list_read_is_an_empty_list(client, sikka, respons
 async def test_no_content_on_a_flat_read_is_a_server_error(client, sikka):
     sikka.get("/request_key_info").mock(return_value=httpx.Response(204))
 
-    assert (await client.request_key_info(REQUEST_KEY)).outcome == ServerError(204, message="unparseable body")
+    assert (await client.request_key_info(KEY)).outcome == ServerError(204, message="unparseable body")
 
 
 async def test_json_parsed_whatever_the_content_type_and_gzip_decoded(client, sikka):
@@ -266,7 +266,7 @@ def test_user_agent_version_falls_back_to_0(monkeypatch):
 
 
 async def test_one_shared_async_client_for_every_practice(http, sikka):
-    client = SikkaClient(http, BASE, APP_ID, APP_KEY, NODE)
+    client = SikkaClient(http, BASE, APP_ID, APP_SECRET, NODE)
     sikka.get("/providers").mock(return_value=httpx.Response(200, json=envelope([])))
 
     await client.providers("key-of-practice-a")
@@ -299,8 +299,8 @@ async def test_secrets_and_query_values_never_reach_the_log(client, sikka):
     with structlog.testing.capture_logs() as logs:
         await client.issue_request_key("D20006", "office-secret-key")
         await client.refresh_request_key("the-refresh-key")
-        await client.search_patients(REQUEST_KEY, "Jane Doe")
-        await client.search_patients(REQUEST_KEY, "555-867-5309")
+        await client.search_patients(KEY, "Jane Doe")
+        await client.search_patients(KEY, "555-867-5309")
         await client.writebacks(date(2025, 3, 1), date(2025, 3, 7))
         await client.revoke_refresh_key("the-refresh-key")
 
@@ -313,6 +313,6 @@ async def test_secrets_and_query_values_never_reach_the_log(client, sikka):
 def test_app_credentials_are_required():
     http = httpx.AsyncClient()
     with pytest.raises(ValueError):
-        SikkaClient(http, BASE, "", APP_KEY, NODE)
+        SikkaClient(http, BASE, "", APP_SECRET, NODE)
     with pytest.raises(ValueError):
         SikkaClient(http, BASE, APP_ID, "", NODE)

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from actors.core.outcomes import AuthorizedPractice, ServerError
 from actors.runtime.sikka import MAX_PAGE_SIZE, SikkaClient
-from tests.support.sikka import APP_ID, APP_KEY, BASE, NODE, REQUEST_KEY, envelope
+from actors.core.secret import Secret
+from tests.support.sikka import APP_ID, APP_KEY, APP_SECRET, BASE, KEY, NODE, envelope
 
 
 def paged(items: list[dict], *, total: int | None = None, header_pages: dict[int, dict] | None = None):
@@ -33,7 +34,7 @@ def paged(items: list[dict], *, total: int | None = None, header_pages: dict[int
 
 
 def small_pages(http: httpx.AsyncClient, page_size: int = 2) -> SikkaClient:
-    return SikkaClient(http, BASE, APP_ID, APP_KEY, NODE, page_size=page_size)
+    return SikkaClient(http, BASE, APP_ID, APP_SECRET, NODE, page_size=page_size)
 
 
 APPOINTMENTS = [{"appointment_sr_no": str(n)} for n in range(7)]
@@ -43,7 +44,7 @@ async def test_pages_assembled_with_filters_kept_and_offset_a_page_index(http, s
     route = sikka.get("/appointments").mock(side_effect=paged(APPOINTMENTS))
 
     result = await small_pages(http).appointments(
-        REQUEST_KEY, date(2025, 3, 1), date(2025, 3, 31), limit=100, provider_id="DOC1"
+        KEY, date(2025, 3, 1), date(2025, 3, 31), limit=100, provider_id="DOC1"
     )
 
     assert result.value == APPOINTMENTS
@@ -63,7 +64,7 @@ async def test_next_link_is_never_followed(http, sikka):
 
     route = sikka.get("/appointments").mock(side_effect=serve)
 
-    result = await small_pages(http).appointments(REQUEST_KEY, date(2025, 3, 1), date(2025, 3, 2), limit=10)
+    result = await small_pages(http).appointments(KEY, date(2025, 3, 1), date(2025, 3, 2), limit=10)
 
     assert result.value == APPOINTMENTS[:4]
     assert [c.request.url.params["offset"] for c in route.calls] == ["0", "1"]
@@ -74,7 +75,7 @@ async def test_next_link_is_never_followed(http, sikka):
 async def test_stops_at_the_callers_limit(http, sikka):
     route = sikka.get("/appointments").mock(side_effect=paged(APPOINTMENTS))
 
-    result = await small_pages(http).appointments(REQUEST_KEY, date(2025, 3, 1), date(2025, 3, 2), limit=3)
+    result = await small_pages(http).appointments(KEY, date(2025, 3, 1), date(2025, 3, 2), limit=3)
 
     assert result.value == APPOINTMENTS[:3]
     assert route.call_count == 2
@@ -83,7 +84,7 @@ async def test_stops_at_the_callers_limit(http, sikka):
 async def test_page_size_is_the_limit_when_smaller(http, sikka):
     route = sikka.get("/providers").mock(side_effect=paged(APPOINTMENTS))
 
-    result = await small_pages(http, page_size=500).providers(REQUEST_KEY, limit=5)
+    result = await small_pages(http, page_size=500).providers(KEY, limit=5)
 
     assert result.value == APPOINTMENTS[:5]
     assert [(c.request.url.params["offset"], c.request.url.params["limit"]) for c in route.calls] == [("0", "5")]
@@ -97,7 +98,7 @@ def test_page_size_is_capped_at_sikkas_maximum():
 async def test_a_full_last_page_stops_at_total_count(http, sikka):
     route = sikka.get("/providers").mock(side_effect=paged(APPOINTMENTS[:4]))
 
-    result = await small_pages(http).providers(REQUEST_KEY, limit=100)
+    result = await small_pages(http).providers(KEY, limit=100)
 
     assert len(result.value) == 4
     assert route.call_count == 2  # no third request for an empty page
@@ -106,7 +107,7 @@ async def test_a_full_last_page_stops_at_total_count(http, sikka):
 async def test_a_short_page_stops_even_when_total_count_says_more(http, sikka):
     route = sikka.get("/providers").mock(side_effect=paged(APPOINTMENTS[:3], total=10))
 
-    result = await small_pages(http).providers(REQUEST_KEY, limit=100)
+    result = await small_pages(http).providers(KEY, limit=100)
 
     assert len(result.value) == 3
     assert route.call_count == 2
@@ -120,7 +121,7 @@ async def test_a_failing_page_fails_the_read(http, sikka):
         ]
     )
 
-    result = await small_pages(http).providers(REQUEST_KEY, limit=100)
+    result = await small_pages(http).providers(KEY, limit=100)
 
     assert result.outcome == ServerError(503, "API2002", "overloaded")
 
@@ -129,7 +130,7 @@ async def test_data_insert_on_any_page_is_reported_and_rate_headers_are_the_late
     headers = {0: {"Data-Insert": "in progress", "X-Rate-Limit-Remaining": "249"}, 1: {"X-Rate-Limit-Remaining": "248"}}
     sikka.get("/providers").mock(side_effect=paged(APPOINTMENTS[:3], header_pages=headers))
 
-    result = await small_pages(http).providers(REQUEST_KEY, limit=100)
+    result = await small_pages(http).providers(KEY, limit=100)
 
     assert result.ok and result.data_insert_in_progress
     assert result.rate.remaining == 248
@@ -147,7 +148,7 @@ async def test_authorized_practices_reads_all_pages_with_show_all(http, sikka):
 
     assert [p.office_id for p in result.value] == ["D0", "D1", "D2"]
     assert result.value[1] == AuthorizedPractice(
-        office_id="D1", secret_key="s1", practice_name="P1", practice_id="1", time_zone="Eastern Standard Time"
+        office_id="D1", secret_key=Secret("s1"), practice_name="P1", practice_id="1", time_zone="Eastern Standard Time"
     )
     assert result.value[0].time_zone is None
     assert all(c.request.url.params["show"] == "all" for c in route.calls)
@@ -190,7 +191,7 @@ def test_any_total_page_size_and_limit(total, page_size, limit):
         async with httpx.AsyncClient() as http:
             with respx.mock(base_url=BASE) as sikka:
                 route = sikka.get("/providers").mock(side_effect=paged(items))
-                result = await small_pages(http, page_size).providers(REQUEST_KEY, limit=limit)
+                result = await small_pages(http, page_size).providers(KEY, limit=limit)
                 return result.value, route.call_count
 
     value, calls = trio.run(scenario)
