@@ -35,7 +35,7 @@ from actors.runtime.practices import PracticeSupervisor
 from store.db import DatabaseUnavailable, answer_within
 from store.probe import DatabaseProbe, DatabaseStatus
 
-HEALTH_READ_S = 0.5
+HEALTH_READ_S = 0.25
 WEBHOOK_ONBOARD_S = 60.0  # a webhook triggers an onboarding check at most this often
 
 
