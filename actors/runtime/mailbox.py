@@ -22,6 +22,7 @@ from typing import Any
 import msgspec
 import trio
 
+from actors.runtime.inbox import Inbox
 from store.db import DatabaseUnavailable
 
 
@@ -46,7 +47,7 @@ class Wake(msgspec.Struct, frozen=True):
     """Something changed outside the actor (e.g. events appended by another writer)."""
 
 
-def tell(inbox: trio.MemorySendChannel, message) -> None:
+def tell(inbox: Inbox, message) -> None:
     """Deliver without waiting (dropped if the inbox is full: senders re-send)."""
     try:
         inbox.send_nowait(Envelope(message))
@@ -55,7 +56,7 @@ def tell(inbox: trio.MemorySendChannel, message) -> None:
 
 
 async def ask(
-    inbox: trio.MemorySendChannel,
+    inbox: Inbox,
     message,
     plaintexts: Mapping[str, bytes] | None = None,
     *,

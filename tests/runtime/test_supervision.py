@@ -165,3 +165,37 @@ async def test_crashes_the_child_did_not_cause_never_park(autojump_clock):
     assert len(starts) == 21 and not sup.parked and sup.statistics().crashes_in_period == 0
     gaps = [b - a for a, b in zip(starts, starts[1:])]
     assert max(gaps) <= POLICY.base_delay * 2 ** (TRANSIENT_MAX_CRASHES - 1)  # the backoff stops growing
+
+
+async def test_a_crash_text_carrying_a_secret_is_scrubbed_before_it_is_kept(autojump_clock):
+    """Regression: the crash text became ``last_error`` as is, and from there the parking event,
+    the ``restarting``/``parked`` alerts and their Slack message: an exception quoting the app key
+    leaked it (seen in the layered canary)."""
+    from datetime import UTC, datetime
+
+    from actors.core.alerting import Alert, Transition
+    from actors.core.secret import Secret
+    from actors.monitoring.slack import message
+    from actors.process import logs
+
+    canary = "app-key-CANARY-4711"
+    logs.protect([Secret(canary)])
+    try:
+        parked = []
+
+        async def child():
+            raise RuntimeError(f"refused with {canary}")
+
+        with trio.CancelScope() as scope:
+
+            async def on_park(seconds, error):
+                parked.append(error)
+                scope.cancel()  # enough: the first parking is what this test reads
+
+            await Supervised("D1", POLICY, random.Random(0)).run(child, on_park=on_park)
+        assert parked and canary not in parked[0] and "[redacted]" in parked[0]
+        now = datetime(2026, 1, 1, tzinfo=UTC)
+        alert = Alert(kind="restarting", severity="warning", office_id="D1", message=f"crashed: {canary}", since=now)
+        assert canary not in message(Transition(phase="onset", alert=alert, at=now))
+    finally:
+        logs.protect([])
