@@ -21,9 +21,8 @@ Every state change is appended before the actor acts on it, and the state is alw
 ``fold(previous, appended events)``: the same fold as replay. A message is decided with
 ``decide`` and answered (through its reply channel) only after its events are committed.
 
-Shutdown: ``stop()`` lets the current step finish (an HTTP call in flight completes and its
-outcome is recorded, under a shield), then the loop returns. A crash propagates to the
-supervisor, which restarts the actor.
+Shutdown: ``stop()`` lets the current step finish (a call in flight completes, its outcome
+recorded under a shield), then the loop returns; a crash propagates to the supervisor (restart).
 
 Another writer (an append fails on the stream version): when ``deps.owns`` says this node still
 owns the practice, a peer supervisor stored a command (a submission, a cancel): the actor folds
@@ -36,10 +35,8 @@ recovery turns that writeback ``unknown`` and reconciliation settles it.
 The database away: the actor's own steps wait it out in the commit path (state untouched until
 the events are in the log; ``actors.runtime.commit``), a command someone asked for gets the fault
 as its answer (503) at once, a snapshot is skipped; anything else escaping is an interruption
-the supervisor restarts without parking (``actors.runtime.practices``). Mailbox and asking:
-``actors.runtime.mailbox`` (``at_sikka`` tells an asker the actor waits for Sikka, not the
-database).
-
+the supervisor restarts without parking (``actors.runtime.practices``). Asking: ``mailbox``
+(``at_sikka`` tells an asker the actor waits for Sikka, not the database); the inbox: ``inbox``.
 Interactive reads (``read``) run in the caller's task on the same key and budget (READ lane).
 """
 
