@@ -129,8 +129,12 @@ def _number(env: Mapping[str, str], name: str, default: float, *, integer: bool 
     except ValueError:
         kind = "a whole number" if integer else "a number"
         raise ConfigError(f"{name}={raw!r} is not {kind}") from None
-    if not minimum <= value <= maximum:  # NaN fails both
-        raise ConfigError(f"{name}={raw!r} must be a number from {minimum:g} to {maximum:g}")
+    if value != value:  # NaN
+        raise ConfigError(f"{name}={raw!r} is not a number")
+    if value < minimum:
+        raise ConfigError(f"{name}={raw!r} must be at least {minimum:g}")
+    if value > maximum:
+        raise ConfigError(f"{name}={raw!r} must be at most {maximum:.0f}")
     return value
 
 

@@ -23,6 +23,8 @@ def test_defaults_and_values():
         ({"SIKKA_DB_TIMEOUT": "soon"}, "SIKKA_DB_TIMEOUT='soon' is not a number"),
         ({"SIKKA_DB_TIMEOUT": "0.1"}, "SIKKA_DB_TIMEOUT='0.1' must be at least 0.5"),
         ({"SIKKA_ABSENCE_GRACE": "-1"}, "SIKKA_ABSENCE_GRACE='-1' must be at least 0"),
+        ({"SIKKA_ABSENCE_GRACE": "nan"}, "SIKKA_ABSENCE_GRACE='nan' is not a number"),
+        ({"SIKKA_DB_TIMEOUT": "1e300"}, f"SIKKA_DB_TIMEOUT='1e300' must be at most {config.MAX_SECONDS:.0f}"),
     ],
 )
 def test_bad_values_are_one_line(env, line):
