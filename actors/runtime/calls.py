@@ -3,7 +3,8 @@
 Every call the supervisor makes goes ``take_budget`` → the client → ``observe``: the practice's
 budget for keyed calls (``actors.core.ratelimit``, lanes by priority), the app-level budget for
 App-Id/App-Key calls. ``read_list_round`` reads an app-level ``GET /writebacks`` round page by
-page (each page one call on the app budget) for the app-level task and an actor's own fallback.
+page (each page one call on the app budget) for the app-level task; ``read_own_list``, an
+actor's own fallback when that task is overdue, reads every page (it may have to reconcile).
 """
 
 from __future__ import annotations
@@ -13,9 +14,12 @@ from datetime import datetime
 
 import trio
 
+from actors.core import messages
 from actors.core import outcomes as oc
-from actors.core.listread import RoundReader
+from actors.core.listread import ListMemory, RoundReader
 from actors.core.ratelimit import Budget, Lane
+from actors.core.schedule import list_targets
+from actors.core.state import Practice
 
 
 async def take_budget(budget: Budget, lane: Lane, clock: Callable[[], datetime]) -> float:
@@ -47,3 +51,18 @@ async def read_list_round(deps, reader: RoundReader) -> None:
         result = await deps.client.writebacks_page(start, end, page, limit=reader.limit)
         observe(deps.app_budget, result, sent_at, deps.clock().timestamp())
         reader.take((start, end), page, result.value if isinstance(result.outcome, oc.Ok) else None)
+
+
+async def read_own_list(deps, state: Practice, ranges) -> messages.ListOutcome:
+    """The whole list for ``ranges`` (every page), read by a practice's actor: its own items."""
+    known = frozenset(t.sikka_writeback_id for t in list_targets(state) if t.sikka_writeback_id)
+    reader = RoundReader(tuple(ranges), ListMemory(), wanted=known, known=known,
+                         offices=frozenset({state.office_id}), complete=True)
+    await read_list_round(deps, reader)
+    return messages.ListOutcome(
+        items=tuple(i for i in reader.items if i.office_id == state.office_id),
+        ranges=tuple(ranges),
+        fetched_at=deps.clock(),
+        complete=reader.complete,
+        failed=reader.failed,
+    )
