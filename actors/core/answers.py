@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from msgspec.structs import replace
+
 from actors.core import duplicates
 from actors.core import events as ev
 from actors.core import outcomes as oc
@@ -166,7 +168,10 @@ def status_outcome(p: Practice, msg: StatusOutcome, now: datetime) -> list[ev.Ev
     outcome = msg.result.outcome
     match outcome:
         case oc.Ok(value=oc.WritebackStatus() as item):
-            return apply_remote(wb, rc.decode_status(item), now, due=True)
+            events = apply_remote(wb, rc.decode_status(item), now, due=True)
+            if wb.status_check_planned:  # the planner's check: one that finds the writeback ended counts too
+                events = [replace(e, checks=wb.checks + 1) if isinstance(e, ev.ENDINGS) else e for e in events]
+            return events
         case oc.Ok() | oc.Rejected(status=404):
             # unknown to writeback_status: stays pending; the list checks the id soon
             return [

@@ -37,8 +37,7 @@ from actors.core import events as ev
 from actors.core.policy import CHECK_RECORD_INTERVAL_S, seconds
 from actors.core.state import FINAL_STATES, Practice, Writeback, evolve_writeback
 
-_ENDINGS = (ev.WritebackCompleted, ev.WritebackFailed, ev.WritebackRejected, ev.WritebackCancelled)
-_CHECKED_OR_ENDING = (ev.StatusChecked, *_ENDINGS)
+_CHECKED_OR_ENDING = (ev.StatusChecked, *ev.ENDINGS)
 
 
 def record_checks(p: Practice, events: list[ev.Event]) -> list[ev.Event]:
@@ -54,7 +53,7 @@ def record_checks(p: Practice, events: list[ev.Event]) -> list[ev.Event]:
         if wb is not None and wb.state not in FINAL_STATES:
             if isinstance(e, ev.StatusChecked) and not isinstance(e, ev.CheckNoted):
                 e = ev.CheckNoted(**asdict(e)) if changes_nothing(wb, e) else replace(e, checks=wb.checks + 1)
-            elif isinstance(e, _ENDINGS) and wb.checks and not e.checks:
+            elif isinstance(e, ev.ENDINGS) and wb.checks and not e.checks:
                 e = replace(e, checks=wb.checks)
             after = evolve_writeback(wb, e, p.office_id)
             if after is not None:

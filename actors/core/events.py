@@ -284,6 +284,9 @@ class WritebackCancelled(Event, frozen=True, kw_only=True):
     checks: int = 0  # as ``WritebackCompleted.checks``
 
 
+ENDINGS = (WritebackCompleted, WritebackFailed, WritebackRejected, WritebackCancelled)  # each carries ``checks``
+
+
 class LateOutcomeFound(Event, frozen=True, kw_only=True):
     """A writeback failed as ``outcome_unknown`` was found at Sikka after all (alerted)."""
 

@@ -109,7 +109,8 @@ def test_a_status_read_the_planner_chose_goes_out_once_and_its_quiet_answer_is_n
     assert not p.writebacks["wb1"].status_check_planned and not isinstance(next_step(p, at(4.2)), messages.Poll)
     p, d = step(p, messages.CheckByStatus(writeback_ids=("wb1",)), 6.2)
     p, d = step(p, messages.StatusOutcome(writeback_id="wb1", result=ok(STATUS_DONE)), 6.4)
-    assert types(d) == ["WritebackCompleted"] and d[0].created_id == "C9" and d[0].checks == 1
+    assert types(d) == ["WritebackCompleted"] and d[0].created_id == "C9"
+    assert d[0].checks == 2  # the quiet read and the one that found it done: both planned checks
 
 
 def test_a_writeback_proven_absent_then_rejected_carries_its_checks_to_the_log():
@@ -130,3 +131,14 @@ def test_a_writeback_proven_absent_then_rejected_carries_its_checks_to_the_log()
     for e in [*unknown(), *first, *resent, rejected]:  # the recorded log: the noted check is not in it
         replayed = evolve_writeback(replayed, e, OFFICE)
     assert replayed.state == "failed" and replayed.checks == 2
+
+
+def test_a_planned_status_read_that_finds_the_writeback_done_counts_as_its_check():
+    """Regression (``checks`` 0 for a booking confirmed by its first check, a status read the
+    planner chose: the admin API's writeback showed no check at all)."""
+    p = given(*pending())
+    p, _ = step(p, messages.CheckByStatus(writeback_ids=("wb1",)), 4)
+    p, d = step(p, messages.StatusOutcome(writeback_id="wb1", result=ok(STATUS_DONE)), 4.2)
+    assert types(d) == ["WritebackCompleted"] and d[0].checks == 1
+    _, d = step(given(*pending()), messages.StatusOutcome(writeback_id="wb1", result=ok(STATUS_DONE)), 4.2)
+    assert types(d) == ["WritebackCompleted"] and d[0].checks == 0  # a read for created_id alone is no check
