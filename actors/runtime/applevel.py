@@ -8,7 +8,9 @@
   their targets change, so a new acknowledgement is checked ~2 s later.
 - ``onboard``: the authorization flow (``GET /authorized_practices``): secret keys stored
   encrypted, each office's ``PracticeListed``/``PracticeUnlisted`` decided by its actor (or
-  directly when none runs), new practices started. Single-flight: concurrent requests share one
+  directly when none runs), new practices started. ``onboard(office_id)`` runs it for the one
+  office an operator named: that brings an offboarded practice back (``NotAuthorized`` when
+  Sikka does not list it). Single-flight: concurrent requests share one
   run. ``run_onboarding`` repeats it every ``SIKKA_ONBOARD_INTERVAL`` and on request.
 """
 
@@ -41,6 +43,16 @@ class OnboardFailed(Exception):
     def __init__(self, outcome):
         super().__init__(f"authorized_practices failed: {type(outcome).__name__}")
         self.outcome = outcome
+
+
+class NotAuthorized(Exception):
+    """An office named for onboarding that ``authorized_practices`` does not list."""
+
+    def __init__(self, office_id: str):
+        super().__init__(
+            f"{office_id} is not in authorized_practices: the practice must authorize the application first"
+        )
+        self.office_id = office_id
 
 
 class AppLevelStatistics(msgspec.Struct, frozen=True):
@@ -116,8 +128,9 @@ class AppLevel:
                 await self._onboard_requested.wait()
             self._onboard_requested = trio.Event()
 
-    async def onboard(self) -> list[dict]:
-        """Run the authorization flow now; one entry per office: its action."""
+    async def onboard(self, office_id: str | None = None) -> list[dict]:
+        """Run the authorization flow now (for every office, or only ``office_id``); one entry
+        per office: its action."""
         async with self._onboard_lock:
             deps = self.deps
             sent_at = await take_budget(deps.app_budget, Lane.READ, deps.clock)
@@ -127,7 +140,10 @@ class AppLevel:
                 raise OnboardFailed(result.outcome)
             known = {row.practice.office_id: row.practice for row in await deps.store.practices()}
             report = []
-            for step in onboarding.steps(known, result.outcome.value):
+            planned = onboarding.steps(known, result.outcome.value, named=office_id)
+            if office_id is not None and not planned:
+                raise NotAuthorized(office_id)
+            for step in planned:
                 command = step.command
                 if step.secret_key and step.secret_key != await deps.credentials.secret(step.office_id, "secret_key"):
                     await deps.credentials.put_secret(step.office_id, "secret_key", step.secret_key)
@@ -138,11 +154,11 @@ class AppLevel:
                 else:
                     decision = await decide_and_append(deps, step.office_id, command)
                 events = decision if isinstance(decision, list) else []
-                action = onboarding.action(events)
-                if isinstance(command, messages.PracticeListed) and action != "deauthorized":
+                action = onboarding.action(events, known.get(step.office_id))
+                if isinstance(command, messages.PracticeListed) and action not in ("deauthorized", "offboarded"):
                     self.practices.start(step.office_id)
                 report.append({"office_id": step.office_id, "practice_name": step.practice_name, "action": action})
-                if action != "unchanged":
+                if action not in ("unchanged", "offboarded"):
                     log.info("onboarding.practice", office_id=step.office_id, action=action)
             self.last_onboard = report
             self.onboardings += 1
