@@ -62,6 +62,7 @@ SECURITY_SCHEMES = {
                     "description": "SIKKA_WEBHOOK_CALLBACK_KEY, as Sikka sends it"},
 }
 NON_BLANK = r"[^\s\x1c-\x1f\x85]"  # what str.strip() keeps (ECMA's \s lacks \x1c-\x1f and \x85)
+_FILLED = {"anyOf": [{"type": "string", "pattern": NON_BLANK}, {"type": "number"}]}  # a value that is not blank
 
 
 class _Schemas:
@@ -76,15 +77,6 @@ class _Schemas:
         return schema
 
 
-def _non_null(schema: dict) -> dict:
-    """A query or path parameter's schema: its ``anyOf`` without the null branch (absent is null)."""
-    branches = [s for s in schema.get("anyOf", []) if s.get("type") != "null"]
-    if len(branches) != 1:
-        return schema
-    rest = {k: v for k, v in schema.items() if k != "anyOf"}
-    return {**branches[0], **rest}
-
-
 def _parameters(route: Route, schemas: _Schemas) -> list[dict]:
     out = []
     for name in route.parameters:
@@ -92,7 +84,7 @@ def _parameters(route: Route, schemas: _Schemas) -> list[dict]:
         out.append(_parameter(name, "path", True, schema))
     fields = msgspec.structs.fields(route.query) if route.query is not None else ()
     for field in fields:
-        schema = _non_null(schemas.of(field.type))
+        schema = schemas.of(field.type)
         default = field.default_factory() if field.default_factory is not msgspec.NODEFAULT else field.default
         if not field.required and default is not None:
             schema["default"] = default
@@ -115,9 +107,7 @@ def _payload_field(spec: OperationSpec, name: str) -> dict:
         if name == "length":
             return {"anyOf": [pattern, {"type": "integer", "minimum": 1}]}
         return {**pattern, "format": "date"} if name in ("date", "birthdate") else pattern
-    if name in spec.required or name in spec.one_of:
-        return {"anyOf": [{"type": "string", "pattern": NON_BLANK}, {"type": "number"}]}
-    return {"type": ["string", "number"]}
+    return _FILLED if name in spec.required else {"type": ["string", "number"]}
 
 
 def payload_schema(spec: OperationSpec) -> dict:
@@ -130,8 +120,8 @@ def payload_schema(spec: OperationSpec) -> dict:
         "required": list(spec.required),
         "additionalProperties": False,
     }
-    if spec.one_of:
-        schema["anyOf"] = [{"required": [name]} for name in spec.one_of]
+    if spec.one_of:  # at least one of them, not blank
+        schema["anyOf"] = [{"required": [name], "properties": {name: _FILLED}} for name in spec.one_of]
     return schema
 
 
@@ -155,18 +145,21 @@ def _content(answer: Any, schemas: _Schemas) -> dict:
     return {"application/json": {"schema": schemas.of(answer)}}
 
 
+def _ids(struct: type[msgspec.Struct]) -> set[str]:
+    """The path parameters a struct always carries (a field that may be null does not count)."""
+    return {f.name for f in msgspec.structs.fields(struct) if f.name in PATH_PARAMETERS and f.type == PATH_PARAMETERS[f.name]}
+
+
 def _ids_in(answer: Any) -> dict[str, str]:
     """The path parameters an answer carries, as runtime expressions (a list's first item)."""
     if not (isinstance(answer, type) and issubclass(answer, msgspec.Struct)):
         return {}
-    fields = {f.name: f.type for f in msgspec.structs.fields(answer)}
-    found = {name: f"$response.body#/{name}" for name in PATH_PARAMETERS if name in fields}
+    found = {name: f"$response.body#/{name}" for name in _ids(answer)}
+    fields = msgspec.structs.fields(answer)
     if not found and len(fields) == 1:
-        [(name, type_)] = fields.items()
-        item = msgspec.inspect.type_info(type_)
+        item = msgspec.inspect.type_info(fields[0].type)
         if isinstance(item, msgspec.inspect.ListType) and isinstance(item.item_type, msgspec.inspect.StructType):
-            inner = {f.name for f in msgspec.structs.fields(item.item_type.cls)}
-            found = {p: f"$response.body#/{name}/0/{p}" for p in PATH_PARAMETERS if p in inner}
+            found = {p: f"$response.body#/{fields[0].name}/0/{p}" for p in _ids(item.item_type.cls)}
     return found
 
 

@@ -6,7 +6,8 @@ query parameter (its type, bounds, default and description: ``actors.api.openapi
 is the one description: a parameter it does not name is 400 ``bad_parameter`` naming it, a value
 it refuses is 400 ``bad_parameter`` naming the parameter and saying what it must be (the field's
 ``description``). A repeated parameter counts by its last value unless the field is a list
-(``state``). Text values hold no control character (a NUL reaches no database, no Sikka call);
+(``state``). An optional parameter that is absent is ``None``, a value no client can send
+(``?since=null`` is not a time). Text values hold no control character (a NUL reaches no database, no Sikka call);
 numbers are ASCII digits; times carry their zone.
 
 ``path_id`` applies the rule for the path ids Sikka gets (``actors.core.operations.PATH_ID``):
@@ -48,26 +49,26 @@ class WritebackListQuery(msgspec.Struct, forbid_unknown_fields=True):
     state: Annotated[list[WritebackState], msgspec.Meta(description="writeback states (the parameter may repeat)")] = []
     limit: Limit = 50
     before: Annotated[
-        WritebackId | None,
+        WritebackId,
         msgspec.Meta(description="the id of one of this practice's writebacks (the page starts after it)"),
     ] = None
 
 
 class StatsQuery(msgspec.Struct, forbid_unknown_fields=True):
-    since: Annotated[datetime, msgspec.Meta(tz=True, description="an RFC 3339 time with its zone (Z or +hh:mm)")] | None = None
+    since: Annotated[datetime, msgspec.Meta(tz=True, description="an RFC 3339 time with its zone (Z or +hh:mm)")] = None
 
 
 class AppointmentsQuery(msgspec.Struct, forbid_unknown_fields=True):
-    startdate: Annotated[date | None, msgspec.Meta(description="a date yyyy-mm-dd (default: today)")] = None
+    startdate: Annotated[date, msgspec.Meta(description="a date yyyy-mm-dd (default: today)")] = None
     enddate: Annotated[
-        date | None, msgspec.Meta(description="a date yyyy-mm-dd, not before startdate (default: startdate + 7 days)")
+        date, msgspec.Meta(description="a date yyyy-mm-dd, not before startdate (default: startdate + 7 days)")
     ] = None
     limit: Limit = 50
 
 
 class SlotsQuery(msgspec.Struct, forbid_unknown_fields=True):
     date: Annotated[date, msgspec.Meta(description="a date yyyy-mm-dd")]
-    provider_id: Text | None = None
+    provider_id: Text = None
 
 
 class PatientsQuery(msgspec.Struct, forbid_unknown_fields=True):
@@ -117,9 +118,8 @@ def _refusal(spec: type[msgspec.Struct], text: str) -> ApiError:
 
 
 def _description(field: msgspec.structs.FieldInfo) -> str | None:
-    """What the field's values must be: its schema's description (or its non-null branch's)."""
-    schema = msgspec.json.schema(field.type)
-    return schema.get("description") or next((s["description"] for s in schema.get("anyOf", []) if "description" in s), None)
+    """What the field's values must be: its schema's description."""
+    return msgspec.json.schema(field.type).get("description")
 
 
 def _utc(name: str, value: datetime) -> datetime:
