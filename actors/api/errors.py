@@ -2,7 +2,8 @@
 
 ``ApiError`` is an answer other than success: ``{"error", "detail", "field"}`` (``views.Error``)
 with the status the interface fixes for its code, and any headers the status calls for
-(``Allow`` on 405, ``WWW-Authenticate`` on 401). ``refused()`` maps the core's ``Refused``
+(``Allow`` on 405, ``WWW-Authenticate`` on 401, ``Retry-After`` on 503 ``database_unavailable``:
+``database_unavailable()``). ``refused()`` maps the core's ``Refused``
 decision to its status, ``upstream_error()`` a Sikka call that did not succeed. ``audit()``
 writes the line naming who asked for a change.
 """
@@ -16,6 +17,8 @@ from actors.core import messages
 from actors.core import outcomes as oc
 
 log = structlog.get_logger("admin")
+
+DATABASE_RETRY_AFTER_S = 2  # what a 503 database_unavailable tells the client to wait
 
 REFUSED_STATUS = {
     "unknown_practice": 404,
@@ -38,6 +41,11 @@ class ApiError(Exception):
     def response(self) -> Response:
         body = json_response(self.status, {"error": self.code, "detail": self.detail, "field": self.field})
         return Response(body.status, body.body, body.content_type, self.headers)
+
+
+def database_unavailable(detail: str) -> ApiError:
+    """503 ``database_unavailable`` with ``Retry-After``: the database did not answer in time."""
+    return ApiError(503, "database_unavailable", detail, headers=(("Retry-After", str(DATABASE_RETRY_AFTER_S)),))
 
 
 def refused(decision: messages.Refused) -> ApiError:

@@ -12,9 +12,11 @@ query and body imply. ``Router.dispatch`` answers one request::
            └─ path parameters percent-decoded once (D%31000 is D1000; the handler applies the id rule)
                 └─ query read into the route's struct (400 bad_parameter naming the parameter)
                      └─ body decoded into the route's struct (400 naming the field)
-                          └─ handler(request, **path parameters, query=, body=)
+                          └─ handler(request, **path parameters, query=, body=), its database calls
+                             waiting SIKKA_DB_TIMEOUT altogether (store.db.answer_within; a long poll
+                             renews it for each read, the onboarding flow bounds each call alone)
                                ├─ ApiError ──► its status, headers and {"error", "detail", "field"}
-                               └─ store.db.DatabaseUnavailable ──► 503 database_unavailable
+                               └─ store.db.DatabaseUnavailable ──► 503 database_unavailable, Retry-After
 """
 
 from __future__ import annotations
@@ -27,10 +29,10 @@ from urllib.parse import unquote
 import msgspec
 
 from actors.api import query as parameters
-from actors.api.errors import ApiError
+from actors.api.errors import ApiError, database_unavailable
 from actors.api.http import Request, Response
 from actors.api.schemas import decode_body
-from store.db import DatabaseUnavailable
+from store.db import DatabaseUnavailable, answer_within
 
 
 class Media(msgspec.Struct, frozen=True):
@@ -77,8 +79,9 @@ def _takes_query(route: Route) -> bool:
 class Router:
     """Answers a request with the handler of the route that matches it (see the module doc)."""
 
-    def __init__(self, routes: list[Route]):
+    def __init__(self, routes: list[Route], database_timeout: float | None = None):
         self._compiled = [(route, route.pattern) for route in routes]
+        self.database_timeout = database_timeout
 
     async def dispatch(self, request: Request) -> Response:
         allowed: list[str] = []
@@ -90,11 +93,13 @@ class Router:
                 allowed.append(route.method)
                 continue
             try:
-                return await route.handler(request, **self._arguments(route, request, m.groupdict()))
+                arguments = self._arguments(route, request, m.groupdict())
+                with answer_within(self.database_timeout):
+                    return await route.handler(request, **arguments)
             except ApiError as exc:
                 return exc.response()
             except DatabaseUnavailable as exc:
-                return ApiError(503, "database_unavailable", str(exc)).response()
+                return database_unavailable(str(exc)).response()
         if allowed:
             methods = ", ".join(sorted(set(allowed)))
             return ApiError(

@@ -9,6 +9,7 @@ The document's own checks need no supervisor; the rest go through a real one in-
 from __future__ import annotations
 
 import uuid
+from types import SimpleNamespace
 
 import httpx
 import jsonschema
@@ -25,7 +26,7 @@ from actors.core.operations import FORBIDDEN_PATH_CHARS, OPERATIONS, PATH_ID
 from tests.support.processes import free_port
 from tests.support.supervisor import booking, check_error, submission
 
-ROUTES = Admin(None, None, None).routes
+ROUTES = Admin(SimpleNamespace(settings=SimpleNamespace(db_timeout=None)), None, None).routes  # the routes only
 
 
 def document(bearer: bool = True) -> dict:
