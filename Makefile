@@ -19,7 +19,7 @@ demo: install
 	$(BIN)/sikka-supervisor demo
 
 test: install
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -m "not slow" -n 2  # two workers: the suite waits on real processes much of the time
 
 test-full: install
 	$(BIN)/python -m pytest -q
