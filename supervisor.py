@@ -164,7 +164,7 @@ def actor_deps(settings: Settings, store, vault: Credentials, client: SikkaClien
     )
 
 
-async def onboard_here(settings: Settings, db: Database) -> list[dict]:
+async def onboard_here(settings: Settings, db: Database, office_id: str | None = None) -> list[dict]:
     """``AppLevel.onboard`` with a practice supervisor that never runs (``onboard`` when no
     supervisor answers): practices are registered (events appended directly) and secret keys
     stored, but no actor starts, so no key is granted; the supervisor stays the only token writer."""
@@ -173,7 +173,7 @@ async def onboard_here(settings: Settings, db: Database) -> list[dict]:
         vault = credentials(settings, db)
         await vault.verify()
         deps = actor_deps(settings, store, vault, client)
-        return await AppLevel(deps, PracticeSupervisor(deps)).onboard()  # never run: start() is a no-op
+        return await AppLevel(deps, PracticeSupervisor(deps)).onboard(office_id)  # never run: start() is a no-op
 
 
 BUILDERS = Builders(database=database, credentials=credentials, event_store=event_store, sikka=sikka_session)
@@ -341,7 +341,7 @@ def exit_by_deadline(seconds: float = STOP_FORCED_S) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     settings = load_settings(args)
     settings.require_app_credentials()
-    logs.configure(settings.log_format, secrets=settings.secrets())
+    logs.configure("json" if args.json else settings.log_format, secrets=settings.secrets())
     open_files = limits.raise_open_files()
     needed = limits.needed_open_files(settings.max_connections, 2 if settings.http_listen else 1)
     if open_files < needed:
@@ -366,13 +366,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     with database(load_settings(args), max_size=1, migrate_schema=False) as db:
-        return local.cmd_migrate(db)
+        return local.cmd_migrate(args, db)
 
 
 def cmd_rotate_keys(args: argparse.Namespace) -> int:
     settings = load_settings(args)
     with database(settings, max_size=2) as db:
-        return local.cmd_rotate_keys(credentials(settings, db))
+        return local.cmd_rotate_keys(args, credentials(settings, db))
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -386,11 +386,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_onboard(args: argparse.Namespace) -> int:
-    return local.cmd_onboard(load_settings(args), database, onboard_here)
+    return local.cmd_onboard(args, load_settings(args), database, onboard_here)
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    return doctor.cmd_doctor(partial(load_settings, args), BUILDERS)
+    return doctor.cmd_doctor(args, partial(load_settings, args), BUILDERS)
 
 
 def cmd_socket(args: argparse.Namespace) -> int:

@@ -376,6 +376,12 @@ def _practice_lifecycle(p: Practice, e: ev.Event) -> Practice | None:
                 p, offboarded=True, offboarding=False, token_expires_at=None, payloads={}, late_watch={},
                 resent_watch={},
             )
+        case ev.PracticeReinstated():  # its keys were deleted: a new grant from the secret key
+            return replace(
+                p, offboarded=False, practice_name=e.practice_name, practice_ids=e.practice_ids, time_zone=e.time_zone,
+                authorized=True, setup_required=False, setup_code=None, token_issued_at=None, token_stale=False,
+                refresh_grant="request_key", refresh_failures=0, refresh_retry_at=None, last_error=None,
+            )
         case ev.PayloadPurged() | ev.LateWatchEnded():
             return _forget_payload(p, e.writeback_id, purged=isinstance(e, ev.PayloadPurged))
         case ev.LateOutcomeFound():

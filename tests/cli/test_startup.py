@@ -8,6 +8,7 @@ the data dir (0700) and runs.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -152,8 +153,9 @@ def test_a_missing_data_dir_is_created_private_and_the_supervisor_runs(database_
     env = base_env(database_url, short_dir)
     env["SIKKA_DATA_DIR"] = str(short_dir / "not" / "yet")
     env["SIKKA_ADMIN_SOCKET"] = str(short_dir / "not" / "yet" / "admin.sock")  # in the data dir, as by default
-    proc = subprocess.Popen([str(BIN / "sikka-supervisor"), "run"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env)
+    env["SIKKA_LOG_FORMAT"] = "console"  # overruled by --json: its log is JSON lines
+    proc = subprocess.Popen([str(BIN / "sikka-supervisor"), "run", "--json"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
     try:
         transport = httpx.HTTPTransport(uds=env["SIKKA_ADMIN_SOCKET"])
         deadline = time.monotonic() + 30
@@ -169,7 +171,10 @@ def test_a_missing_data_dir_is_created_private_and_the_supervisor_runs(database_
         for created in (short_dir / "not", short_dir / "not" / "yet"):
             assert stat.S_IMODE(created.stat().st_mode) == 0o700
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(30) == 0
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err
+        events = [json.loads(line)["event"] for line in out.splitlines()]
+        assert "supervisor.ready" in events and events[-1] == "supervisor.stopped", out
     finally:
         if proc.poll() is None:
             proc.kill()
