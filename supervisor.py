@@ -25,8 +25,8 @@ The process (``run``; any number per database, one per ``SIKKA_NODE_ID``)::
      │   ├─ append follower (actors.runtime.follower: another process extended a stream: its
      │   │   actor here wakes at once; a practice never seen: ownership re-plans)
      │   ├─ payload retention (hourly: keys of payloads final for SIKKA_PAYLOAD_RETENTION_DAYS)
-     │   └─ admin API on the Unix socket (and on SIKKA_HTTP_LISTEN with a bearer token:
-     │       actors.api.auth)
+     │   └─ admin API and web console (/ui/) on the Unix socket (and on SIKKA_HTTP_LISTEN with a
+     │       bearer token, or a console session: actors.api.auth, actors.api.console)
      └─ systemd watchdog pings (actors.process.systemd)
 
 SIGTERM/SIGINT: STOPPING=1; the intake stops (no new work); the node leaves the live set and
@@ -50,8 +50,11 @@ import trio
 
 from actors.api.admin import VERSION, Admin
 from actors.api.auth import check_head
+from actors.api.console.app import Console, mount
+from actors.api.console.rates import RateHistory
+from actors.api.console.session import Gate, Sessions
 from actors.api.http import bind_unix_listener, serve_connection, serve_listener
-from actors.cli import commands, demo, doctor, local
+from actors.cli import commands, console, demo, doctor, local
 from actors.cli.args import parser
 from actors.cli.client import EXIT_FAILED, EXIT_OK, EXIT_SOCKET, EXIT_USAGE, SocketUnreachable, UsageError, err
 from actors.cli.doctor import Builders
@@ -226,6 +229,10 @@ async def serve(
         )
         admin = Admin(deps, practices, app, monitor=monitor, metrics=metrics)
         monitor.webhook_last_at = lambda: admin.last_webhook_at
+        rates = RateHistory(lambda: practices.actors, deps.clock)
+        console = Console(admin.handle, deps, Sessions(), rates=rates, api_token=settings.api_token,
+                          show_payloads=settings.ui_show_payloads)
+        handler = mount(console, admin.handle)
         metrics.registry.register(StateCollector(practices, lambda: monitor.table, deps.clock))
         unix, tcp = await bind_listeners(settings)
         async with trio.open_nursery() as root:
@@ -235,17 +242,19 @@ async def serve(
             await root.start(monitor.run)
             if slack is not None:
                 root.start_soon(slack.run)
+            root.start_soon(rates.run)
             async with trio.open_nursery() as intake:
                 intake.start_soon(app.run_lists)
                 intake.start_soon(app.run_onboarding)
                 intake.start_soon(follow_appends, store, practices, ownership)
                 intake.start_soon(retention.run, db, vault, settings.payload_retention_days)
                 cap = settings.max_connections
-                intake.start_soon(partial(serve_listener, unix, partial(serve_connection, handler=admin.handle),
+                intake.start_soon(partial(serve_listener, unix, partial(serve_connection, handler=handler),
                                           max_connections=cap))
-                authorize = check_head(settings.api_token, settings.webhook_callback_key) if tcp else None
+                gate = Gate(console.sessions).check
+                authorize = check_head(settings.api_token, settings.webhook_callback_key, gate) if tcp else None
                 for listener in tcp:
-                    connection = partial(serve_connection, handler=admin.handle, authorize=authorize)
+                    connection = partial(serve_connection, handler=handler, authorize=authorize)
                     intake.start_soon(partial(serve_listener, listener, connection, max_connections=cap))
                 root.start_soon(partial(looplag.probe, observe=metrics.loop_lag.observe))
                 root.start_soon(freeze_long_lived)
@@ -321,6 +330,10 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return doctor.cmd_doctor(partial(load_settings, args), BUILDERS)
 
 
+def cmd_console(args: argparse.Namespace) -> int:
+    return console.cmd_console(args, load_settings(args).admin_socket)
+
+
 def cmd_socket(args: argparse.Namespace) -> int:
     return commands.run(args, load_settings(args).admin_socket)
 
@@ -333,6 +346,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "demo": cmd_demo,
     "onboard": cmd_onboard,
     "doctor": cmd_doctor,
+    "console": cmd_console,
     **{name: cmd_socket for name in commands.SOCKET_COMMANDS},
 }
 

@@ -10,12 +10,19 @@ configured, 401 for a wrong one; the webhook handler applies the same rule on th
 are compared in constant time (``Secret.matches``). A refused request is answered and its
 connection closed: an unauthenticated client never gets the server to read a body or reach a
 handler.
+
+The web console (``/ui/``) has a rule of its own, passed as ``console``
+(``actors.api.console.session.Gate.check``): a browser cannot send the bearer token, so a console
+request may instead carry a valid session cookie, and one without either is sent to the login
+form (303) rather than answered 401. The cookie opens only ``/ui/``: every other path still
+needs the token.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
+from actors.api.console.session import is_console_path
 from actors.api.http import Authorize, Request, Response, json_response
 from actors.api.router import ApiError
 from actors.core.secret import Secret
@@ -36,7 +43,7 @@ def webhook_refusal(callback_key: Secret | None, headers: Mapping[str, str]) -> 
     return None
 
 
-def check_head(token: Secret, callback_key: Secret | None) -> Authorize:
+def check_head(token: Secret, callback_key: Secret | None, console: Authorize | None = None) -> Authorize:
     """The TCP listener's check of a request head (see the module docstring)."""
     expected = Secret(f"Bearer {token.reveal()}")
 
@@ -44,6 +51,8 @@ def check_head(token: Secret, callback_key: Secret | None) -> Authorize:
         if head.path == WEBHOOK_PATH:
             refusal = webhook_refusal(callback_key, head.headers)
             return refusal.response() if refusal else None
-        return None if expected.matches(head.headers.get("authorization", "")) else UNAUTHORIZED
+        if expected.matches(head.headers.get("authorization", "")):
+            return None
+        return console(head) if console is not None and is_console_path(head.path) else UNAUTHORIZED
 
     return check

@@ -37,6 +37,12 @@ def positive_float(text: str) -> float:
     return value
 
 
+def port_number(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0 to 65535)")
+    return int(text)
+
+
 def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sikka-supervisor", description="Runs the Sikka API v4 integration.")
     parser.add_argument("--database-url", help="PostgreSQL URL (default: $DATABASE_URL, else embedded)")
@@ -59,6 +65,11 @@ def parser() -> argparse.ArgumentParser:
     )
 
     _add_demo_arguments(commands.add_parser("demo", help="the whole system against the in-process simulator"))
+
+    console = commands.add_parser(
+        "console", help="the web console on a loopback port (for SSH forwarding); prints a one-time login URL"
+    )
+    console.add_argument("--port", type=port_number, default=0, help="port on 127.0.0.1 (default 0: a free one)")
 
     commands.add_parser("onboard", help="the authorization flow for every authorized practice")
     commands.add_parser("doctor", help="pre-flight checks, one line each")
