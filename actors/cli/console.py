@@ -34,7 +34,7 @@ from actors.api.console import render
 from actors.api.console.pages import frame
 from actors.api.console.session import LOGIN_PATH, PREFIX, Gate, OneTimeToken, Sessions, is_console_path
 from actors.api.http import Request, Response, json_response, serve_connection, serve_listener
-from actors.cli.client import CLIENT_TIMEOUT_S, EXIT_OK, SocketUnreachable
+from actors.cli.client import CLIENT_TIMEOUT_S, EXIT_OK, Admin
 
 MAX_CONNECTIONS = 64
 FORWARDED = ("accept", "content-type", "x-console-live")  # request headers the console reads
@@ -94,12 +94,6 @@ async def serve_console(socket_path: Path, port: int, *, task_status=trio.TASK_S
     """Serve until SIGINT/SIGTERM (``task_status.started``: the login URL)."""
     transport = httpx.AsyncHTTPTransport(uds=str(socket_path))
     async with httpx.AsyncClient(transport=transport, base_url="http://localhost", timeout=CLIENT_TIMEOUT_S) as http:
-        try:
-            await http.get("/health")
-        except httpx.TransportError as exc:
-            raise SocketUnreachable(
-                f"the admin socket {socket_path} is unreachable ({exc}); is the supervisor running?", refused=True
-            ) from None
         listeners = await trio.open_tcp_listeners(port, host="127.0.0.1")
         token = OneTimeToken()
         proxy = ConsoleProxy(http, Sessions(), token)
@@ -115,6 +109,12 @@ async def serve_console(socket_path: Path, port: int, *, task_status=trio.TASK_S
 
 
 def cmd_console(args: argparse.Namespace, socket_path: Path) -> int:
+    admin = Admin(socket_path, timeout=10)
+    try:
+        admin.request("GET", "/health")  # nobody answers: SocketUnreachable, exit 3
+    finally:
+        admin.close()
+
     async def run() -> None:
         async with trio.open_nursery() as nursery:
             url = await nursery.start(serve_console, socket_path, args.port)

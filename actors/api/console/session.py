@@ -51,9 +51,9 @@ def cookies(headers: Mapping[str, str]) -> dict[str, str]:
     """The request's cookies (``Cookie: a=1; b=2``), by name."""
     found: dict[str, str] = {}
     for part in headers.get("cookie", "").split(";"):
-        name, sep, value = part.strip().partition("=")
-        if sep and name:
-            found.setdefault(name, value.strip())
+        name, sep, value = part.partition("=")
+        if sep and name.strip():
+            found.setdefault(name.strip(), value.strip())
     return found
 
 
