@@ -11,6 +11,7 @@ from actors.api.console.session import (
     COOKIE, SESSION_S, Gate, OneTimeToken, Sessions, cookies, safe_next, secure_request,
 )
 from actors.api.http import Request
+from actors.process import config
 
 
 class Clock:
@@ -135,3 +136,10 @@ def test_rate_history_sums_the_minutes_of_the_last_hour():
     del actors["D1"]
     history.sample()
     assert history.last_hour("D1") is None
+
+
+def test_the_payload_setting_is_a_yes_or_no():
+    assert config.load({}).ui_show_payloads is False
+    for raw, value in (("true", True), ("TRUE", True), ("1", True), ("yes", True), ("false", False), ("0", False),
+                       ("", False), ("off", False)):
+        assert config.load({"SIKKA_UI_SHOW_PAYLOADS": raw}).ui_show_payloads is value, raw
