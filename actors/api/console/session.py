@@ -94,7 +94,7 @@ class Sessions:
         value = cookies(headers).get(COOKIE, "")
         expires, _, rest = value.partition(".")
         nonce, _, mac = rest.partition(".")
-        if not (expires.isascii() and expires.isdigit() and nonce and mac):
+        if not (expires.isascii() and expires.isdigit() and len(expires) <= 12 and nonce and mac):
             return None
         if not hmac.compare_digest(mac.encode(), self._mac("session", f"{expires}.{nonce}").encode()):
             return None
