@@ -123,7 +123,10 @@ def http_client(settings: Settings) -> httpx.AsyncClient:
 
 
 def sikka_client(settings: Settings, http: httpx.AsyncClient, on_call=None) -> SikkaClient:
-    return SikkaClient(http, settings.api_url, settings.app_id, settings.app_key, settings.node_id, on_call=on_call)
+    return SikkaClient(
+        http, settings.api_url, settings.app_id, settings.app_key, settings.node_id, on_call=on_call,
+        in_flight=HTTP_LIMITS.max_connections,
+    )
 
 
 @asynccontextmanager

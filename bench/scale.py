@@ -1,12 +1,13 @@
-"""``python -m bench.scale``: many practices in one supervisor process: memory, loop lag, CPU.
+"""``python -m bench.scale``: many practices in one supervisor process: memory, loop lag, CPU, restart.
 
 Two runs, each on a fresh database (embedded PostgreSQL, or ``DATABASE_URL``'s server) with
 ``sikka-sim --practices N`` in its own process and ``sikka-supervisor run`` in another:
 
     N = 0            the baseline: the supervisor's RSS with nothing to run
-    N = --practices  (default 5,000): start-up onboarding registers every practice, one actor
+    N = --practices  (default 20,000): start-up onboarding registers every practice, one actor
                      each, one request-key grant each; then --settle seconds of steady state
-                     (key checks every SIKKA_KEY_CHECK_INTERVAL, the app-level list task idle)
+                     (key checks every --key-check-interval s, the app-level list task idle);
+                     then a restart (SIGTERM, exec) with every practice onboarded
 
 Measured on the supervisor process only (the simulator and PostgreSQL are other processes):
 ``rss_baseline_mib``, ``rss_mib``, ``kib_per_practice`` = (RSS at N − RSS at 0) / N after the
@@ -16,7 +17,11 @@ of its histogram bucket (1, 2, 5, 10, 20, 50, 100 … ms), with ``loop_lag_over_
 ``loop_lag_max_ms`` beside it;
 ``cpu_share``: the supervisor's user + system CPU over the settle / wall time (1.0 = one core);
 ``ready_s``: from start to every actor running (``GET /usage`` lists them all) and every
-practice active. Commitments (issue 10): ``kib_per_practice ≤ 20``, ``loop_lag_p99_ms ≤ 50``.
+practice active; ``actors_s``: from the restart's exec to every actor running again.
+The load: ``key_check_interval_s`` (``SIKKA_KEY_CHECK_INTERVAL``), ``key_checks_due_per_s`` =
+N / that interval, and what the simulator served over the settle (``sim_requests_per_s``, its
+``sim_cpu_share``): one ``sikka-sim`` process, single-threaded, is the first to saturate.
+Commitments (issue 18): ``kib_per_practice ≤ 16``, ``loop_lag_p99_ms ≤ 10``, ``actors_s ≤ 15``.
 """
 
 from __future__ import annotations
@@ -41,11 +46,14 @@ from bench.processes import (
 MIB = 1024 * 1024
 
 
-def run_once(admin_url: str, tmp: Path, practices: int, settle: float, timeout: float) -> dict[str, float]:
+def run_once(
+    admin_url: str, tmp: Path, practices: int, settle: float, timeout: float, key_check_interval: float = 60.0
+) -> dict[str, float]:
     tmp.mkdir(parents=True, exist_ok=True)
     url = fresh_database(admin_url, "sikka_bench_scale")
     sim = Sim(tmp, practices, "--token-ttl", "86400")
     supervisor = Supervisor(tmp, sim, url)
+    supervisor.env["SIKKA_KEY_CHECK_INTERVAL"] = f"{key_check_interval:g}"
     try:
         started = time.monotonic()
         supervisor.start()
@@ -54,12 +62,15 @@ def run_once(admin_url: str, tmp: Path, practices: int, settle: float, timeout: 
         ready = time.monotonic() - started
         log = tmp / f"supervisor-{supervisor.starts}.log"
         before = len(loop_lag_reports(log))
+        served0, sim_cpu0 = sim.get("/_sim/stats")["requests"], cpu_seconds(sim.proc.pid)
         cpu0, t0 = cpu_seconds(pid), time.monotonic()
         time.sleep(settle)
         cpu1, t1 = cpu_seconds(pid), time.monotonic()
+        served1, sim_cpu1 = sim.get("/_sim/stats")["requests"], cpu_seconds(sim.proc.pid)
         rss = rss_bytes(pid)
         reports = loop_lag_reports(log)[before:]
         assert supervisor.terminate() == 0
+        actors_s = restart(supervisor, practices, timeout)
     finally:
         if supervisor.proc is not None and supervisor.proc.poll() is None:
             supervisor.kill9()
@@ -68,6 +79,9 @@ def run_once(admin_url: str, tmp: Path, practices: int, settle: float, timeout: 
     return {
         "rss": rss,
         "cpu_share": (cpu1 - cpu0) / (t1 - t0),
+        "sim_requests_per_s": (served1 - served0) / (t1 - t0),
+        "sim_cpu_share": (sim_cpu1 - sim_cpu0) / (t1 - t0),
+        "actors_s": actors_s,
         "lag_p99": looplag.quantile_bound(merged, 0.99) if merged else float("nan"),
         "lag_over_50ms": sum(c for bound, c in zip(looplag.BUCKETS_S + (float("inf"),), merged) if bound > 0.05)
         / max(1, sum(merged)),
@@ -76,19 +90,40 @@ def run_once(admin_url: str, tmp: Path, practices: int, settle: float, timeout: 
     }
 
 
+def restart(supervisor: Supervisor, practices: int, timeout: float) -> float:
+    """Seconds from exec to every actor running again (``GET /usage`` lists them all)."""
+    began = time.monotonic()
+    supervisor.start()
+    with supervisor.client(timeout=60) as admin:
+        while len(admin.get("/usage").json()["practices"]) < practices:
+            if time.monotonic() - began > timeout:
+                raise TimeoutError(f"the restarted supervisor did not run {practices} actors in {timeout:.0f} s")
+            time.sleep(0.25)  # (each answer lists every practice: not too often)
+    elapsed = time.monotonic() - began
+    assert supervisor.terminate() == 0
+    return elapsed
+
+
 def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--practices", type=int, default=5000)
+    parser.add_argument("--practices", type=int, default=20000)
     parser.add_argument("--settle", type=float, default=60.0, help="seconds of steady state measured")
-    parser.add_argument("--timeout", type=float, default=600.0, help="seconds allowed for start-up")
+    parser.add_argument("--timeout", type=float, default=1200.0, help="seconds allowed for start-up")
+    parser.add_argument(
+        "--key-check-interval", type=float, default=60.0, help="SIKKA_KEY_CHECK_INTERVAL of the run (seconds)"
+    )
     args = parser.parse_args(argv)
     if args.practices < 1 or args.settle < 10:
         parser.error("--practices must be ≥ 1 and --settle ≥ 10 (one loop.lag report per 10 s)")
     with postgres() as (admin_url, tmp):
-        base = run_once(admin_url, tmp / "base", 0, args.settle, args.timeout)
-        full = run_once(admin_url, tmp / "full", args.practices, args.settle, args.timeout)
+        base = run_once(admin_url, tmp / "base", 0, args.settle, args.timeout, args.key_check_interval)
+        full = run_once(admin_url, tmp / "full", args.practices, args.settle, args.timeout, args.key_check_interval)
     out = {
         "practices": args.practices,
+        "key_check_interval_s": args.key_check_interval,
+        "key_checks_due_per_s": args.practices / args.key_check_interval,
+        "sim_requests_per_s": full["sim_requests_per_s"],
+        "sim_cpu_share": full["sim_cpu_share"],
         "rss_baseline_mib": base["rss"] / MIB,
         "rss_mib": full["rss"] / MIB,
         "kib_per_practice": (full["rss"] - base["rss"]) / 1024 / args.practices,
@@ -99,6 +134,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         "cpu_share": full["cpu_share"],
         "cpu_share_baseline": base["cpu_share"],
         "ready_s": full["ready_s"],
+        "actors_s": full["actors_s"],
     }
     for name, value in out.items():
         print(line(name, value))

@@ -6,6 +6,7 @@
 - ``migrate``     versioned schema migrations (``migrations/``) under an advisory lock
 - ``locks``       the advisory lock keys
 - ``eventlog``    the event stores' contract and what they share (errors, ``RecordedEvent``)
+- ``groupcommit`` appends gathered into group commits (one transaction, lock and flush for many)
 - ``pglog``       ``PgEventStore``: the event log and its projections in PostgreSQL
 - ``memory``      ``MemoryEventStore``: the same contract in memory (tests, simulations, bench)
 - ``projections`` ``practices``/``writebacks`` rows from the production fold (pure)

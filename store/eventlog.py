@@ -3,12 +3,17 @@
 simulations). ``tests/store/test_contract.py`` runs the contract against both.
 
 - ``append(stream_id, expected_version, events)`` appends a batch to one stream atomically and
-  returns the stream's new version. ``expected_version`` is the version the writer last saw
-  (0 for a new stream); if the stream moved on, ``ConcurrencyError`` and nothing is written. A
-  second writeback with an idempotency key the practice already used: ``DuplicateIdempotencyKey``.
-- ``position`` is dense and in commit order: appends are serialized by a transaction-scoped
-  advisory lock and each takes ``max(position) + 1``, so a reader tailing ``position > p`` never
-  skips a row that commits later.
+  returns the stream's new version once it is durable. ``expected_version`` is the version the
+  writer last saw (0 for a new stream); if the stream moved on, ``ConcurrencyError`` and nothing
+  is written. A second writeback with an idempotency key the practice already used (or one key
+  given twice in a batch): ``DuplicateIdempotencyKey``.
+- Appends are group-committed (``store.groupcommit``): those issued while a commit is in flight
+  are written together by the next one, each batch checked on its own (a stale stream fails only
+  its own append). A cancelled append either writes nothing or, once its batch was taken into a
+  commit, returns its version (the cancellation arrives at the caller's next checkpoint).
+- ``position`` is dense and in commit order: groups are serialized by a transaction-scoped
+  advisory lock and take the positions after ``max(position)``, so a reader tailing
+  ``position > p`` never skips a row that commits later.
 - ``read_stream(stream_id, from_version)``, ``read_writeback(office_id, writeback_id)`` (one
   writeback's events, in order: the console's timeline), ``read_all(after_position, limit)``,
   ``last_position()``, ``stream_heads_since(after_position)`` and ``wait_for_append(after_position)``,

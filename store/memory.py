@@ -1,9 +1,10 @@
 """``MemoryEventStore``: the event log (``store.eventlog``'s contract) in memory, for trio
 MockClock tests, simulations and benchmarks.
 
-Appends happen without a checkpoint between the version check and the write, so concurrent
-trio tasks see exactly the PostgreSQL behaviour; the projections come from the same
-``store.projections.project`` as ``store.pglog``'s.
+Appends go through ``store.groupcommit.GroupCommit`` as in PostgreSQL: those issued in the same
+scheduling tick form one group, applied in one step (no checkpoint between a version check and
+its write), each stream checked on its own, so concurrent trio tasks see exactly the PostgreSQL
+behaviour; the projections come from the same ``store.projections.project`` as ``store.pglog``'s.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
+import outcome
 import trio
 
 from actors.core import events as ev
@@ -24,6 +26,7 @@ from store.eventlog import (
     Snapshot,
     checked_batch,
 )
+from store.groupcommit import GroupCommit
 
 
 def _page(rows: list[Writeback], states: Sequence[str] | None, limit: int, before: str | None) -> list[Writeback]:
@@ -51,19 +54,31 @@ class MemoryEventStore:
         self._open: dict[str, dict[str, Writeback]] = {}  # office_id → its writebacks not final
         self._snapshots: dict[str, tuple[Snapshot, int]] = {}
         self._appended = trio.Event()
+        self.group_commit = GroupCommit(self._commit_group)
 
     async def append(self, stream_id: str, expected_version: int, events: Sequence[ev.Event]) -> int:
-        events = checked_batch(events)
-        await trio.lowlevel.checkpoint()
+        return await self.group_commit.submit((stream_id, expected_version, checked_batch(events)))
+
+    async def _commit_group(self, appends: list[tuple[str, int, list[ev.Event]]]) -> list[outcome.Outcome]:
+        outcomes = [outcome.capture(self._apply, *append) for append in appends]
+        if any(isinstance(o, outcome.Value) for o in outcomes):
+            self._appended.set()
+            self._appended = trio.Event()
+        return outcomes
+
+    def _apply(self, stream_id: str, expected_version: int, events: list[ev.Event]) -> int:
         stream = self._streams.get(stream_id, [])
         if len(stream) != expected_version:
             raise ConcurrencyError(stream_id, expected_version, len(stream))
         office_id = ev.office_of(stream_id)
+        keys: dict[str, str] = {}  # the batch's own: a key given twice in one batch is a duplicate too
         for e in events:
             if isinstance(e, ev.WritebackRequested) and e.idempotency_key is not None:
                 existing = self._by_key(office_id, e.idempotency_key)
-                if existing is not None and existing.writeback_id != e.writeback_id:
+                holder = existing.writeback_id if existing is not None else keys.get(e.idempotency_key)
+                if holder is not None and holder != e.writeback_id:
                     raise DuplicateIdempotencyKey(office_id, e.idempotency_key)
+                keys[e.idempotency_key] = e.writeback_id
         row = self._practices.get(office_id)
         open_rows = self._open.setdefault(office_id, {})
         practice, changed = proj.project(row.practice if row else None, office_id, events, open_rows)
@@ -82,8 +97,6 @@ class MemoryEventStore:
                 open_rows.pop(wb.writeback_id, None)
             else:
                 open_rows[wb.writeback_id] = wb
-        self._appended.set()
-        self._appended = trio.Event()
         return version
 
     async def read_stream(self, stream_id: str, from_version: int = 1) -> list[RecordedEvent]:

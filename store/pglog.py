@@ -1,11 +1,18 @@
 """``PgEventStore``: the event log (``store.eventlog``'s contract) and its projections in
 PostgreSQL, in the schema of ``store/migrations``; ``iterate_log`` reads the whole log in order.
 
-An append is one call of the ``sikka_append`` SQL function: under the append lock it checks the
-stream's version, inserts the events and upserts the projection rows computed here by
-``store.projections.project`` (the production fold), all in one transaction. The store keeps,
-per stream it appended to, the rows the next append starts from (``_StreamTail``), so a busy
-actor's append reads nothing first.
+Appends are group-committed (``store.groupcommit``): the batches appended while a commit is in
+flight go together in one call of the ``sikka_append_group`` SQL function
+(``store/migrations/0004_group_append.sql``): under the append lock it checks each stream's
+version and the writebacks' idempotency keys batch by batch, inserts the events of the batches
+that pass at dense positions and upserts the projection rows computed here by
+``store.projections.project`` (the production fold), all in one transaction, then NOTIFYs once.
+A batch that fails its check fails only its own append (``ConcurrencyError``,
+``DuplicateIdempotencyKey``); when the call as a whole fails on the data (a constraint), each
+batch of the group is appended alone, so each caller gets the error its own batch causes. The
+store keeps, for the ``tails_kept`` streams it appended to last, the rows the next append starts
+from (``_StreamTail``), so a busy actor's append reads nothing first, while thousands of idle
+practices cost no memory here (their next append reads its tail first).
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 
 import msgspec
+import outcome
 import psycopg
 import trio
 
@@ -29,6 +37,7 @@ from store.eventlog import (
     Snapshot,
     checked_batch,
 )
+from store.groupcommit import GroupCommit
 
 _SELECT_EVENTS = "SELECT position, stream_id, version, data::text, recorded_at FROM events"
 
@@ -46,15 +55,47 @@ class _StreamTail(msgspec.Struct):
     open: dict[str, Writeback]
 
 
+class _Batch(msgspec.Struct, frozen=True):
+    """One append on its way to a group commit, as ``sikka_append_group`` reads it (JSON): the
+    events and the projection rows computed for them."""
+
+    stream: str
+    expected: int
+    events: list[ev.Event]
+    practice: dict
+    writebacks: list[dict]
+
+    def outcome(self, actual: int, duplicate: str | None) -> outcome.Outcome:
+        """What ``sikka_append_group`` reported for this batch, as its append's outcome."""
+        if actual != self.expected:
+            return outcome.Error(ConcurrencyError(self.stream, self.expected, actual))
+        if duplicate is not None:
+            return outcome.Error(DuplicateIdempotencyKey(ev.office_of(self.stream), duplicate))
+        return outcome.Value(self.expected + len(self.events))
+
+    def alone_error(self, exc: psycopg.Error) -> Exception:
+        """The error of this batch appended alone (a duplicate key inside the batch itself)."""
+        if exc.sqlstate == "23505" and exc.diag.constraint_name == "writebacks_idempotency":
+            request = next(e for e in self.events if isinstance(e, ev.WritebackRequested) and e.idempotency_key)
+            return DuplicateIdempotencyKey(ev.office_of(self.stream), request.idempotency_key)
+        return exc
+
+
+# data errors: a batch of the group makes the call fail (the batches are then appended alone)
+_BATCH_ERRORS = (psycopg.errors.IntegrityError, psycopg.errors.DataError, psycopg.errors.ProgrammingError)
+
+
 class PgEventStore:
     """The event log and its projections in PostgreSQL (the schema of ``store/migrations``)."""
 
     poll_interval = 2.0  # fallback when a NOTIFY is missed
+    tails_kept = 2048  # streams whose tail is kept, the most recently appended to
 
     def __init__(self, db: Database):
         self.db = db
         self._appended = trio.Event()
         self._tails: dict[str, _StreamTail] = {}
+        self.group_commit = GroupCommit(self._commit_group)
 
     # appending
 
@@ -68,32 +109,38 @@ class PgEventStore:
                 raise ConcurrencyError(stream_id, expected_version, tail.version)
         practice, changed = proj.project(tail.practice, office_id, events, tail.open)
         version = expected_version + len(events)
-        args = (
+        batch = _Batch(
             stream_id,
             expected_version,
-            [ev.type_name(e) for e in events],
-            [ev.encode(e).decode() for e in events],
-            proj.encode_json(proj.practice_record(practice, version)),
-            proj.encode_json([proj.writeback_record(w) for w in changed.values()]),
+            events,
+            proj.practice_record(practice, version),
+            [proj.writeback_record(w) for w in changed.values()],
         )
-        try:
-            await self.db.run(self._append_sync, args)
-        except psycopg.Error as exc:
-            if exc.sqlstate == "SU409":
-                raise ConcurrencyError(stream_id, expected_version, int(exc.diag.message_detail)) from None
-            if exc.sqlstate == "23505" and exc.diag.constraint_name == "writebacks_idempotency":
-                request = next(e for e in events if isinstance(e, ev.WritebackRequested) and e.idempotency_key)
-                raise DuplicateIdempotencyKey(office_id, request.idempotency_key) from None
-            raise
+        await self.group_commit.submit(batch)
         still_open = {k: w for k, w in {**tail.open, **changed}.items() if w.state not in FINAL_STATES}
-        self._tails[stream_id] = _StreamTail(version, practice, still_open)
+        self._tails[stream_id] = _StreamTail(version, practice, still_open)  # (popped above: now the newest)
+        if len(self._tails) > self.tails_kept:
+            del self._tails[next(iter(self._tails))]
         return version
 
+    async def _commit_group(self, batches: list[_Batch]) -> list[outcome.Outcome]:
+        """One ``sikka_append_group`` call for the group; each batch alone if the call fails on
+        the data (so only the batch at fault fails, with the error it causes alone)."""
+        try:
+            actual, duplicate = await self.db.run(self._append_group_sync, batches)
+        except _BATCH_ERRORS as exc:
+            if len(batches) == 1:
+                return [outcome.Error(batches[0].alone_error(exc))]
+            return [(await self._commit_group([batch]))[0] for batch in batches]
+        return [batch.outcome(a, d) for batch, a, d in zip(batches, actual, duplicate, strict=True)]
+
     @staticmethod
-    def _append_sync(conn: psycopg.Connection, args: tuple) -> None:
-        conn.execute(
-            "SELECT sikka_append(%s, %s, %s::text[], %s::jsonb[], %s::jsonb, %s::jsonb)", args, prepare=True
-        )
+    def _append_group_sync(conn: psycopg.Connection, batches: list[_Batch]) -> tuple[list[int], list[str | None]]:
+        return conn.execute(
+            "SELECT o_actual, o_duplicate FROM sikka_append_group(%s::jsonb)",
+            (proj.encode_json(batches),),
+            prepare=True,
+        ).fetchone()
 
     @staticmethod
     def _read_tail(conn: psycopg.Connection, stream_id: str, office_id: str) -> _StreamTail:

@@ -27,6 +27,7 @@ import trio
 from actors.core.alerting import Transition
 from actors.core.secret import Secret
 from actors.monitoring import tracking
+from actors.process.logs import scrub_text
 
 log = structlog.get_logger("slack")
 
@@ -39,8 +40,8 @@ def message(t: Transition) -> str:
     where = "all practices" if a.office_id is None else a.office_id
     if a.practice_name:
         where += f" ({a.practice_name})"
-    if t.phase == "onset":
-        return f"[{a.severity.upper()}] {a.kind} · {where}: {a.message[:REASON_MAX]}"
+    if t.phase == "onset":  # the reason may quote an error: scrubbed of the process's secrets
+        return f"[{a.severity.upper()}] {a.kind} · {where}: {scrub_text(a.message)[:REASON_MAX]}"
     held = int((t.at - a.since).total_seconds() // 60)
     return f"[CLEARED] {a.kind} · {where} (held {held} min)"
 

@@ -1,6 +1,7 @@
 """The trio shell: it carries out what the pure core decides.
 
 - ``actor``        one practice actor: recover, then loop over ``next_step``
+- ``inbox``        the actor's mailbox (a bounded FIFO, small enough for 20,000 idle practices)
 - ``commit``       the one commit path: decide, seal, append, fold, re-decide on a conflict
 - ``deps``         what every actor shares (store, credentials, client, settings, clock)
 - ``calls``        Sikka calls on a rate budget (take a slot, send, observe the answer)

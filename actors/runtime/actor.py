@@ -39,6 +39,7 @@ Interactive reads (``read``) run in the caller's task on the same key and budget
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any
@@ -56,16 +57,18 @@ from actors.core.messages import Decision
 from actors.core.operations import PayloadError
 from actors.core.ratelimit import Budget, BudgetStats, Lane
 from actors.core.secret import Secret
-from actors.core.schedule import bodies_needed, conditions, key_usable, next_step
+from actors.core.schedule import bodies_needed, conditions, key_usable, list_targets, next_step
 from actors.core.state import Practice, empty, evolve, writeback_counts
 from actors.runtime.calls import fetch_writeback_lists, observe, take_budget
 from actors.runtime.commit import SNAPSHOT_SCHEMA, commit, load_practice
 from actors.runtime.deps import Deps
+from actors.runtime.inbox import Inbox
 from store.eventlog import ConcurrencyError
 
 log = structlog.get_logger("actor")
 
 SNAPSHOT_EVERY = 200  # events between snapshots
+INBOX_SIZE = 256  # messages waiting for the actor (tell drops beyond it; ask waits)
 SHIELDED_APPEND_S = 10.0  # how long a shielded append (an outcome already received) may take
 
 
@@ -119,13 +122,13 @@ class PracticeActor:
         self.state: Practice = empty(office_id)
         self.version = 0
         self.budget = Budget(deps.settings.rate_limit)
-        self.inbox_send, self._inbox = trio.open_memory_channel[Envelope](256)
+        self._inbox: Inbox[Envelope] = Inbox(INBOX_SIZE)
         self._request_key: Secret | None = None
         self._snapshot_version = 0
         self._last_keyed_call_at: datetime | None = None
         self._stopping = False
         self._waiting: trio.CancelScope | None = None  # the inbox wait that stop() interrupts
-        self._state_changed = trio.Event()
+        self._state_changed: trio.Event | None = None  # made when someone waits (most never are)
 
     # --- public -------------------------------------------------------------------------------
 
@@ -140,7 +143,7 @@ class PracticeActor:
             last_error=self.state.last_error,
             writebacks=writeback_counts(self.state),
             budget=self.budget.statistics(now.timestamp()),
-            inbox=self.inbox_send.statistics().current_buffer_used,
+            inbox=len(self._inbox),
         )
 
     async def ask(self, message, plaintexts: Mapping[str, bytes] | None = None) -> Decision:
@@ -148,7 +151,7 @@ class PracticeActor:
         when the actor stops or crashes before answering (the command may not be recorded)."""
         reply_send, reply = trio.open_memory_channel(1)
         try:
-            await self.inbox_send.send(Envelope(message, reply_send, plaintexts))
+            await self._inbox.send(Envelope(message, reply_send, plaintexts))
             async with reply:
                 return await reply.receive()
         except (trio.EndOfChannel, trio.BrokenResourceError, trio.ClosedResourceError):
@@ -157,7 +160,7 @@ class PracticeActor:
     def tell(self, message) -> None:
         """Deliver a message without waiting (dropped if the inbox is full: senders re-send)."""
         try:
-            self.inbox_send.send_nowait(Envelope(message))
+            self._inbox.send_nowait(Envelope(message))
         except (trio.WouldBlock, trio.BrokenResourceError):
             pass
 
@@ -168,6 +171,8 @@ class PracticeActor:
             self._waiting.cancel()
 
     async def wait_state_changed(self) -> None:
+        if self._state_changed is None:
+            self._state_changed = trio.Event()
         await self._state_changed.wait()
 
     async def read(self, call: Callable[[Secret], Awaitable[oc.Result]]) -> oc.Result:
@@ -198,15 +203,14 @@ class PracticeActor:
             await self._recover()
             task_status.started()
             while not self._stopping and not self.state.offboarded:
-                await self._step(
-                    next_step(
-                        self.state,
-                        self.deps.clock(),
-                        self.budget,
-                        self.deps.core_settings,
-                        last_keyed_call_at=self._last_keyed_call_at,
-                    )
+                step = next_step(
+                    self.state, self.deps.clock(), self.budget, self.deps.core_settings,
+                    last_keyed_call_at=self._last_keyed_call_at,
                 )
+                if isinstance(step, messages.Sleep):
+                    await self._wait(step.until)  # the idle path, a frame shorter (per idle actor)
+                else:
+                    await self._step(step)
         finally:
             self._close_inbox()
 
@@ -238,8 +242,6 @@ class PracticeActor:
 
     async def _step(self, step: messages.AnyStep) -> None:
         match step:
-            case messages.Sleep(until=until):
-                await self._wait(until)
             case messages.Record(events=events):
                 await self._commit(lambda state: list(events), attempts=1)  # on a conflict: plan afresh
             case messages.Submit():
@@ -265,23 +267,20 @@ class PracticeActor:
                 raise TypeError(f"unknown step {step!r}")
 
     async def _wait(self, until: datetime | None) -> None:
-        envelope = None
-        with trio.move_on_at(self.deps.deadline(until) if until is not None else float("inf")):
-            envelope = await self._receive_or_stop()
-        if envelope is not None:  # handled outside the timer's cancel scope
-            await self._handle(envelope)
-
-    async def _receive_or_stop(self) -> Envelope | None:
-        """The next message, or ``None`` once ``stop()`` was called. One task per actor: ``stop``
-        cancels this wait's scope (a cancelled receive takes nothing from the inbox)."""
+        """Until ``until``, a message, or ``stop()``, which cancels this wait's scope (a cancelled
+        receive takes nothing from the inbox); the message is handled outside the scope. One
+        scope for the time and the stop: an idle actor's wait is all that most practices hold."""
         if self._stopping:
-            return None
-        with trio.CancelScope() as self._waiting:
+            return
+        envelope = None
+        deadline = self.deps.deadline(until) if until is not None else math.inf
+        with trio.CancelScope(deadline=deadline) as self._waiting:
             try:
-                return await self._inbox.receive()
+                envelope = await self._inbox.receive()
             finally:
                 self._waiting = None
-        return None
+        if envelope is not None:
+            await self._handle(envelope)
 
     async def _handle(self, envelope: Envelope) -> None:
         message = envelope.message
@@ -326,15 +325,22 @@ class PracticeActor:
         for e in events:
             self.state = evolve(self.state, e)
             log.info("practice.event", type=ev.type_name(e), writeback_id=getattr(e, "writeback_id", None))
-        self._state_changed.set()
-        self._state_changed = trio.Event()
-        self.deps.on_targets_changed()
+        if self._state_changed is not None:
+            self._state_changed.set()
+            self._state_changed = None
+        self._tell_if_targets_moved(before)
         self.deps.on_events(before, events)
         if self.version - self._snapshot_version >= SNAPSHOT_EVERY:
             await self.deps.store.save_snapshot(
                 self.stream_id, self.version, SNAPSHOT_SCHEMA, msgspec.json.encode(self.state)
             )
             self._snapshot_version = self.version
+
+    def _tell_if_targets_moved(self, before: Practice) -> None:
+        """Wake the app-level list task when what this practice needs from it changed (not at
+        every append: each wake plans over every practice's targets, thousands of them)."""
+        if list_targets(before) != list_targets(self.state):
+            self.deps.on_targets_changed()
 
     async def catch_up(self) -> None:
         """Stream, after a conflict: a peer supervisor stored a command (fold it and decide
@@ -350,11 +356,12 @@ class PracticeActor:
     async def _fold_tail(self) -> None:
         """Fold events another writer appended (e.g. a writeback stored by a peer supervisor)."""
         foreign_submit = False
+        before = self.state
         for record in await self.deps.store.read_stream(self.stream_id, self.version + 1):
             self.state = evolve(self.state, record.event)
             self.version = record.version
             foreign_submit |= isinstance(record.event, ev.SubmitAttempted)
-        self.deps.on_targets_changed()
+        self._tell_if_targets_moved(before)
         if foreign_submit:
             await self._check_owned()
             raise ForeignSubmit(f"practice {self.office_id}: another actor submitted a writeback")

@@ -8,7 +8,9 @@
         └─ acquire: take the lease, then start the actor
 
 A round runs every ``ttl/4``, at once when a peer joins, leaves or releases (``LISTEN leases``),
-when a practice this node has not heard of appears, and when a lease it waits for expires. A
+when a practice this node has not heard of appears, and when a lease it waits for expires; at
+most one of those poked rounds per ``ROUND_GAP_S`` (a round reads and renews every lease: with
+thousands of practices onboarding, one round serves the pokes of many). A
 separate guard task applies the local safety margins (``leases.guard``) whatever the database
 does: an actor whose lease was not renewed in time is stopped, then cancelled, before the lease
 can expire.
@@ -24,6 +26,7 @@ released the moment it is gone, so peers take over at once rather than after the
 
 from __future__ import annotations
 
+import math
 from functools import partial
 
 import structlog
@@ -37,6 +40,8 @@ from store.db import Database, DatabaseUnavailable
 log = structlog.get_logger("ownership")
 
 RELEASE_POLL_S = 0.05
+ROUND_GAP_S = 0.5  # between two rounds a poke asks for (onboarding thousands of practices pokes for each)
+GUARD_CHUNK = 500  # practices the guard looks at between two checkpoints
 
 
 class Ownership:
@@ -88,9 +93,13 @@ class Ownership:
             wait = await self._round()  # a lone node owns everything before it reports ready
             nursery.start_soon(self._guard)
             task_status.started()
+            poked_at = -math.inf
             while True:
-                with trio.move_on_after(wait):
+                with trio.move_on_after(wait) as timer:
                     await self._poke.wait()
+                if not timer.cancelled_caught:  # poked: at once, unless a poke had a round just now
+                    await trio.sleep_until(poked_at + ROUND_GAP_S)  # (then one round for the pokes since)
+                    poked_at = trio.current_time()
                 self._poke = trio.Event()
                 try:
                     wait = await self._round()
@@ -103,8 +112,9 @@ class Ownership:
         sent_at = trio.current_time()
         snap = await self.db.run(partial(rows.snapshot, heartbeat=not self.closing), self.node_id, self.timing.ttl)
         self.known = set(snap.practices)
-        plan = leases.plan(
-            self.node_id, [] if self.closing else snap.practices, snap.leases, self.held, snap.nodes, snap.now
+        plan = await trio.to_thread.run_sync(  # thousands of rendezvous hashes: off the event loop
+            leases.plan, self.node_id, [] if self.closing else snap.practices, snap.leases, dict(self.held),
+            snap.nodes, snap.now,
         )
         renewed = await self.db.run(rows.renew, self.node_id, dict(self.held), self.timing.ttl)
         for office_id in list(self.held):
@@ -153,8 +163,10 @@ class Ownership:
     async def _guard(self) -> None:
         """Stop, then cancel, every actor whose lease was not renewed in time (or is not held)."""
         while True:
-            now = trio.current_time()
-            for office_id in self.practices.running():
+            for n, office_id in enumerate(self.practices.running()):
+                if n % GUARD_CHUNK == 0:  # thousands of practices: let the actors run between chunks
+                    await trio.sleep(0)
+                    now = trio.current_time()
                 renewed_at = self.renewed_at.get(office_id, float("-inf"))
                 verdict = leases.guard(renewed_at, now, self.timing)
                 if verdict == "cancel":

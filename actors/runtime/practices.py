@@ -20,6 +20,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from datetime import timedelta
+from functools import partial
 
 import msgspec
 import structlog
@@ -113,36 +114,33 @@ class PracticeSupervisor:
 
     async def _supervise(self, office_id: str, scope: trio.CancelScope) -> None:
         supervised = self.supervised.setdefault(office_id, Supervised(office_id, self.policy, self.rng))
-        stopped = False
-
-        async def child() -> None:
-            nonlocal stopped
-            if not self.allows(office_id):  # the lease went elsewhere while backing off
-                stopped = True
-                return
-            actor = PracticeActor(office_id, self.deps)
-            self.actors[office_id] = actor
-            try:
-                try:
-                    await actor.run(task_status=_Started(self._started[office_id]))
-                except LostOwnership as exc:
-                    log.warning("actor.lost_ownership", office_id=office_id, detail=str(exc))
-                stopped = True
-            finally:
-                if self.actors.get(office_id) is actor:
-                    del self.actors[office_id]
-
-        async def on_park(seconds: float, error: str) -> None:
-            until = self.deps.clock() + timedelta(seconds=seconds)
-            await self._append_directly(office_id, ev.PracticeParked(at=self.deps.clock(), until=until, error=error))
-
+        clean = False
         try:
             with scope:
-                await supervised.run(child, on_park=on_park)
+                await supervised.run(partial(self._run_actor, office_id), on_park=partial(self._park, office_id))
+                clean = True
         finally:
             self._scopes.pop(office_id, None)
             self._started.pop(office_id, None)
-            log.info("actor.stopped", office_id=office_id, clean=stopped)
+            log.info("actor.stopped", office_id=office_id, clean=clean)
+
+    async def _run_actor(self, office_id: str) -> None:
+        """One life of the practice's actor: the supervised child (a crash propagates)."""
+        if not self.allows(office_id):  # the lease went elsewhere while backing off
+            return
+        actor = PracticeActor(office_id, self.deps)
+        self.actors[office_id] = actor
+        try:
+            await actor.run(task_status=_Started(self._started, office_id))
+        except LostOwnership as exc:
+            log.warning("actor.lost_ownership", office_id=office_id, detail=str(exc))
+        finally:
+            if self.actors.get(office_id) is actor:
+                del self.actors[office_id]
+
+    async def _park(self, office_id: str, seconds: float, error: str) -> None:
+        until = self.deps.clock() + timedelta(seconds=seconds)
+        await self._append_directly(office_id, ev.PracticeParked(at=self.deps.clock(), until=until, error=error))
 
     async def _append_directly(self, office_id: str, event: ev.Event) -> None:
         """Record parking; best effort: the practice whose appends keep failing is the one being
@@ -155,10 +153,14 @@ class PracticeSupervisor:
 
 
 class _Started:
-    """A ``task_status`` that also sets an event when the actor has recovered."""
+    """A ``task_status`` that wakes ``wait_started`` once the actor has recovered, and forgets
+    the event (an actor that runs needs none)."""
 
-    def __init__(self, event: trio.Event):
-        self.event = event
+    def __init__(self, waiting: dict[str, trio.Event], office_id: str):
+        self.waiting = waiting
+        self.office_id = office_id
 
     def started(self, value=None) -> None:
-        self.event.set()
+        event = self.waiting.pop(self.office_id, None)
+        if event is not None:
+            event.set()

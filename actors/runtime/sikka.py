@@ -34,6 +34,7 @@ Secrets (App-Key, request/refresh/secret keys) and query values are never logged
 from __future__ import annotations
 
 import importlib.metadata
+import math
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -41,6 +42,7 @@ from typing import Any
 import httpx
 import msgspec
 import structlog
+import trio
 
 from actors.core.operations import prepare
 from actors.core.secret import Secret
@@ -73,6 +75,7 @@ _log = structlog.get_logger("sikka")
 
 MAX_PAGE_SIZE = 5000  # Sikka's licence maximum per page
 MAX_WRITEBACKS_RANGE = timedelta(days=7)  # GET /writebacks refuses wider ranges
+IN_FLIGHT = 100  # requests inside httpx at once (at most its connection limit; the rest wait here)
 
 # Failures raised before any byte of the request left: safe to call "not sent" for writebacks.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError, httpx.UnsupportedProtocol)
@@ -120,6 +123,7 @@ class SikkaClient:
         *,
         page_size: int = 500,
         on_call: Callable[[str, int | None, str], None] | None = None,
+        in_flight: int = IN_FLIGHT,
     ) -> None:
         if not app_id or not app_key:
             raise ValueError("Sikka app_id and app_key are required")
@@ -129,6 +133,7 @@ class SikkaClient:
         self._app_key = app_key
         self._page_size = max(1, min(page_size, MAX_PAGE_SIZE))
         self._on_call = on_call  # (path, HTTP status or None, outcome name): the metrics' request counter
+        self._in_flight = trio.CapacityLimiter(in_flight)
         self._headers = {"User-Agent": user_agent(node_id), "Accept-Encoding": "gzip", "Accept": "application/json"}
 
     def __repr__(self) -> str:  # never show the key
@@ -338,7 +343,7 @@ class SikkaClient:
     ) -> Result:
         """Send, classify, parse: the only place that touches the network (and reveals keys)."""
         try:
-            response = await self._http.request(
+            response = await self._send(
                 method,
                 self._base_url + path,
                 params=params,
@@ -361,6 +366,22 @@ class SikkaClient:
         if self._on_call is not None:
             self._on_call(path, result.status, outcome.lower())
         return result
+
+    async def _send(self, method: str, url: str, **kwargs) -> httpx.Response:
+        """The request, once fewer than ``in_flight`` are on their way. httpx's connection pool
+        matches every request waiting for a connection against every connection each time one
+        frees up: with thousands of practices' calls queued there, the event loop spent seconds
+        at a time on it. Here they wait in a trio limiter, within the client's pool timeout."""
+        acquired = False
+        with trio.move_on_after(self._http.timeout.pool or math.inf):
+            await self._in_flight.acquire()
+            acquired = True
+        if not acquired:
+            raise httpx.PoolTimeout("no connection to Sikka became free within the timeout")
+        try:
+            return await self._http.request(method, url, **kwargs)
+        finally:
+            self._in_flight.release()
 
 
 def _nothing(response: httpx.Response) -> None:

@@ -26,7 +26,6 @@ crash never reaches its siblings: each child runs in its own ``supervise`` call.
 from __future__ import annotations
 
 import random
-from collections import deque
 from collections.abc import Awaitable, Callable
 
 import msgspec
@@ -34,6 +33,7 @@ import structlog
 import trio
 
 from actors.monitoring import tracking
+from actors.process.logs import scrub_text
 
 log = structlog.get_logger("supervisor")
 
@@ -75,7 +75,7 @@ class Supervised:
         self.restarts = 0
         self.parked = False
         self.last_error: str | None = None
-        self._crashes: deque[float] = deque()
+        self._crashes: list[float] = []  # within the period (a list: an empty deque takes 600 bytes)
 
     def statistics(self) -> SupervisionStatistics:
         return SupervisionStatistics(self.restarts, len(self._crashes), self.parked, self.last_error)
@@ -93,16 +93,15 @@ class Supervised:
                 await child()
                 return
             except Exception as exc:  # the one place that catches crashes (Cancelled passes through)
-                error = f"{type(exc).__name__}: {exc}"
+                # the text reaches the event log (parking), alerts and Slack: never a secret
+                error = scrub_text(f"{type(exc).__name__}: {exc}")
                 self.last_error = error
                 log.error("actor.crashed", actor=self.name, error=error, exc_info=exc)
                 tracking.capture(exc, office_id=self.name)
                 if on_crash is not None:
                     await on_crash(exc)
             now = trio.current_time()
-            self._crashes.append(now)
-            while self._crashes and self._crashes[0] < now - self.policy.period:
-                self._crashes.popleft()
+            self._crashes = [t for t in self._crashes if t >= now - self.policy.period] + [now]
             if len(self._crashes) > self.policy.intensity:
                 self.parked = True
                 log.error("actor.parked", actor=self.name, seconds=self.policy.park_for, error=self.last_error)

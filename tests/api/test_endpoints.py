@@ -7,6 +7,7 @@ from __future__ import annotations
 import httpx
 import trio
 
+from tests.support.processes import free_port
 from tests.support.supervisor import OFFICES, booking, check_error
 
 
@@ -124,14 +125,6 @@ async def test_usage(sup):
             "window_start", "server_remaining", "server_reset_s", "requests_today"}
     assert all(set(u) == keys for u in usage)
     assert all(u["limit"] == 200 and u["requests_used"] >= 1 and u["requests_today"] >= 1 for u in usage)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def test_webhook_key_checked_and_tcp_bearer(start):

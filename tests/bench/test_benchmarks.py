@@ -8,6 +8,7 @@ import trio
 import trio.testing
 
 from bench import confirm, peer, recovery, scale
+from bench import store as bench_store
 from bench import ratelimit as bench_ratelimit
 from bench.common import parse_lines
 from sim import SimConfig
@@ -109,3 +110,17 @@ def test_recovery_restarts_after_kill_9_and_checks_every_inflight_writeback(pg_a
     assert figures["events_seeded"] >= 300
     assert figures["events_total"] > figures["events_at_kill"]  # the restarted supervisor checked them
     assert 0 < figures["actors_s"] <= figures["recovery_s"] and figures["first_checks_s"] <= figures["recovery_s"]
+
+
+def test_store_measures_each_writer_count_against_raw_inserts(pg_admin_url, capsys):
+    args = bench_store.parse(["--single", "20", "--concurrent", "128", "--streams", "3", "--writebacks", "2"])
+    figures = trio.run(bench_store.main, args, pg_admin_url)
+    printed = parse_lines(capsys.readouterr().out)
+    assert set(printed) == set(figures)
+    for writers in bench_store.WRITERS:
+        raw, appends = (figures[f"{kind}_concurrent_{writers}"] for kind in ("raw_insert_per_s", "append_events_per_s"))
+        assert raw > 0 and appends > 0
+        assert figures[f"append_vs_raw_concurrent_{writers}"] == pytest.approx(appends / raw)
+    assert 0 < figures["append_latency_p50_ms_concurrent_64"] <= figures["append_latency_p99_ms_concurrent_64"]
+    appended = 20 + sum(w * (1 + 128 // w) for w in bench_store.WRITERS)  # single, then each writer count
+    assert figures["replay_events"] > appended  # the batched run's streams came after

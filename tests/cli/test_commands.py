@@ -115,12 +115,16 @@ class Env:
         raise AssertionError((out, r.text))
 
     async def until_active(self, timeout: float = 20) -> None:
+        """Every practice active, its actor running (actors start once their lease is taken:
+        within ``ownership.ROUND_GAP_S`` of each other when onboarded together)."""
         with trio.fail_after(timeout):
             while True:
                 r = await self.api.get("/practices")
                 practices = r.json()["practices"] if r.status_code == 200 else []
+                running = {u["office_id"] for u in (await self.api.get("/usage")).json()["practices"]}
                 if len(practices) == len(OFFICES) and all(p["state"] == "active" for p in practices):
-                    return
+                    if running == set(OFFICES):
+                        return
                 await trio.sleep(0.1)
 
     def booking(self, office_id: str = "D1000", n: int = 0, **override) -> str:

@@ -5,6 +5,7 @@ a rate log that grows only with use; the loop-lag probe and the garbage-collecto
 from __future__ import annotations
 
 import gc
+import tracemalloc
 import weakref
 from functools import partial
 
@@ -16,7 +17,8 @@ from actors.monitoring import looplag
 from actors.core.ratelimit import Budget, Lane
 from actors.runtime.supervision import RestartPolicy, Supervised
 from sim import SimConfig
-from bench.system import start_system
+from actors.core import messages
+from bench.system import booking, start_system
 
 
 def all_tasks() -> list:
@@ -123,3 +125,47 @@ async def test_loop_lag_probe_feeds_the_metric(autojump_clock):
     with trio.move_on_after(1):
         await looplag.probe(interval=0.05, observe=seen.append)
     assert len(seen) >= 19 and all(lag == 0 for lag in seen)
+
+
+async def test_only_a_change_of_list_targets_wakes_the_list_task(autojump_clock):
+    """Regression: every append woke the app-level list task, which plans over every practice's
+    targets: with thousands of practices onboarding, the loop did little else."""
+    async with trio.open_nursery() as nursery:
+        system = await start_system(nursery, sim_config=SimConfig(practices=1, writeback_delay=(30.0, 30.0)))
+        wakes = []
+        wake = system.deps.on_targets_changed
+        system.deps.on_targets_changed = lambda: (wakes.append(trio.current_time()), wake())
+        version = system.practices.actors["D1000"].version
+        await system.practices.actors["D1000"].ask(messages.RefreshToken())
+        await trio.sleep(600)  # key checks, a refreshed key: appends, no list target
+        assert system.practices.actors["D1000"].version > version and wakes == []
+        await system.request("D1000", "book_appointment", booking(system.sim, "D1000", 0))
+        with trio.fail_after(60):
+            while not wakes:  # pending at Sikka: now the list task has something to look for
+                await trio.sleep(1)
+        nursery.cancel_scope.cancel()
+
+
+async def _idle_practices_bytes(practices: int) -> int:
+    """Python memory the running system holds with ``practices`` idle practices, apart from the
+    in-process simulator and the in-memory store (PostgreSQL's and Sikka's in production)."""
+    async with trio.open_nursery() as nursery:
+        tracemalloc.start()
+        try:
+            await start_system(nursery, sim_config=SimConfig(practices=practices, token_ttl=86400))
+            await trio.sleep(150)  # onboarded, keys issued, key checks done: every actor idle
+            gc.collect()
+            snapshot = tracemalloc.take_snapshot().filter_traces(
+                [tracemalloc.Filter(False, "*/sim/*"), tracemalloc.Filter(False, "*/store/memory.py")]
+            )
+        finally:
+            tracemalloc.stop()
+        nursery.cancel_scope.cancel()
+    return sum(stat.size for stat in snapshot.statistics("filename"))
+
+
+async def test_an_idle_practice_holds_under_12_kb(autojump_clock):
+    """The scale budget at 20,000 practices (≤ 16 KiB of RSS each): an idle practice's objects
+    (actor, inbox, supervision record, wait, state, budget) were 15.7 KB, now 10.6 KB."""
+    per_practice = (await _idle_practices_bytes(120) - await _idle_practices_bytes(20)) / 100
+    assert per_practice < 12_000

@@ -145,3 +145,37 @@ async def test_append_follower_survives_an_unreachable_database(nursery, autojum
     await system.store.append(ev.stream_id(office), version, [ev.PracticePaused(at=system.clock())])
     await trio.sleep(FOLLOW_RETRY_S)
     assert ownership.noticed == [office]  # the follower kept going and saw the foreign append
+
+
+async def test_a_crash_text_carrying_a_secret_is_scrubbed_before_it_is_kept(autojump_clock):
+    """Regression: the crash text became ``last_error`` as is, and from there the parking event,
+    the ``restarting``/``parked`` alerts and their Slack message: an exception quoting the app key
+    leaked it (seen in the layered canary)."""
+    from datetime import UTC, datetime
+
+    from actors.core.alerting import Alert, Transition
+    from actors.core.secret import Secret
+    from actors.monitoring.slack import message
+    from actors.process import logs
+
+    canary = "app-key-CANARY-4711"
+    logs.protect([Secret(canary)])
+    try:
+        parked = []
+
+        async def child():
+            raise RuntimeError(f"refused with {canary}")
+
+        with trio.CancelScope() as scope:
+
+            async def on_park(seconds, error):
+                parked.append(error)
+                scope.cancel()  # enough: the first parking is what this test reads
+
+            await Supervised("D1", POLICY, random.Random(0)).run(child, on_park=on_park)
+        assert parked and canary not in parked[0] and "[redacted]" in parked[0]
+        now = datetime(2026, 1, 1, tzinfo=UTC)
+        alert = Alert(kind="restarting", severity="warning", office_id="D1", message=f"crashed: {canary}", since=now)
+        assert canary not in message(Transition(phase="onset", alert=alert, at=now))
+    finally:
+        logs.protect([])

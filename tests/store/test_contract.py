@@ -103,24 +103,28 @@ async def test_two_concurrent_appends_at_one_version_one_conflict(store):
 
 
 async def test_concurrent_writers_positions_gap_free_in_commit_order(store):
-    streams = [f"practice-W{n}" for n in range(8)]
-    per_stream = 15
+    """Many writers, appends of 1–3 events, gathered into group commits; a reader tailing
+    ``position > last`` sees every position exactly once, in order, never one past a gap."""
+    streams = [f"practice-W{n}" for n in range(32)]
+    appends_each = 12
     seen: list[int] = []
     done = trio.Event()
 
     async def writer(stream):
         version = 0
-        for k in range(per_stream):
-            version = await store.append(stream, version, [registered(stream[9:], k)])
+        for k in range(appends_each):
+            batch = [registered(stream[9:], k * 3 + j) for j in range(1 + (k + len(stream)) % 3)]
+            version = await store.append(stream, version, batch)
 
     async def reader():
         last = 0
         while True:
+            finished = done.is_set()  # before the read: a read begun earlier may miss the last commits
             batch = await store.read_all(after_position=last)
-            for r in batch:
-                seen.append(r.position)
-                last = r.position
-            if done.is_set() and not batch:
+            assert [r.position for r in batch] == list(range(last + 1, last + 1 + len(batch)))
+            seen.extend(r.position for r in batch)
+            last = seen[-1] if seen else 0
+            if finished and not batch:
                 return
             await trio.sleep(0)
 
@@ -130,8 +134,82 @@ async def test_concurrent_writers_positions_gap_free_in_commit_order(store):
             for stream in streams:
                 nursery.start_soon(writer, stream)
         done.set()
-    total = len(streams) * per_stream
+    total = await store.last_position()
     assert seen == list(range(1, total + 1))
+    versions: dict[str, int] = {}
+    for r in await store.read_all():
+        assert r.version == versions.get(r.stream_id, 0) + 1  # each stream's events in order
+        versions[r.stream_id] = r.version
+    assert store.group_commit.committed == len(streams) * appends_each
+    assert store.group_commit.groups < store.group_commit.committed / 4  # they went in groups
+
+
+def another_writer(store):
+    """A second writer on the same log: another supervisor's store in PostgreSQL (its cached
+    stream tails go stale), the very store in memory."""
+    return PgEventStore(store.db) if isinstance(store, PgEventStore) else store
+
+
+async def appended_in_one_group(store, appends: list[tuple[str, int, list]]) -> dict[str, object]:
+    """Each (stream, expected version, events) appended by a task of its own, all in one tick;
+    the new version, or the error, per stream."""
+    results: dict[str, object] = {}
+
+    async def append(stream, expected, events):
+        try:
+            results[stream] = await store.append(stream, expected, events)
+        except (ConcurrencyError, DuplicateIdempotencyKey) as exc:
+            results[stream] = exc
+
+    groups = store.group_commit.groups
+    async with trio.open_nursery() as nursery:
+        for stream, expected, events in appends:
+            nursery.start_soon(append, stream, expected, events)
+    assert store.group_commit.groups == groups + 1
+    return results
+
+
+async def test_a_stale_stream_inside_a_group_fails_alone_and_the_others_commit(store):
+    streams = [f"practice-G{n}" for n in range(6)]
+    for stream in streams:
+        await store.append(stream, 0, [registered(stream[9:])])
+    await another_writer(store).append("practice-G3", 1, [registered("G3", 9)])
+    results = await appended_in_one_group(
+        store, [(s, 1, [registered(s[9:], 1), registered(s[9:], 2)]) for s in streams]
+    )
+    stale = results.pop("practice-G3")
+    assert isinstance(stale, ConcurrencyError) and (stale.expected, stale.actual) == (1, 2)
+    assert results == {s: 3 for s in streams if s != "practice-G3"}
+    assert [r.event for r in await store.read_stream("practice-G3")] == [registered("G3"), registered("G3", 9)]
+    log = await store.read_all()
+    assert [r.position for r in log] == list(range(1, 6 + 1 + 5 * 2 + 1))
+    grouped = [r.stream_id for r in log[7:]]  # the group's batches, each in a row
+    assert all(grouped[k] == grouped[k + 1] for k in range(0, 10, 2))
+
+
+def writeback_request(writeback_id: str, key: str) -> ev.Event:
+    return ev.WritebackRequested(
+        at=EPOCH, writeback_id=writeback_id, operation="book_appointment", payload="x",
+        deadline_at=EPOCH + timedelta(hours=6), idempotency_key=key,
+    )
+
+
+async def test_a_duplicate_idempotency_key_inside_a_group_fails_only_its_own_append(store):
+    streams = [f"practice-K{n}" for n in range(4)]
+    for stream in streams:
+        await store.append(stream, 0, [registered(stream[9:])])
+    await store.append("practice-K1", 1, [writeback_request("K1-first", "k")])
+    appends = [(s, 2 if s == "practice-K1" else 1, [writeback_request(f"{s[9:]}-w", "k")]) for s in streams]
+    appends[3] = ("practice-K3", 1, [writeback_request("K3-a", "k2"), writeback_request("K3-b", "k2")])
+    results = await appended_in_one_group(store, appends)
+    assert isinstance(results.pop("practice-K1"), DuplicateIdempotencyKey)  # "k" is taken at K1
+    within = results.pop("practice-K3")  # "k2" twice in one batch
+    assert isinstance(within, DuplicateIdempotencyKey) and within.key == "k2"
+    assert results == {"practice-K0": 2, "practice-K2": 2}  # keys are per practice
+    assert await store.writeback("K1-w") is None and await store.writeback("K3-a") is None
+    assert (await store.writeback_by_idempotency_key("K2", "k")).writeback_id == "K2-w"
+    assert len(await store.read_stream("practice-K3")) == 1
+    assert [r.position for r in await store.read_all()] == list(range(1, 8))
 
 
 async def test_projections_follow_the_fold(store):

@@ -6,9 +6,11 @@ appointment per booking); ``free_port`` for a process that must be told its port
 
 from __future__ import annotations
 
+import random
 import socket
 import threading
 import time
+from pathlib import Path
 
 import httpx
 
@@ -16,10 +18,25 @@ from bench.processes import Sim, Supervisor
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port on 127.0.0.1 that nothing uses now, below the kernel's ephemeral range: a port
+    the kernel handed out (bind to 0) may be given next to any outgoing connection before the
+    test listens on it (``Address already in use``, seen in CI); ports below the range never are."""
+    low = _ephemeral_low()
+    while True:
+        port = random.randrange(max(1024, low - 12_000), low)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def submit_all(supervisor: Supervisor, work, *, kill_after: list[int] = ()) -> dict[str, str]:

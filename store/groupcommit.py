@@ -1,0 +1,133 @@
+"""Group commit: the appends issued while a commit is in flight are gathered into the next one.
+
+Both event stores append through a ``GroupCommit``; the store gives it ``commit(items)``, which
+writes a whole group at once (``store.pglog``: one ``sikka_append_group`` call, so one
+transaction, one append lock, one flush and one NOTIFY; ``store.memory``: one step) and
+returns one ``outcome.Outcome`` per item: the stream's new version, or the error that item
+would have had alone (a stale stream's ``ConcurrencyError`` fails only its own caller)::
+
+    task A: submit ─► A leads: takes [A] ──► commit([A]) ··· in flight ···► A returns
+    task B: submit ─► waits ─┐                                    │ the lead passes to B
+    task C: submit ─► waits ─┴ (queued behind the commit in flight)▼
+                                       B leads: takes [B, C] ──► commit([B, C]) ──► B returns,
+                                                                 C is woken with its outcome
+There is one leader at a time: the task that found no commit in flight, then the oldest waiter
+each time a commit ends, so no caller waits for more than the commit in flight and its own.
+Before taking the queue the leader lets every task that is runnable run (two scheduler passes:
+trio runs each pass in random order), so the appends issued in the same tick, and those of the
+callers the last commit just woke, join its group. Positions stay dense and in commit order: groups commit one after the other.
+
+Cancellation never loses or half-writes a batch. A caller cancelled while its batch waits in
+the queue leaves it (``trio.Cancelled``, nothing written). Once a leader took it, the batch is
+part of a commit that cannot be stopped (a worker thread, under a shield): the caller keeps
+waiting, as ``Database.run`` waits for its thread, and learns the outcome (``submit`` returns
+the version or raises the error; the cancellation arrives at its next checkpoint). A whole
+group's failure (the database unreachable) fails each caller with a copy of the error.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Any, Generic, TypeVar
+
+import outcome
+import trio
+
+Item = TypeVar("Item")
+
+_LEAD = object()  # rescheduled with this, a waiter becomes the leader
+MOST = 1000  # items per group: bounds a commit (and its hold of the append lock) when thousands append at once
+
+
+class _Request(Generic[Item]):
+    __slots__ = ("item", "task", "taken")
+
+    def __init__(self, item: Item):
+        self.item = item
+        self.task = trio.lowlevel.current_task()
+        self.taken = False
+
+
+class GroupCommit(Generic[Item]):
+    """Appends gathered into group commits of at most ``most`` items (see the module
+    docstring); ``groups`` and ``committed`` count the commits and the items they took."""
+
+    def __init__(self, commit: Callable[[list[Item]], Awaitable[list[outcome.Outcome]]], most: int = MOST):
+        self._commit = commit
+        self._most = most
+        self._queue: list[_Request[Item]] = []  # not yet taken, oldest first
+        self._led = False  # a task commits, or has been told to
+        self.groups = 0
+        self.committed = 0
+
+    @property
+    def queued(self) -> int:
+        """Items waiting for the next commit."""
+        return len(self._queue)
+
+    async def submit(self, item: Item) -> Any:
+        """Commit ``item`` in a group; its outcome's value (or its error)."""
+        request = _Request(item)
+        self._queue.append(request)
+        if self._led:
+            woken = await trio.lowlevel.wait_task_rescheduled(partial(self._abort, request))
+            if woken is not _LEAD:
+                return woken  # committed in another leader's group
+        self._led = True
+        return await self._lead(request)
+
+    def _abort(self, request: _Request[Item], _raise_cancel) -> trio.lowlevel.Abort:
+        if request.taken:
+            return trio.lowlevel.Abort.FAILED  # in a commit that cannot stop: its outcome will come
+        self._queue.remove(request)
+        return trio.lowlevel.Abort.SUCCEEDED
+
+    async def _lead(self, request: _Request[Item]) -> Any:
+        try:  # the tasks runnable now run before the leader takes the queue, and join the group
+            await trio.lowlevel.checkpoint()
+            await trio.lowlevel.cancel_shielded_checkpoint()  # (trio runs a batch in random order)
+        except BaseException:  # cancelled before anything was taken: hand the lead on
+            self._queue.remove(request)
+            self._pass_lead()
+            raise
+        group, self._queue = self._queue[: self._most], self._queue[self._most :]
+        for taken in group:
+            taken.taken = True
+        self.groups += 1
+        self.committed += len(group)
+        with trio.CancelScope(shield=True):
+            result = await outcome.acapture(self._commit, [taken.item for taken in group])
+        self._pass_lead()
+        if isinstance(result, outcome.Value) and len(result.value) != len(group):
+            result = outcome.Error(RuntimeError(f"a group of {len(group)} got {len(result.value)} outcomes"))
+        if isinstance(result, outcome.Value):
+            outcomes = result.value
+        else:
+            outcomes = [result if taken is request else outcome.Error(_copied(result.error)) for taken in group]
+        mine = result
+        for taken, its in zip(group, outcomes):
+            if taken is request:
+                mine = its
+            else:
+                trio.lowlevel.reschedule(taken.task, its)
+        return mine.unwrap()
+
+    def _pass_lead(self) -> None:
+        if self._queue:
+            trio.lowlevel.reschedule(self._queue[0].task, outcome.Value(_LEAD))
+        else:
+            self._led = False
+
+
+def _copied(error: BaseException) -> BaseException:
+    """A caller's own copy of a group's error (one exception object raised in several tasks
+    would collect all their tracebacks); the error itself when it cannot be copied."""
+    try:
+        clone = copy.copy(error)
+    except Exception:
+        return error
+    clone.__cause__, clone.__context__ = error.__cause__, error.__context__
+    clone.__suppress_context__ = error.__suppress_context__
+    return clone.with_traceback(error.__traceback__)

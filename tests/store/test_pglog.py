@@ -1,0 +1,150 @@
+"""PgEventStore on real PostgreSQL: group commit (a group held at the append lock, which another
+session holds, while callers are cancelled; a group whose connection dies; one NOTIFY per group)
+and the stream tails it keeps."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import psycopg
+import pytest
+import trio
+from trio.testing import wait_all_tasks_blocked
+
+from actors.core import events as ev
+from bench.workload import EPOCH
+from store.db import DatabaseUnavailable
+from store.locks import APPEND_LOCK
+from store.pglog import PgEventStore
+
+
+def registered(office_id: str) -> ev.Event:
+    return ev.PracticeRegistered(at=EPOCH, office_id=office_id, practice_name="Smile")
+
+
+@contextmanager
+def append_lock_held(database_url: str):
+    """Another session holds the append lock: a group commit waits for it, in its worker thread."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s, %s)", APPEND_LOCK)
+        held = True
+
+        def release():
+            nonlocal held
+            if held:
+                conn.execute("SELECT pg_advisory_unlock(%s, %s)", APPEND_LOCK)
+                held = False
+
+        yield release
+        release()
+
+
+async def until(condition) -> None:
+    with trio.fail_after(10):
+        while not condition():
+            await trio.sleep(0.01)
+
+
+class Appends:
+    """Appends of one event to stream ``practice-<name>``, each task in a cancel scope of its own."""
+
+    def __init__(self, store: PgEventStore, nursery: trio.Nursery):
+        self.store = store
+        self.nursery = nursery
+        self.scopes: dict[str, trio.CancelScope] = {}
+        self.results: dict[str, object] = {}
+
+    async def start(self, *names: str) -> None:
+        """Each append started once the previous one is in the group commit's hands."""
+        for name in names:
+            committed = self.store.group_commit.committed + self.store.group_commit.queued
+            self.nursery.start_soon(self._append, name)
+            await until(lambda: self.store.group_commit.committed + self.store.group_commit.queued > committed)
+
+    async def _append(self, name: str, version: int = 0) -> None:
+        with trio.CancelScope() as scope:
+            self.scopes[name] = scope
+            try:
+                self.results[name] = await self.store.append(f"practice-{name}", version, [registered(name)])
+            except DatabaseUnavailable as exc:
+                self.results[name] = exc
+            await trio.sleep(0)
+        if scope.cancelled_caught:
+            self.results.setdefault(name, "cancelled")
+
+
+async def test_cancelled_callers_lose_or_half_write_nothing(db, database_url):
+    store = PgEventStore(db)
+    with append_lock_held(database_url) as release:
+        async with trio.open_nursery() as nursery:
+            appends = Appends(store, nursery)
+            await appends.start("A")  # its group waits for the lock, in a worker thread
+            await appends.start("B", "C", "D")
+            assert store.group_commit.queued == 3
+            appends.scopes["B"].cancel()  # not taken yet: leaves the queue
+            appends.scopes["A"].cancel()  # taken: cannot be withdrawn
+            await wait_all_tasks_blocked()
+            assert appends.results == {"B": "cancelled"} and store.group_commit.queued == 2
+            await trio.to_thread.run_sync(release)
+    assert appends.results == {"A": 1, "B": "cancelled", "C": 1, "D": 1}  # A learnt its version
+    log = await store.read_all()
+    assert [(r.position, r.stream_id) for r in log] == [(1, "practice-A"), (2, "practice-C"), (3, "practice-D")]
+    assert (store.group_commit.groups, store.group_commit.committed) == (2, 3)
+
+
+async def test_a_group_whose_connection_dies_fails_each_caller_and_writes_nothing(db, database_url):
+    store = PgEventStore(db)
+    for name in "ABC":
+        await store.append(f"practice-{name}", 0, [registered(name)])
+    with append_lock_held(database_url) as release:
+        async with trio.open_nursery() as nursery:
+            appends = Appends(store, nursery)
+            for name in "ABC":  # the streams' tails are known: nothing to read first, one tick, one group
+                nursery.start_soon(appends._append, name, 1)
+            await until(lambda: store.group_commit.committed == 6)
+            with psycopg.connect(database_url, autocommit=True) as admin:
+                killed = admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND query LIKE '%sikka_append_group%' AND pid <> pg_backend_pid()"
+                ).fetchall()
+            assert killed == [(True,)]
+        release()
+    errors = [appends.results[name] for name in "ABC"]
+    assert all(isinstance(e, DatabaseUnavailable) for e in errors) and len({id(e) for e in errors}) == 3
+    assert await store.last_position() == 3
+    assert await store.append("practice-A", 1, [registered("A")]) == 2  # the next group commits
+
+
+@pytest.mark.parametrize("writers", [1, 12])
+async def test_one_notify_per_group(db, database_url, writers):
+    store = PgEventStore(db)
+    streams = [f"practice-N{n}" for n in range(writers)]
+    for stream in streams:
+        await store.append(stream, 0, [registered(stream[9:])])
+    groups = store.group_commit.groups
+    with psycopg.connect(database_url, autocommit=True) as listener:
+        listener.execute("LISTEN events")
+        async with trio.open_nursery() as nursery:
+            for stream in streams:  # tails known: one tick, one group
+                nursery.start_soon(store.append, stream, 1, [registered(stream[9:]), registered(stream[9:])])
+        notes = [n.payload for n in listener.notifies(timeout=0.5)]
+    assert store.group_commit.groups == groups + 1
+    assert notes == [str(3 * writers)]  # once, with the log's head after the group
+
+
+async def test_only_the_tails_of_the_streams_appended_to_last_are_kept(db):
+    store = PgEventStore(db)
+    store.tails_kept = 2
+    reads = []
+    read_tail = store._read_tail
+    store._read_tail = lambda conn, stream, office: reads.append(stream) or read_tail(conn, stream, office)
+    for name in "ABC":
+        await store.append(f"practice-{name}", 0, [registered(name)])
+    reads.clear()
+    await store.append("practice-C", 1, [registered("C")])
+    await store.append("practice-B", 1, [registered("B")])
+    assert reads == []  # kept
+    await store.append("practice-A", 1, [registered("A")])
+    assert reads == ["practice-A"]  # forgotten, read again: the append is the same
+    assert [r.stream_id for r in await store.read_all()][-3:] == ["practice-C", "practice-B", "practice-A"]
+    assert (await store.practice("A")).version == 2
