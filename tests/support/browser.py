@@ -60,7 +60,9 @@ def screenshot(driver, name: str) -> Path:
     """The whole page, beyond the window's height, as ``tests/artifacts/<name>.png``."""
     ARTIFACTS.mkdir(exist_ok=True)
     size = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
-    clip = {"x": 0, "y": 0, "width": size["width"], "height": min(size["height"], 6000), "scale": 1}
+    # captured whole, the page has no vertical scrollbar: it is laid out over the window's full width
+    width = max(size["width"], driver.execute_script("return window.innerWidth"))
+    clip = {"x": 0, "y": 0, "width": width, "height": min(size["height"], 6000), "scale": 1}
     shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True,
                                                               "clip": clip})
     path = ARTIFACTS / f"{name}.png"

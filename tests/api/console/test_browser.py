@@ -2,8 +2,9 @@
 processes: ``sikka-sim`` and ``sikka-supervisor run`` with its TCP listener. Log in, see the
 practices, open a writeback and read its timeline (completed under our eyes: live updates), pause
 a practice and see it paused, see a change made elsewhere without reloading, refuse a forged form
-without the CSRF token, keyboard and phone checks. Every page is written to ``tests/artifacts/``.
-The tests run in file order on one browser and one supervisor (module fixtures)."""
+without the CSRF token, read and act without JavaScript, keyboard and phone checks. Every page
+is written to ``tests/artifacts/``. The tests run in file order on one browser and one supervisor
+(module fixtures)."""
 
 from __future__ import annotations
 
@@ -46,6 +47,11 @@ class Console:
         return WebDriverWait(self.driver, seconds, poll_frequency=0.1, ignored_exceptions=ignored).until(
             lambda d: condition())
 
+    def at(self, path: str) -> None:
+        """Until the browser has loaded ``path`` (a click or a key starts a navigation, and returns)."""
+        self.wait(lambda: self.driver.current_url == self.base + path
+                  and self.driver.execute_script("return document.readyState") == "complete")
+
     def api(self, method: str, path: str, **kw):
         with self.supervisor.client() as client:
             return client.request(method, path, **kw)
@@ -75,9 +81,9 @@ def test_log_in_and_see_the_practices(console):
     field = console.driver.find_element(By.ID, "token")
     assert console.driver.switch_to.active_element == field  # the form has the focus
     field.send_keys("not-the-token", Keys.ENTER)
-    assert "Wrong token." in console.text("main")
+    console.wait(lambda: "Wrong token." in console.text("main"))
     console.driver.find_element(By.ID, "token").send_keys(TOKEN, Keys.ENTER)
-    assert console.driver.current_url == f"{console.base}/ui/"
+    console.at("/ui/")
     cookie = console.driver.get_cookie("sikka_console")
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["path"] == "/ui/"
     console.wait(lambda: len(console.driver.find_elements(By.CSS_SELECTOR, "table.practices tbody tr")) == 3)
@@ -93,7 +99,7 @@ def test_open_a_writeback_and_read_its_timeline_as_it_completes(console):
     wid = console.api("POST", f"/practices/{office}/writebacks", json=body).json()["writeback_id"]
     console.open(f"/ui/practices/{office}")
     console.driver.find_element(By.CSS_SELECTOR, f'a[href="/ui/writebacks/{wid}"]').click()
-    assert console.driver.current_url == f"{console.base}/ui/writebacks/{wid}"
+    console.at(f"/ui/writebacks/{wid}")
     assert console.text("h1").startswith("Book appointment")
     # the simulator finishes it within seconds: the page follows without a reload
     console.wait(lambda: console.text("#writeback-state") == "completed", 30)
@@ -112,10 +118,10 @@ def test_pause_a_practice_and_see_it_paused(console):
     console.open("/ui/practices/D1001")
     screenshot(console.driver, "console-practice")
     console.driver.find_element(By.LINK_TEXT, "Pause").click()
-    assert console.driver.current_url == f"{console.base}/ui/practices/D1001/pause"
+    console.at("/ui/practices/D1001/pause")
     screenshot(console.driver, "console-confirm")
     console.driver.find_element(By.CSS_SELECTOR, "form.card button[type=submit]").click()
-    assert console.driver.current_url == f"{console.base}/ui/practices/D1001?done=pause"
+    console.at("/ui/practices/D1001?done=pause")
     assert console.text("p.done") == "Paused."
     assert console.text("#practice-state") == "paused"
     assert console.api("GET", "/practices/D1001").json()["state"] == "paused"
@@ -149,6 +155,30 @@ def test_a_forged_form_without_the_csrf_token_is_refused(console):
     assert console.api("GET", "/practices/D1002").json()["state"] == "active"
 
 
+def test_readable_and_usable_without_javascript(console):
+    console.driver.execute_cdp_cmd("Emulation.setScriptExecutionDisabled", {"value": True})
+    try:
+        console.open("/ui/practices/D1000")
+        assert "live updates need JavaScript" in console.text("#live-status")  # the script did not run
+        assert console.text("#practice-state") == "active"
+        link = console.driver.find_element(By.CSS_SELECTOR, "#practice-writebacks a[href^='/ui/writebacks/']")
+        path = link.get_attribute("href").removeprefix(console.base)
+        link.click()
+        console.at(path)
+        assert [s.text for s in console.driver.find_elements(By.CSS_SELECTOR, ".timeline .after")][-1] == "completed"
+        console.open("/ui/practices/D1002")
+        for action, state in (("Pause", "paused"), ("Resume", "active")):  # plain links and forms
+            console.driver.find_element(By.LINK_TEXT, action).click()
+            console.at(f"/ui/practices/D1002/{action.lower()}")
+            console.driver.find_element(By.CSS_SELECTOR, "form.card button[type=submit]").click()
+            console.at(f"/ui/practices/D1002?done={action.lower()}")
+            assert console.text("p.done") == f"{action}d."
+            assert console.text("#practice-state") == state
+        screenshot(console.driver, "console-no-javascript")
+    finally:
+        console.driver.execute_cdp_cmd("Emulation.setScriptExecutionDisabled", {"value": False})
+
+
 def test_keyboard_and_a_phone(console):
     console.open("/ui/alerts")
     screenshot(console.driver, "console-alerts")
@@ -162,13 +192,19 @@ def test_keyboard_and_a_phone(console):
         if console.driver.switch_to.active_element.get_attribute("href") == f"{console.base}/ui/practices/D1000":
             break
     console.driver.switch_to.active_element.send_keys(Keys.ENTER)
-    console.wait(lambda: console.driver.current_url == f"{console.base}/ui/practices/D1000")
+    console.at("/ui/practices/D1000")
+    writeback = console.driver.find_element(By.CSS_SELECTOR, "#practice-writebacks a[href^='/ui/writebacks/']")
+    pages = ["/ui/", "/ui/alerts", "/ui/practices/D1000", "/ui/practices/D1000/pause",
+             writeback.get_attribute("href").removeprefix(console.base)]
     console.driver.set_window_size(390, 844)
     try:
+        for page in pages:
+            console.open(page)
+            overflow = console.driver.execute_script(
+                "return document.documentElement.scrollWidth - document.documentElement.clientWidth")
+            assert overflow <= 0, page  # no sideways scrolling on a phone
+        screenshot(console.driver, "console-phone-writeback")
         console.open("/ui/")
-        overflow = console.driver.execute_script(
-            "return document.documentElement.scrollWidth - document.documentElement.clientWidth")
-        assert overflow <= 0  # no sideways scrolling on a phone
         screenshot(console.driver, "console-phone")
     finally:
         console.driver.set_window_size(1280, 900)
