@@ -14,7 +14,10 @@ The process (``run``; any number per database, one per ``SIKKA_NODE_ID``)::
 
     settings ─► logging ─► database (migrated) ─► node lock (same node id running: exit 2)
     root nursery
-     ├─ LISTEN bridge (wake-ups on append)
+     ├─ database probe (store.probe: /health and database_unreachable read it, never the database)
+     ├─ node lock keeper (store.nodelock: a lost session re-takes it; taken by another: exit 2)
+     ├─ embedded server keeper (without DATABASE_URL: a dead postmaster is started again)
+     ├─ LISTEN bridge (wake-ups on append; reconnects and re-reads by itself)
      ├─ practice supervisor ── one supervised actor per practice whose lease this node holds
      ├─ monitor (alerts every 5 s; onsets and clearings to Slack and the alerts table), loop-lag probe
      ├─ ownership (actors.runtime.ownership): heartbeat, practice leases by rendezvous hashing,
@@ -33,13 +36,22 @@ SIGTERM/SIGINT: STOPPING=1; the intake stops (no new work); the node leaves the 
 every actor finishes its step (an HTTP call in flight completes and its outcome is recorded),
 its lease released the moment it stops so a peer takes over at once; after ``DRAIN_S`` whatever
 remains is cancelled (a submit cut short is reconciled by the next owner); exit 0 within 30 s.
+Every step that needs the database waits at most ``SIKKA_DB_TIMEOUT`` (leases not released
+expire by themselves), and ``run`` arms a last resort when the stop begins: a process still
+there after ``STOP_FORCED_S`` (a thread stuck on a frozen server) exits 0 at once.
+
+Database faults never end the process (``store.db``: every fault is ``DatabaseUnavailable``,
+every session reconnects; ``actors.runtime.commit``: appends wait the fault out); the one that
+does is the node lock taken by another process while this one's session was gone: exit 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from functools import partial
@@ -72,16 +84,19 @@ from actors.runtime.follower import follow_appends
 from actors.runtime.ownership import Ownership
 from actors.runtime.practices import PracticeSupervisor
 from actors.runtime.sikka import SikkaClient
-from store import leases, retention
+from store import embedded, retention
 from store.alerts import AlertRows
 from store.connect import close_database, open_database
 from store.credentials import Credentials, PgCredentialRows, SecretsKeyError, Vault, load_master_key
 from store.db import Database, DatabaseUnavailable
+from store.nodelock import AlreadyRunning, NodeLock
 from store.pglog import PgEventStore
+from store.probe import DatabaseProbe
 
 log = structlog.get_logger("supervisor")
 
-DRAIN_S = 20.0  # actors' grace on shutdown (under systemd's TimeoutStopSec and the 30 s promise)
+DRAIN_S = 15.0  # actors' grace on shutdown (then a shielded outcome append may take SHIELDED_APPEND_S)
+STOP_FORCED_S = 28.0  # the last resort: exit this long after the stop began (the promise: 30 s)
 HTTP_LIMITS = httpx.Limits(max_connections=200, max_keepalive_connections=50)
 
 
@@ -99,9 +114,12 @@ def load_settings(args: argparse.Namespace) -> Settings:
 
 
 @contextmanager
-def database(settings: Settings, *, max_size: int, migrate_schema: bool = True) -> Iterator[Database]:
-    """The configured database (migrated unless told not to), closed on exit."""
-    db = open_database(settings, max_size=max_size, migrate_schema=migrate_schema)
+def database(
+    settings: Settings, *, max_size: int, migrate_schema: bool = True, timeout: float | None = None
+) -> Iterator[Database]:
+    """The configured database (migrated unless told not to), closed on exit; ``timeout``: the
+    longest wait for an answer (the supervisor's ``SIKKA_DB_TIMEOUT``; commands wait)."""
+    db = open_database(settings, max_size=max_size, migrate_schema=migrate_schema, timeout=timeout)
     try:
         yield db
     finally:
@@ -210,17 +228,27 @@ async def _wait_for_stop(stop: trio.Event | None) -> None:
 
 
 async def serve(
-    settings: Settings, db: Database, *, stop: trio.Event | None = None, task_status=trio.TASK_STATUS_IGNORED
+    settings: Settings,
+    db: Database,
+    *,
+    stop: trio.Event | None = None,
+    node_lock: NodeLock | None = None,
+    on_stopping: Callable[[], None] = lambda: None,
+    task_status=trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the supervisor until SIGTERM/SIGINT (or until ``stop`` is set: for tests), then shut
-    down as on SIGTERM."""
+    down as on SIGTERM (``on_stopping`` is told when that begins). ``node_lock``: kept while
+    serving (``AlreadyRunning`` ends the process when another one took it)."""
     metrics = Metrics()
+    probe = DatabaseProbe(db)
     store = TimedStore(event_store(db), metrics.event_append)
     vault = credentials(settings, db)
     await vault.verify()
     async with http_client(settings) as http:
         client = sikka_client(settings, http, on_call=metrics.on_call)
-        deps = actor_deps(settings, store, vault, client, on_events=metrics.observe_events)
+        deps = actor_deps(
+            settings, store, vault, client, on_events=metrics.observe_events, database_problem=probe.problem
+        )
         practices = PracticeSupervisor(deps)
         ownership = Ownership(db, settings.node_id, settings.lease_ttl, practices)
         deps.owns, deps.owner_of = ownership.owns, ownership.owner_of
@@ -228,9 +256,10 @@ async def serve(
         deps.on_targets_changed = app.targets_changed
         slack = SlackNotifier(http, settings.slack_webhook_url) if settings.slack_webhook_url else None
         monitor = Monitor(
-            deps, practices, publish=slack.publish if slack else lambda t: None, rows=AlertRows(db, settings.node_id)
+            deps, practices, publish=slack.publish if slack else lambda t: None, rows=AlertRows(db, settings.node_id),
+            database_problem=probe.problem,
         )
-        admin = Admin(deps, practices, app, monitor=monitor, metrics=metrics)
+        admin = Admin(deps, practices, app, monitor=monitor, metrics=metrics, database=probe)
         monitor.webhook_last_at = lambda: admin.last_webhook_at
         rates = RateHistory(lambda: practices.actors, deps.clock)
         console = Console(admin.handle, deps, Sessions(), rates=rates, api_token=settings.api_token,
@@ -239,6 +268,11 @@ async def serve(
         metrics.registry.register(StateCollector(practices, lambda: monitor.table, deps.clock))
         unix, tcp = await bind_listeners(settings)
         async with trio.open_nursery() as root:
+            await root.start(probe.run)
+            if node_lock is not None:
+                await root.start(node_lock.keep)
+            if not settings.database_url:
+                root.start_soon(embedded.supervise)
             await root.start(store.pump_notifications)
             await root.start(practices.run)
             await root.start(ownership.run)
@@ -247,35 +281,68 @@ async def serve(
                 root.start_soon(slack.run)
             root.start_soon(rates.run)
             async with trio.open_nursery() as intake:
-                intake.start_soon(app.run_lists)
-                intake.start_soon(app.run_onboarding)
-                intake.start_soon(follow_appends, store, practices, ownership)
-                intake.start_soon(retention.run, db, vault, settings.payload_retention_days)
-                cap = settings.max_connections
-                intake.start_soon(partial(serve_listener, unix, partial(serve_connection, handler=handler),
-                                          max_connections=cap))
                 gate = Gate(console.sessions).check
-                authorize = check_head(settings.api_token, settings.webhook_callback_key, gate) if tcp else None
-                for listener in tcp:
-                    connection = partial(serve_connection, handler=handler, authorize=authorize)
-                    intake.start_soon(partial(serve_listener, listener, connection, max_connections=cap))
-                root.start_soon(partial(looplag.probe, observe=metrics.loop_lag.observe))
-                root.start_soon(freeze_long_lived)
-                interval = systemd.watchdog_interval()
-                if interval:
-                    root.start_soon(systemd.watchdog, interval)
+                _start_intake(intake, settings, handler, gate, app, store, practices, ownership, db, vault, unix, tcp)
+                _start_process_tasks(root, metrics)
                 systemd.notify("READY=1")
                 log.info("supervisor.ready", node=settings.node_id, socket=str(settings.admin_socket))
                 task_status.started(deps)
                 await _wait_for_stop(stop)
+                on_stopping()
                 systemd.notify("STOPPING=1")
                 intake.cancel_scope.cancel()
-            await ownership.begin_close()
-            await practices.drain(DRAIN_S)
-            await ownership.close()
+            await _stop(ownership, practices)
             root.cancel_scope.cancel()
     settings.admin_socket.unlink(missing_ok=True)
     log.info("supervisor.stopped")
+
+
+def _start_intake(
+    intake: trio.Nursery, settings, handler, gate, app, store, practices, ownership, db, vault, unix, tcp
+) -> None:
+    """What takes work in (stopped first on SIGTERM): list rounds, onboarding, the append
+    follower, payload retention, the admin API and the console (``handler``) on the socket (and
+    on TCP when configured, the console's pages behind its session ``gate``)."""
+    intake.start_soon(app.run_lists)
+    intake.start_soon(app.run_onboarding)
+    intake.start_soon(follow_appends, store, practices, ownership)
+    intake.start_soon(retention.run, db, vault, settings.payload_retention_days)
+    cap = settings.max_connections
+    intake.start_soon(partial(serve_listener, unix, partial(serve_connection, handler=handler), max_connections=cap))
+    authorize = check_head(settings.api_token, settings.webhook_callback_key, gate) if tcp else None
+    for listener in tcp:
+        connection = partial(serve_connection, handler=handler, authorize=authorize)
+        intake.start_soon(partial(serve_listener, listener, connection, max_connections=cap))
+
+
+def _start_process_tasks(root: trio.Nursery, metrics: Metrics) -> None:
+    root.start_soon(partial(looplag.probe, observe=metrics.loop_lag.observe))
+    root.start_soon(freeze_long_lived)
+    interval = systemd.watchdog_interval()
+    if interval:
+        root.start_soon(systemd.watchdog, interval)
+
+
+async def _stop(ownership: Ownership, practices: PracticeSupervisor) -> None:
+    """Leave the live set, let the actors finish their steps for ``DRAIN_S`` (their leases
+    released as each stops), release what is left; the database steps wait at most
+    ``SIKKA_DB_TIMEOUT`` each (``Database.run``)."""
+    await ownership.begin_close()
+    await practices.drain(DRAIN_S)
+    await ownership.close()
+
+
+def exit_by_deadline(seconds: float = STOP_FORCED_S) -> None:
+    """The last resort of a stop: exit 0 after ``seconds`` if the process is still there (a
+    thread stuck on a frozen database must not hold it past the 30 s promise)."""
+
+    def force() -> None:
+        log.error("supervisor.stop_forced", seconds=seconds)
+        os._exit(EXIT_OK)
+
+    timer = threading.Timer(seconds, force)
+    timer.daemon = True
+    timer.start()
 
 
 # --- the commands: what each needs, built and handed over -------------------------------------------
@@ -292,13 +359,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     if settings.sentry_dsn:
         tracking.init(settings.sentry_dsn, release=VERSION, node=settings.node_id)
     datadir.prepare(settings.data_dir)  # the default home of the socket and the key file
-    with database(settings, max_size=10) as db:
+    with database(settings, max_size=10, timeout=settings.db_timeout) as db:
+        lock = NodeLock(db.conninfo, settings.node_id, timeout=settings.db_timeout)
         try:
-            lock = leases.hold_node_lock(db.conninfo, settings.node_id)
-        except leases.AlreadyRunning as exc:
+            lock.take()
+        except AlreadyRunning as exc:
             raise UsageError(str(exc)) from None
         try:
-            trio.run(serve, settings, db)
+            trio.run(partial(serve, settings, db, node_lock=lock, on_stopping=exit_by_deadline))
+        except* AlreadyRunning as group:  # another process took the node lock while our session was gone
+            raise UsageError(str(group.exceptions[0])) from None
         finally:
             lock.close()
     return EXIT_OK

@@ -19,9 +19,12 @@ def database_url(settings: Settings) -> str:
         raise DatabaseUnavailable(f"cannot start the embedded PostgreSQL under {settings.data_dir}/pg: {exc}") from None
 
 
-def open_database(settings: Settings, *, max_size: int = 8, migrate_schema: bool = True) -> Database:
-    """A pool on the configured database with the schema applied; ``DatabaseUnavailable`` if not."""
-    db = Database(database_url(settings), max_size=max_size)
+def open_database(
+    settings: Settings, *, max_size: int = 8, migrate_schema: bool = True, timeout: float | None = None
+) -> Database:
+    """A pool on the configured database with the schema applied; ``DatabaseUnavailable`` if not.
+    ``timeout``: the longest wait for an answer (``store.db``; ``None``: wait)."""
+    db = Database(database_url(settings), max_size=max_size, timeout=timeout, node=settings.node_id)
     db.open_sync()
     if migrate_schema:
         try:

@@ -20,15 +20,26 @@ connection string; ``stop_if_last()`` stops it when no other live process of our
   dir (the kernel checks real owners), holds no capability outside its namespace, and only root
   can reach its socket. Where user namespaces are forbidden (some containers), running as root
   on the embedded server is an error naming the way out (``DATABASE_URL``, or another user).
+
+Under supervision (``supervise``, a task of ``run``): the postmaster is checked every
+``WATCH_S``; when it died (``kill -9``, the OOM killer, a crash, a shutdown nobody asked of this
+process) it is started again as ``start`` does (the data directory adopted, PostgreSQL's own crash
+recovery), with a jittered backoff while that fails (the old backends hold its shared memory for
+a moment). pg_ctl leaves the postmaster orphaned, and a container's init may never reap it: a
+zombie still "runs" for ``pg_ctl status`` and PostgreSQL's lock file. So ``start`` makes this
+process the child subreaper (Linux) first: the postmaster and, once it dies, its backends become
+its children, and it reaps them.
 """
 
 from __future__ import annotations
 
+import ctypes
 import fcntl
 import hashlib
 import importlib.util
 import json
 import os
+import random
 import shlex
 import subprocess
 import sys
@@ -37,12 +48,21 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import psutil
+import structlog
+import trio
+
 from actors.process import datadir
+
+log = structlog.get_logger("database")
 
 SOCKET_NAME = ".s.PGSQL.5432"
 MAX_SOCKET_PATH = 107  # sun_path holds 108 bytes with the final NUL
 START_TIMEOUT_S = 60
 PIDS = ".handle_pids.json"
+WATCH_S = 1.0  # how often the postmaster's life is checked under supervision
+RESTART_MAX_S = 10.0  # the restart backoff's cap
+PR_SET_CHILD_SUBREAPER = 36
 
 _pgdata: Path | None = None  # the server this process holds
 _url: str | None = None  # and its connection string
@@ -65,6 +85,7 @@ def start(data_dir: Path) -> str:
     global _pgdata, _url
     data_dir = datadir.prepare(Path(data_dir)).resolve()
     pgdata = data_dir / "pg"
+    _become_subreaper()
     with _locked(data_dir):
         _chown_to_root(pgdata)
         socket_dir = _ensure_running(pgdata)
@@ -188,3 +209,64 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+# --- under supervision ----------------------------------------------------------------------------
+
+
+def _become_subreaper() -> None:
+    """Orphaned descendants (the postmaster pg_ctl leaves behind) become this process's children."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the init process reaps
+        pass
+
+
+def _reap() -> None:
+    """Collect this process's dead children that are PostgreSQL's (a killed postmaster, its backends)."""
+    for child in psutil.Process().children():
+        try:
+            if child.status() == psutil.STATUS_ZOMBIE and child.name() in ("postgres", "postmaster"):
+                os.waitpid(child.pid, os.WNOHANG)
+        except (psutil.Error, ChildProcessError):
+            pass
+
+
+def postmaster_alive() -> bool:
+    """Whether the server this process holds has a live postmaster (``True`` when it holds none)."""
+    if _pgdata is None:
+        return True
+    _reap()
+    try:
+        pid = int((_pgdata / "postmaster.pid").read_text().split()[0])
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except (OSError, IndexError, ValueError, psutil.Error):
+        return False
+
+
+def restart() -> None:
+    """Start the server this process holds again, as ``start`` does (``EmbeddedError`` if it cannot)."""
+    pgdata = _pgdata
+    with _locked(pgdata.parent):
+        _reap()
+        _ensure_running(pgdata)
+
+
+async def supervise() -> None:
+    """Keep the embedded server running (see the module docstring)."""
+    rng = random.Random()
+    while True:
+        await trio.sleep(WATCH_S)
+        if _pgdata is None or await trio.to_thread.run_sync(postmaster_alive):
+            continue
+        log.error("database.embedded_server_died", data_dir=str(_pgdata))
+        attempt = 0
+        while True:
+            try:
+                await trio.to_thread.run_sync(restart)
+                break
+            except EmbeddedError as exc:
+                attempt += 1
+                log.warning("database.embedded_restart_failed", attempt=attempt, error=str(exc))
+                await trio.sleep(min(RESTART_MAX_S, 0.5 * 2**attempt) * (0.5 + 0.5 * rng.random()))
+        log.info("database.embedded_server_restarted", attempts=attempt + 1)

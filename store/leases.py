@@ -4,11 +4,7 @@ Every function takes a connection (``Database.run(fn, ...)``). Times are the dat
 (``now()``), one clock for every node. Releasing and joining send ``NOTIFY leases`` so peers
 re-plan at once instead of at their next renewal.
 
-Process locks (session advisory locks held for the life of ``run``):
-- ``NODE_LOCK`` keyed by ``hashtext(node_id)``: one ``run`` per node id (a second one exits 2),
-  which also proves a lease left by an earlier run of this node id belongs to a dead process;
-- ``RUN_LOCK`` taken *shared*: any number of nodes run together, while ``replay
-  --rebuild-projections`` (which needs it exclusively) is refused as long as any of them runs.
+The process locks (one ``run`` per node id, the shared run lock) are ``store.nodelock``.
 """
 
 from __future__ import annotations
@@ -19,13 +15,8 @@ import msgspec
 import psycopg
 
 from actors.core.leases import Lease
-from store.locks import NODE_LOCK_NAMESPACE, RUN_LOCK
 
 CHANNEL = "leases"
-
-
-class AlreadyRunning(Exception):
-    """Another supervisor with this node id runs on the database; ``str()`` is one line."""
 
 
 class Snapshot(msgspec.Struct, frozen=True):
@@ -33,22 +24,6 @@ class Snapshot(msgspec.Struct, frozen=True):
     nodes: dict[str, datetime]  # node → heartbeat expiry
     leases: dict[str, Lease]
     practices: list[str]  # practices that should run somewhere
-
-
-def hold_node_lock(conninfo: str, node_id: str) -> psycopg.Connection:
-    """A session holding this node's lock and a shared run lock, for as long as it stays open."""
-    conn = psycopg.connect(conninfo, autocommit=True)
-    try:
-        locked = conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", (NODE_LOCK_NAMESPACE, node_id))
-        if not locked.fetchone()[0]:
-            raise AlreadyRunning(
-                f"another sikka-supervisor with SIKKA_NODE_ID={node_id!r} is already running on this database"
-            )
-        conn.execute("SELECT pg_advisory_lock_shared(%s, %s)", RUN_LOCK)
-    except BaseException:
-        conn.close()
-        raise
-    return conn
 
 
 def join(conn: psycopg.Connection, node_id: str, ttl: float) -> None:

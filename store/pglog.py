@@ -211,7 +211,9 @@ class PgEventStore:
                 await self._appended.wait()
 
     async def pump_notifications(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        """Run LISTEN for the store's wake-ups (until cancelled); ``wait_for_append`` uses them."""
+        """Run LISTEN for the store's wake-ups (until cancelled); ``wait_for_append`` uses them.
+        Any payload wakes the waiters, ``store.db.RECONNECTED`` (after the LISTEN session came
+        back) too: they re-read the log, so a notification lost meanwhile is not missed."""
         async with self.db.listen("events") as notes:
             task_status.started()
             async for _ in notes:

@@ -5,7 +5,11 @@ practice's actor when it runs here, else decides and appends it here through the
 path (``actors.runtime.commit.decide_and_append``: durable at once; the owner's append follower
 wakes its actor within a second). What needs the running actor (Sikka reads, operator actions)
 first checks ``run_here_or_nowhere``: a practice another node owns answers 503
-``practice_unavailable`` naming the owner. ``status`` is the ``PracticeStatus``: live figures
+``practice_unavailable`` naming the owner. An actor that has not decided when the request's
+``SIKKA_DB_TIMEOUT`` runs out (``store.db.time_left``) answers 503 ``database_unavailable``
+(withdrawn if the actor had not begun it) unless the actor is waiting for a Sikka call and the
+database is fine (``Deps.database_problem``): then it is waited for, as long as that call takes.
+``status`` is the ``PracticeStatus``: live figures
 from the actor when it runs here, the shared tables' counts otherwise.
 """
 
@@ -20,9 +24,11 @@ from actors.api.views import practice_view, rate_view
 from actors.core import messages, schedule
 from actors.core.ids import is_office_id
 from actors.core.state import WRITEBACK_STATES, Practice, writeback_counts
-from actors.runtime.actor import PracticeActor, Unavailable
+from actors.runtime.actor import PracticeActor
+from actors.runtime.mailbox import Unavailable
 from actors.runtime.commit import decide_and_append
 from actors.runtime.deps import Deps
+from store.db import time_left
 from actors.runtime.practices import PracticeSupervisor
 
 class PracticeAccess:
@@ -71,8 +77,18 @@ class PracticeAccess:
         actor = self.actor(office_id)
         if actor is None:
             return await decide_and_append(self.deps, office_id, message, plaintexts)
+        left = time_left()
+
+        def give_up() -> str | None:
+            problem = self.deps.database_problem()
+            if problem is None and actor.at_sikka:
+                return None
+            return problem or f"the practice's actor did not commit the command within {left:g} s"
+
         try:
-            return await actor.ask(message, plaintexts)
+            return await actor.ask(
+                message, plaintexts, give_up=give_up, check_every=float("inf") if left is None else max(left, 0.01)
+            )
         except Unavailable as exc:  # the actor crashed or stopped before answering: the caller retries
             raise ApiError(503, exc.code, exc.detail) from None
 

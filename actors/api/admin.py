@@ -38,6 +38,7 @@ from actors.monitoring.monitor import Monitor
 from actors.runtime.applevel import AppLevel
 from actors.runtime.deps import Deps
 from actors.runtime.practices import PracticeSupervisor
+from store.probe import DatabaseProbe
 
 __all__ = ["VERSION", "Admin"]  # VERSION: the release the composition root names (error tracking)
 
@@ -46,12 +47,13 @@ class Admin:
     def __init__(
         self, deps: Deps, practices: PracticeSupervisor, app: AppLevel, *, monitor: Monitor | None = None,
         metrics: Metrics | None = None, new_id: Callable[[], str] = new_writeback_id,
+        database: DatabaseProbe | None = None,
     ):
         access = PracticeAccess(deps, practices)
         on_practices = PracticeHandlers(access)
         on_writebacks = WritebackHandlers(deps, access, new_id)  # new_id: seeded by deterministic simulations
         sikka = SikkaReads(deps, access)
-        self._system = system = SystemHandlers(deps, practices, app, monitor, metrics)
+        self._system = system = SystemHandlers(deps, practices, app, monitor, metrics, database)
         P = "/practices/{office_id}"
         self.routes: list[Route] = [
             Route("GET", "/health", system.health, "liveness and the database"),
@@ -84,7 +86,7 @@ class Admin:
             Route("POST", "/onboard", system.onboard, "run the authorization flow now"),
             Route("POST", "/webhooks/sikka", system.webhook, "Sikka's webhook (callback-key)"),
         ]
-        self._router = Router(self.routes)
+        self._router = Router(self.routes, database_timeout=deps.settings.db_timeout)
 
     async def handle(self, request: Request) -> Response:
         """The answer to one request (the HTTP server's handler)."""

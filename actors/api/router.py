@@ -6,9 +6,11 @@ the two cannot drift apart. ``Router.dispatch`` answers one request::
 
     path matches a route? ── no route ──► 404 not_found
       └─ method matches? ── no ──► 405 bad_parameter
-           └─ handler(request, **path parameters)
+           └─ handler(request, **path parameters), its database calls waiting SIKKA_DB_TIMEOUT
+              altogether (store.db.answer_within; a long poll renews it for each read, the
+              onboarding flow bounds each call alone)
                 ├─ ApiError ──► its status and {"error", "detail", "field"}
-                └─ store.db.DatabaseUnavailable ──► 503 database_unavailable
+                └─ store.db.DatabaseUnavailable ──► 503 database_unavailable, Retry-After
 
 Handlers refuse with ``ApiError``: ``refused()`` for the core's ``Refused`` decision (the status
 the interface fixes for its code), ``upstream_error()`` for a Sikka call that did not succeed.
@@ -26,9 +28,11 @@ import structlog
 from actors.api.http import Request, Response, json_response
 from actors.core import messages
 from actors.core import outcomes as oc
-from store.db import DatabaseUnavailable
+from store.db import DatabaseUnavailable, answer_within
 
 log = structlog.get_logger("admin")
+
+DATABASE_RETRY_AFTER_S = 2  # what a 503 database_unavailable tells the client to wait
 
 REFUSED_STATUS = {
     "unknown_practice": 404,
@@ -42,12 +46,21 @@ REFUSED_STATUS = {
 class ApiError(Exception):
     """An answer other than success: ``{"error": code, "detail", "field"}`` with ``status``."""
 
-    def __init__(self, status: int, code: str, detail: str, field: str | None = None):
+    def __init__(self, status: int, code: str, detail: str, field: str | None = None, retry_after: int | None = None):
         super().__init__(detail)
         self.status, self.code, self.detail, self.field = status, code, detail, field
+        self.retry_after = retry_after
 
     def response(self) -> Response:
-        return json_response(self.status, {"error": self.code, "detail": self.detail, "field": self.field})
+        answer = json_response(self.status, {"error": self.code, "detail": self.detail, "field": self.field})
+        if self.retry_after is None:
+            return answer
+        return Response(answer.status, answer.body, answer.content_type, (("Retry-After", str(self.retry_after)),))
+
+
+def database_unavailable(detail: str) -> ApiError:
+    """503 ``database_unavailable`` with ``Retry-After``: the database did not answer in time."""
+    return ApiError(503, "database_unavailable", detail, retry_after=DATABASE_RETRY_AFTER_S)
 
 
 def refused(decision: messages.Refused) -> ApiError:
@@ -100,8 +113,9 @@ class Route(msgspec.Struct, frozen=True):
 class Router:
     """Answers a request with the handler of the route that matches it (see the module doc)."""
 
-    def __init__(self, routes: list[Route]):
+    def __init__(self, routes: list[Route], database_timeout: float | None = None):
         self._compiled = [(route, route.pattern) for route in routes]
+        self.database_timeout = database_timeout
 
     async def dispatch(self, request: Request) -> Response:
         matched_path = False
@@ -113,11 +127,12 @@ class Router:
             if route.method != request.method:
                 continue
             try:
-                return await route.handler(request, **m.groupdict())
+                with answer_within(self.database_timeout):
+                    return await route.handler(request, **m.groupdict())
             except ApiError as exc:
                 return exc.response()
             except DatabaseUnavailable as exc:
-                return ApiError(503, "database_unavailable", str(exc)).response()
+                return database_unavailable(str(exc)).response()
         if matched_path:
             return ApiError(405, "bad_parameter", f"{request.method} is not allowed on {request.path}").response()
         return ApiError(404, "not_found", f"no endpoint {request.path}").response()

@@ -26,7 +26,7 @@ from actors.api.router import ApiError, upstream_error
 from actors.core import outcomes as oc
 from actors.core import slotting
 from actors.core.secret import Secret
-from actors.runtime.actor import Unavailable
+from actors.runtime.mailbox import Unavailable
 from actors.runtime.deps import Deps
 
 Call = Callable[[Secret], Awaitable[oc.Result]]  # a Sikka call given the practice's request key

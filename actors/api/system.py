@@ -1,11 +1,14 @@
 """The supervisor as a whole (interface §4): health, rate usage, alerts, metrics, onboarding and
 Sikka's webhook.
 
-- ``GET /health``: 200 with the practice count when the database answers within 3 s, else 503
-  ``degraded``;
+- ``GET /health``: 200 with the practice count while the database is usable, else 503
+  ``degraded`` with the reason: from the supervisor's background probe
+  (``store.probe.DatabaseProbe``: the count read again for at most ``HEALTH_READ_S``, the last
+  known one after that; without a probe: one read of the store, as long);
 - ``GET /usage``: each running actor's rate budget; ``GET /alerts``: the monitor's alert table;
   ``GET /metrics``: the Prometheus exposition (404 when metrics are not collected);
-- ``POST /onboard``: the authorization flow now (``AppLevel.onboard``), audited;
+- ``POST /onboard``: the authorization flow now (``AppLevel.onboard``), audited; it may take a
+  while with many practices, so only each of its database calls is bounded, not their sum;
 - ``POST /webhooks/sikka``: authenticated by its ``callback-key`` (constant-time compare; 404 when
   no key is configured), it asks for an early status poll and, at most every
   ``WEBHOOK_ONBOARD_S``, an onboarding check; ``last_webhook_at`` feeds the monitor.
@@ -29,18 +32,20 @@ from actors.monitoring.monitor import Monitor
 from actors.runtime.applevel import AppLevel, OnboardFailed
 from actors.runtime.deps import Deps
 from actors.runtime.practices import PracticeSupervisor
-from store.db import DatabaseUnavailable
+from store.db import DatabaseUnavailable, answer_within
+from store.probe import DatabaseProbe, DatabaseStatus
 
-HEALTH_DATABASE_S = 3.0
+HEALTH_READ_S = 0.25
 WEBHOOK_ONBOARD_S = 60.0  # a webhook triggers an onboarding check at most this often
 
 
 class SystemHandlers:
     def __init__(
         self, deps: Deps, practices: PracticeSupervisor, app: AppLevel, monitor: Monitor | None,
-        metrics: Metrics | None,
+        metrics: Metrics | None, database: DatabaseProbe | None = None,
     ):
         self.deps = deps
+        self.database = database
         self.practices = practices
         self.app = app
         self.monitor = monitor  # the alert table
@@ -50,14 +55,24 @@ class SystemHandlers:
         self._last_webhook_onboarding: float | None = None  # trio time
 
     async def health(self, request: Request) -> Response:
-        try:
-            with trio.fail_after(HEALTH_DATABASE_S):
-                practices = len(await self.deps.store.practices())
-        except (DatabaseUnavailable, trio.TooSlowError) as exc:
-            return json_response(503, {"status": "degraded", "detail": f"the database is unreachable: {exc}"})
+        if self.database is not None:
+            status = await self.database.fresh(HEALTH_READ_S)
+        else:
+            status = await self._read_status()
+        if not status.ok:
+            return json_response(503, {"status": "degraded", "detail": f"the database is unusable: {status.detail}"})
         return json_response(
-            200, {"status": "ok", "practices": practices, "version": VERSION, "node": self.deps.settings.node_id}
+            200, {"status": "ok", "practices": status.practices, "version": VERSION, "node": self.deps.settings.node_id}
         )
+
+    async def _read_status(self) -> DatabaseStatus:
+        """Without a probe (an in-process system): one read of the store."""
+        with trio.move_on_after(HEALTH_READ_S):
+            try:
+                return DatabaseStatus(ok=True, practices=len(await self.deps.store.practices()))
+            except DatabaseUnavailable as exc:
+                return DatabaseStatus(ok=False, detail=str(exc))
+        return DatabaseStatus(ok=False, detail=f"no answer within {HEALTH_READ_S:g} s")
 
     async def usage(self, request: Request) -> Response:
         now = self.deps.clock().timestamp()
@@ -78,7 +93,8 @@ class SystemHandlers:
     async def onboard(self, request: Request) -> Response:
         audit(request, "onboard")
         try:
-            report = await self.app.onboard()
+            with answer_within(None):  # every practice's steps: each database call bounded on its own
+                report = await self.app.onboard()
         except OnboardFailed as exc:
             raise upstream_error(exc.outcome) from None
         return json_response(200, {"practices": report})

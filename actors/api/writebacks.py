@@ -37,6 +37,7 @@ from actors.core.ids import is_writeback_id
 from actors.core.operations import PayloadError, normalize
 from actors.core.state import FINAL_STATES, WRITEBACK_STATES, Writeback
 from actors.runtime.deps import Deps
+from store.db import answer_within
 from store.eventlog import DuplicateIdempotencyKey
 
 WAIT_MAX_S = 60.0
@@ -143,15 +144,20 @@ class WritebackHandlers:
         return wb
 
     async def _settled(self, writeback_id: str, seconds: float) -> Writeback:
-        """The writeback once it is final, or as it stands after ``seconds``."""
+        """The writeback once it is final, or as it stands after ``seconds`` (a wait, not the
+        database's: each read gets ``SIKKA_DB_TIMEOUT`` of its own)."""
+        budget = self.deps.settings.db_timeout
         with trio.move_on_after(seconds):
             while True:
-                position = await self.deps.store.last_position()
-                wb = await self.deps.store.writeback(writeback_id)
+                with answer_within(budget):
+                    position = await self.deps.store.last_position()
+                    wb = await self.deps.store.writeback(writeback_id)
                 if wb.state in FINAL_STATES:
                     return wb
-                await self.deps.store.wait_for_append(position)
-        return await self.deps.store.writeback(writeback_id)
+                with answer_within(None):
+                    await self.deps.store.wait_for_append(position)
+        with answer_within(budget):
+            return await self.deps.store.writeback(writeback_id)
 
     async def stats(self, request: Request, office_id: str) -> Response:
         await self.access.known(office_id)

@@ -15,7 +15,8 @@ nor re-raises. Each transition goes to Slack once.
 Kinds and what raises them::
 
     token_expiring, token_refresh_failed, setup_required, spu_offline, quota_exhausted,
-    writeback_unknown, writeback_stuck     practice_alerts(practice, now)
+    writeback_unknown, writeback_stuck,
+    writeback_duplicate                    practice_alerts(practice, now)
     parked                                 the supervisor parked the actor (too many crashes)
     restarting                             the actor crashed within the restart period
     rate_warning / _critical / _exhausted  ≥ 80 / 93 / 100 % of the limit used in the window
@@ -43,6 +44,7 @@ from actors.core.state import Practice
 CLEAR_AFTER = timedelta(minutes=2)
 TOKEN_OVERDUE = timedelta(minutes=5)
 WEBHOOK_SILENT_AFTER = timedelta(hours=2)
+DUPLICATE_ALERT_FOR = timedelta(hours=24)  # a late duplicate found alerts this long (a person removes one)
 FAILURE_RATE = 0.05
 FAILURE_RATE_MIN_OUTCOMES = 5  # a single failure out of two is not a "rate"
 RATE_THRESHOLDS = (("rate_exhausted", "critical", 1.0), ("rate_critical", "critical", 0.93), ("rate_warning", "warning", 0.80))
@@ -60,6 +62,7 @@ SEVERITY = {
     "rate_limited_429": "critical",
     "writeback_stuck": "warning",
     "writeback_unknown": "critical",
+    "writeback_duplicate": "critical",
     "writeback_failed": "warning",
     "failure_rate": "critical",
     "spu_offline": "warning",
@@ -149,6 +152,20 @@ def practice_alerts(p: Practice, now: datetime, *, jitter: float | None = None) 
                     severity="warning",
                     message=f"DELETE at Sikka failed {wb.delete_attempts} times",
                     writeback_id=wb.writeback_id,
+                )
+            )
+    for d in p.duplicates:
+        if now - d.found_at < DUPLICATE_ALERT_FOR:
+            out.append(
+                PracticeAlert(
+                    kind="writeback_duplicate",
+                    severity="critical",
+                    message=(
+                        f"written twice at Sikka (a request proven absent landed late): Sikka ids "
+                        f"{d.kept_sikka_writeback_id or '(none kept)'} and {d.late_sikka_writeback_id}; remove one"
+                    ),
+                    since=d.found_at,
+                    writeback_id=d.writeback_id,
                 )
             )
     return out

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from actors.core import duplicates
 from actors.core import events as ev
 from actors.core import outcomes as oc
 from actors.core import policy
@@ -227,6 +228,8 @@ def key_check_outcome(p: Practice, msg: KeyCheckOutcome, now: datetime) -> list[
 
 
 def delete_outcome(p: Practice, msg: DeleteOutcome, now: datetime) -> list[ev.Event]:
+    if msg.writeback_id in p.resent_watch:  # the DELETE of a late original
+        return duplicates.delete_outcome(p, msg, now)
     wb = p.writebacks.get(msg.writeback_id)
     if wb is None or wb.state != "pending" or not wb.cancel_requested or wb.delete_answered:
         return []

@@ -1,7 +1,8 @@
 """What an app-level ``GET /writebacks`` list means for one practice: pending writebacks found
 completed, failed or deleted; unknown ones reconciled (one candidate), still ambiguous (several)
 or proven absent (none, once the proof window has passed); failed ``outcome_unknown`` ones found
-late. Candidates are matched on content (``actors.core.reconcile``) and assigned jointly, so no
+late; the originals of re-sent attempts found late (``actors.core.duplicates``). Candidates are
+matched on content (``actors.core.reconcile``) and assigned jointly, so no
 item of Sikka's list is claimed by two of our writebacks. Pure.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from actors.core import duplicates
 from actors.core import events as ev
 from actors.core import policy
 from actors.core import reconcile as rc
@@ -23,7 +25,7 @@ from actors.core.state import Practice, Writeback, evolve
 def _claimed(p: Practice, msg: ListOutcome) -> set[str]:
     claimed = set(p.recent_sikka_ids) | set(msg.claimed_ids)
     claimed.update(wb.sikka_writeback_id for wb in p.writebacks.values() if wb.sikka_writeback_id)
-    return claimed
+    return claimed | duplicates.claimed(p)
 
 
 def list_outcome(p: Practice, msg: ListOutcome, now: datetime, settings: CoreSettings) -> list[ev.Event]:
@@ -71,25 +73,31 @@ def list_outcome(p: Practice, msg: ListOutcome, now: datetime, settings: CoreSet
             result = "ambiguous" if verdict == rc.AMBIGUOUS else "not_found"
             nxt = now + seconds(policy.LATE_WATCH_CHECK_S)
             out.append(ev.StatusChecked(at=now, writeback_id=watch.writeback_id, result=result, next_check_at=nxt))
-    return out
+    return out + duplicates.list_outcome(p, msg, verdicts, by_id, now)
 
 
 def _assign_unresolved(p: Practice, msg: ListOutcome, claimed: set[str]) -> dict[str, str | None]:
     """Candidates of every unresolved writeback (unknown, or failed outcome_unknown and still
-    watched) that this list covers and whose body we have, assigned jointly (``rc.assign``):
-    identical ones are paired with Sikka's items in send order (attempt start, then request
-    order; a late watch no longer knows its request order), items in ``command_time`` order."""
+    watched, or the original of a re-sent attempt: its watch's key) that this list covers and
+    whose body we have, assigned jointly (``rc.assign``): identical ones are paired with Sikka's
+    items in send order (attempt start, then request order; a watch no longer knows its request
+    order), items in ``command_time`` order."""
     claims: dict[str, frozenset[str]] = {}
     sent: dict[str, tuple[datetime, int | None]] = {}
-    unresolved = [(wb.writeback_id, wb.operation, anchor_of(wb), wb.seq) for wb in ordered(p) if wb.state == "unknown"]
+    unresolved = [
+        (wb.writeback_id, wb.operation, anchor_of(wb), wb.seq, wb.writeback_id)
+        for wb in ordered(p)
+        if wb.state == "unknown"
+    ]
     unresolved += [
-        (w.writeback_id, w.operation, w.attempted_at, None)
+        (w.writeback_id, w.operation, w.attempted_at, None, w.writeback_id)
         for w in p.late_watch.values()
         if w.writeback_id in p.payloads
     ]
-    for wid, operation, attempted, seq in unresolved:
+    unresolved += [(key, operation, attempted, None, wid) for key, operation, attempted, wid in duplicates.unresolved(p)]
+    for wid, operation, attempted, seq, body_of in unresolved:
         sent[wid] = (attempted, seq)
-        body = msg.bodies.get(wid)
+        body = msg.bodies.get(body_of)
         if body is None or not covers(msg.ranges, attempted):
             continue
         found = rc.candidates(

@@ -278,6 +278,41 @@ class LateWatchEnded(Event, frozen=True, kw_only=True):
     reason: str = "expired"  # "expired" | "proven_absent"
 
 
+class DuplicateFound(Event, frozen=True, kw_only=True):
+    """The attempt ``attempt`` of a writeback, proven absent and sent again, reached Sikka after
+    all (held somewhere past the proof window): its record ``sikka_writeback_id`` is ``result``
+    there (``pending``: it is deleted at Sikka next; see ``actors.core.duplicates``)."""
+
+    writeback_id: str
+    attempt: int
+    sikka_writeback_id: str
+    result: str = ""
+
+
+class DuplicateDeleteTried(Event, frozen=True, kw_only=True):
+    """The DELETE of a late original was sent: Sikka answered (``retry_at`` None: the list tells
+    what became of it, deleted or written meanwhile), or it failed or timed out (retried then)."""
+
+    writeback_id: str
+    attempt: int
+    code: str
+    tries: int
+    retry_at: datetime | None = None
+
+
+class DuplicateSettled(Event, frozen=True, kw_only=True):
+    """The watch over a proven-absent attempt ended: ``deleted`` (its late original removed at
+    Sikka while pending), ``written`` (two records at Sikka: ``sikka_writeback_id`` the late one,
+    ``kept_sikka_writeback_id`` the writeback's own; ``writeback_duplicate`` alerts),
+    ``not_written`` (it failed at Sikka), ``expired`` (7 days, nothing found)."""
+
+    writeback_id: str
+    attempt: int
+    outcome: str
+    sikka_writeback_id: str = ""
+    kept_sikka_writeback_id: str = ""
+
+
 class PayloadPurged(Event, frozen=True, kw_only=True):
     """The payload's key was destroyed (retention or offboarding); the ciphertext is now noise."""
 
@@ -319,6 +354,9 @@ AnyEvent = Union[
     WritebackCancelled,
     LateOutcomeFound,
     LateWatchEnded,
+    DuplicateFound,
+    DuplicateDeleteTried,
+    DuplicateSettled,
     PayloadPurged,
 ]
 

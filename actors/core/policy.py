@@ -26,7 +26,9 @@ Deferral backoffs (a submission answered before Sikka accepted anything):
 
 Unknown outcomes: first reconciliation check 5 s after the outcome became unknown; "proven
 absent" needs a complete list fetched at or after attempt + SIKKA_HTTP_TIMEOUT +
-SIKKA_LEASE_TTL + 30 s. Ambiguous matches are re-checked every 60 s; failed ``outcome_unknown``
+SIKKA_LEASE_TTL + SIKKA_ABSENCE_GRACE (30 s). The grace is what covers a request that reaches
+Sikka later than our timeout (a proxy holding it): shorter re-sends sooner after a lost answer,
+longer leaves less room for a late original; one that does land is found by the late watch. Ambiguous matches are re-checked every 60 s; failed ``outcome_unknown``
 writebacks are matched every 15 min for 7 days.
 
 Token refresh: at issue + TTL × 23/24 (an hour before a 24 h key expires), minus up to TTL/96
@@ -59,7 +61,7 @@ REFRESH_BACKOFF_FIRST_S = 10.0
 REFRESH_BACKOFF_CAP_S = 600.0
 STATUS_ERROR_BACKOFF_S = 10.0
 UNKNOWN_FIRST_CHECK_S = 5.0
-PROOF_EXTRA_S = 30.0
+ABSENCE_GRACE_S = 30.0  # SIKKA_ABSENCE_GRACE's default
 AMBIGUOUS_RECHECK_S = 60.0
 LATE_WATCH_S = 7 * 86400.0
 LATE_WATCH_CHECK_S = 900.0
@@ -85,6 +87,7 @@ class CoreSettings(msgspec.Struct, frozen=True, kw_only=True):
     quiet_hours: tuple[str, str] = ("00:00", "06:00")
     key_check_interval: float = 60.0
     list_fallback_grace_s: float = LIST_FALLBACK_GRACE_S
+    absence_grace: float = ABSENCE_GRACE_S
 
     @classmethod
     def from_settings(cls, settings) -> CoreSettings:
@@ -94,6 +97,7 @@ class CoreSettings(msgspec.Struct, frozen=True, kw_only=True):
             lease_ttl=settings.lease_ttl,
             quiet_hours=tuple(settings.quiet_hours),
             key_check_interval=settings.key_check_interval,
+            absence_grace=settings.absence_grace,
         )
 
 
@@ -152,7 +156,7 @@ def check_due(next_check_at: datetime | None, fetched_at: datetime, acknowledged
 
 def proof_at(attempted_at: datetime, settings: CoreSettings = DEFAULT_SETTINGS) -> datetime:
     """The earliest list fetch that can prove an attempt absent (interface section 4)."""
-    return attempted_at + seconds(settings.http_timeout + settings.lease_ttl + PROOF_EXTRA_S)
+    return attempted_at + seconds(settings.http_timeout + settings.lease_ttl + settings.absence_grace)
 
 
 def unknown_first_check_at(now: datetime, attempted_at: datetime, settings: CoreSettings = DEFAULT_SETTINGS) -> datetime:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from actors.core import duplicates
 from actors.core import events as ev
 from actors.core import policy
 from actors.core.listplan import ListTarget, date_ranges, target_dates
@@ -146,13 +147,14 @@ def list_targets(p: Practice) -> list[ListTarget]:
                     next_check_at=watch.next_check_at,
                 )
             )
-    return out
+    return out + duplicates.targets(p)
 
 
 def bodies_needed(p: Practice) -> list[str]:
     """Writebacks whose plaintext payload a ``ListOutcome`` must carry (reconciliation)."""
     ids = [wb.writeback_id for wb in ordered(p) if wb.state == "unknown"]
-    return ids + [w for w in p.late_watch if w in p.payloads]
+    ids += [wid for _, _, _, wid in duplicates.unresolved(p) if wid not in ids]
+    return ids + [w for w in p.late_watch if w in p.payloads and w not in ids]
 
 
 
@@ -203,7 +205,7 @@ def due_events(p: Practice, now: datetime, settings: CoreSettings = DEFAULT_SETT
     for watch in p.late_watch.values():
         if now >= watch.failed_at + seconds(policy.LATE_WATCH_S) or watch.writeback_id not in p.payloads:
             out.append(ev.LateWatchEnded(at=now, writeback_id=watch.writeback_id, reason="expired"))
-    return out
+    return out + duplicates.due_events(p, now)
 
 
 
@@ -284,6 +286,9 @@ class _Plan:
                         sikka_writeback_id=wb.sikka_writeback_id,
                         attempt=wb.delete_attempts + 1,
                     )
+        for w in duplicates.deletes_due(self.p):  # a late original, named by its watch's key
+            if w.delete_retry_at is None or self._at(w.delete_retry_at):
+                return Cancel(writeback_id=w.key, sikka_writeback_id=w.found, attempt=w.delete_tries + 1)
         return None
 
     def poll(self) -> Poll | None:
@@ -343,5 +348,6 @@ class _Plan:
                 self.wake.append(wb.retry_at)
         for watch in self.p.late_watch.values():
             self.wake.append(watch.failed_at + seconds(policy.LATE_WATCH_S))
+        self.wake.extend(duplicates.timers(self.p))
         future = [w for w in self.wake if w > self.now]
         return min(future) if future else None

@@ -14,6 +14,8 @@ Two kinds of final writeback keep a little memory in the practice, because the c
 on them: a retryable failure keeps its payload (in ``payloads``) and operation (``failed_ops``)
 until ``retry-failed`` re-queues it once; an ``outcome_unknown`` failure stays in ``late_watch``
 (its payload in ``payloads``) for 7 days, so a late find at Sikka is recorded.
+An attempt proven absent and sent again is watched 7 days for its original landing late (payload
+kept; ``resent_watch``, ``duplicates``: ``actors.core.resent``, ``actors.core.duplicates``).
 ``recent_sikka_ids`` (bounded) remembers Sikka ids that final writebacks claimed, so
 reconciliation never matches one Sikka item to two of ours. Practice-wide effects of writeback
 events (a refused key, a submission hold after 429/412/quota) apply only while the writeback is
@@ -28,17 +30,10 @@ import msgspec
 from msgspec.structs import replace
 
 from actors.core import events as ev
+from actors.core import resent
+from actors.core.resent import Duplicate, ResentWatch
 
-WRITEBACK_STATES = (
-    "queued",
-    "submitting",
-    "pending",
-    "deferred",
-    "unknown",
-    "completed",
-    "failed",
-    "cancelled",
-)
+WRITEBACK_STATES = ("queued", "submitting", "pending", "deferred", "unknown", "completed", "failed", "cancelled")
 FINAL_STATES = frozenset({"completed", "failed", "cancelled"})
 PRACTICE_STATES = ("active", "setup_required", "paused", "parked", "offboarded")
 RECENT_SIKKA_IDS = 128  # claimed Sikka ids of final writebacks the practice remembers
@@ -133,6 +128,8 @@ class Practice(msgspec.Struct, frozen=True, kw_only=True):
     failed_ops: dict[str, str] = {}  # retryable failed writeback → operation (for retry-failed)
     late_watch: dict[str, LateWatch] = {}
     recent_sikka_ids: tuple[str, ...] = ()
+    resent_watch: dict[str, ResentWatch] = {}
+    duplicates: tuple[Duplicate, ...] = ()
 
     @property
     def state(self) -> str:
@@ -285,6 +282,10 @@ def step(p: Practice, e: ev.Event, wb: Writeback | None) -> tuple[Practice, Writ
         case ev.StatusChecked() if e.writeback_id in p.late_watch:
             watch = replace(p.late_watch[e.writeback_id], next_check_at=e.next_check_at)
             return replace(p, late_watch={**p.late_watch, e.writeback_id: watch}), wb
+        case ev.StatusChecked() if e.writeback_id in p.resent_watch:
+            return resent.changed(p, p.resent_watch[e.writeback_id], next_check_at=e.next_check_at), wb
+        case ev.DuplicateFound() | ev.DuplicateDeleteTried() | ev.DuplicateSettled():
+            return resent.folded(p, e, remember=_remember), wb
     changed = _authorization(p, e)
     if changed is None:
         changed = _practice_lifecycle(p, e)
@@ -293,6 +294,8 @@ def step(p: Practice, e: ev.Event, wb: Writeback | None) -> tuple[Practice, Writ
     if wb is not None:
         after = evolve_writeback(wb, e, p.office_id)
         if after is not wb:  # a final writeback absorbs the event and stays the same object
+            if isinstance(e, ev.ProvenAbsent):
+                p = resent.watch(p, wb, e)
             return _writeback_changed(_practice_side(p, e), after, e)
     return p, wb
 
@@ -369,17 +372,21 @@ def _practice_lifecycle(p: Practice, e: ev.Event) -> Practice | None:
         case ev.OffboardRequested():
             return replace(p, offboarding=True)
         case ev.PracticeOffboarded():
-            return replace(p, offboarded=True, offboarding=False, token_expires_at=None, payloads={}, late_watch={})
+            return replace(
+                p, offboarded=True, offboarding=False, token_expires_at=None, payloads={}, late_watch={},
+                resent_watch={},
+            )
         case ev.PayloadPurged() | ev.LateWatchEnded():
-            return _forget_payload(p, e.writeback_id)
+            return _forget_payload(p, e.writeback_id, purged=isinstance(e, ev.PayloadPurged))
         case ev.LateOutcomeFound():
             p = _forget_payload(p, e.writeback_id)
             return replace(p, recent_sikka_ids=_remember(p.recent_sikka_ids, e.sikka_writeback_id))
     return None
 
 
-def _forget_payload(p: Practice, writeback_id: str) -> Practice:
-    return replace(p, payloads=_without(p.payloads, writeback_id), late_watch=_without(p.late_watch, writeback_id))
+def _forget_payload(p: Practice, writeback_id: str, purged: bool = False) -> Practice:
+    payloads = p.payloads if resent.watched(p, writeback_id) and not purged else _without(p.payloads, writeback_id)
+    return replace(p, payloads=payloads, late_watch=_without(p.late_watch, writeback_id))
 
 
 def _practice_side(p: Practice, e: ev.Event) -> Practice:
@@ -417,6 +424,9 @@ def _writeback_changed(p: Practice, wb: Writeback, e: ev.Event) -> tuple[Practic
         retryable_failed = retryable_failed + (wb.writeback_id,)
         failed_ops = {**failed_ops, wb.writeback_id: wb.operation}
         keep_payload = True  # until retried or purged
+    if resent.watched(p, wb.writeback_id):  # matched against Sikka's list for a late original
+        keep_payload = True
+        p = resent.ended(p, wb)
     if wb.state == "failed" and wb.error is not None and wb.error.code == "outcome_unknown":
         watch = LateWatch(
             writeback_id=wb.writeback_id,

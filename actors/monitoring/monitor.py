@@ -8,9 +8,10 @@ conditions into the alert table (``GET /alerts``,
 ``sikka_alerts``) and hands each onset and clearing to the log and to ``publish`` (the Slack
 notifier's non-blocking queue).
 
-The database is probed by a task of its own (``recent_outcomes``, one aggregate query), so a
-database that hangs never stalls the evaluation: a probe that failed, or that has not answered
-for ``DB_TIMEOUT_S``, raises ``database_unreachable`` while the last figures stand in.
+The outcome figures are read by a task of its own (``recent_outcomes``, one aggregate query), so a
+database that hangs never stalls the evaluation: the last figures stand in. ``database_unreachable``
+holds while ``database_problem()`` names one (the supervisor's probe, ``store.probe``: down,
+frozen or read-only); without it, while that read failed or has not answered for ``DB_TIMEOUT_S``.
 
 With ``rows`` (``store.alerts.AlertRows``: this node's rows of the ``alerts`` table) the table
 survives restarts: it is read back at start (an alert that held when the node stopped keeps its
@@ -50,12 +51,14 @@ class Monitor:
         publish: Callable[[Transition], None] = lambda t: None,
         period: float = MONITOR_S,
         rows: AlertRows | None = None,
+        database_problem: Callable[[], str | None] | None = None,
     ):
         self.deps = deps
         self.practices = practices
         self.webhook_last_at = webhook_last_at
         self.publish = publish
         self.period = period
+        self.database_problem = database_problem
         self.table: alerting.Table = {}
         self.started_at = deps.clock()
         self._names: dict[str, str] = {}
@@ -115,6 +118,8 @@ class Monitor:
         error = self._db_error
         if self._probe_began is not None and trio.current_time() - self._probe_began > DB_TIMEOUT_S:
             error = f"no answer for over {DB_TIMEOUT_S:g} s"
+        if self.database_problem is not None:
+            error = self.database_problem()
         yield Snapshot(
             now=now,
             outcomes={k: v for k, v in self._outcomes.items() if k not in seen},

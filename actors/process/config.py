@@ -62,6 +62,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     onboard_interval: float = 300.0
     key_check_interval: float = 60.0
     http_timeout: float = 30.0
+    db_timeout: float = 5.0
+    absence_grace: float = 30.0
     quiet_hours: tuple[str, str] = ("00:00", "06:00")
     deadline_s: float = 21600.0
     payload_retention_days: float = 30.0
@@ -128,8 +130,12 @@ def _number(env: Mapping[str, str], name: str, default: float, *, integer: bool 
     except ValueError:
         kind = "a whole number" if integer else "a number"
         raise ConfigError(f"{name}={raw!r} is not {kind}") from None
-    if not minimum <= value <= maximum:  # NaN fails both
-        raise ConfigError(f"{name}={raw!r} must be a number from {minimum:g} to {maximum:g}")
+    if value != value:  # NaN
+        raise ConfigError(f"{name}={raw!r} is not a number")
+    if value < minimum:
+        raise ConfigError(f"{name}={raw!r} must be at least {minimum:g}")
+    if value > maximum:
+        raise ConfigError(f"{name}={raw!r} must be at most {maximum:.0f}")
     return value
 
 
@@ -255,6 +261,8 @@ def load(env: Mapping[str, str] | None = None, **overrides) -> Settings:
         onboard_interval=_number(env, "SIKKA_ONBOARD_INTERVAL", 300, minimum=1),
         key_check_interval=_number(env, "SIKKA_KEY_CHECK_INTERVAL", 60, minimum=1),
         http_timeout=_number(env, "SIKKA_HTTP_TIMEOUT", 30, minimum=0.1),
+        db_timeout=_number(env, "SIKKA_DB_TIMEOUT", 5, minimum=0.5),
+        absence_grace=_number(env, "SIKKA_ABSENCE_GRACE", 30, minimum=0),
         quiet_hours=_quiet_hours(env.get("SIKKA_QUIET_HOURS") or "00:00-06:00"),
         deadline_s=_number(env, "SIKKA_DEADLINE", 21600, minimum=1),
         payload_retention_days=_number(env, "SIKKA_PAYLOAD_RETENTION_DAYS", 30, maximum=MAX_SECONDS / 86400),

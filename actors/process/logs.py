@@ -16,6 +16,12 @@ go; on top of that:
   password) are replaced wherever they appear in a string, whatever the key, including in the
   rendered line itself (an exception's message, a ``repr``).
 
+The database driver (``psycopg``, ``psycopg.pool``) and ``pgserver`` log through the standard
+library; ``DriverLogs`` turns each record into one line of ours (``database.driver``: the logger,
+the first line of libpq's multi-line text) and lets through at most one per message kind every
+``DRIVER_LOG_EVERY_S``, the number held back riding on the next one, so a database outage is a
+handful of lines rather than a flood.
+
 With ``JOURNAL_STREAM`` set (stdout is the journal), each JSON line starts with the syslog
 priority (``<3>`` error, ``<4>`` warning, ``<6>`` info, ``<7>`` debug) so ``journalctl -p`` works.
 """
@@ -25,6 +31,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 from collections.abc import Iterable
 
 import msgspec
@@ -53,6 +60,8 @@ SECRET_KEYS = frozenset(
         "plaintext",
     }
 )
+DRIVER_LOGGERS = ("psycopg", "psycopg.pool", "pgserver")
+DRIVER_LOG_EVERY_S = 30.0
 PRIORITY = {"critical": 2, "error": 3, "exception": 3, "warning": 4, "info": 6, "debug": 7}
 MIN_SCRUBBED = 6  # shorter values are not scrubbed by value (they would blank out ordinary words)
 
@@ -117,6 +126,30 @@ def json_renderer(journald: bool):
     return render
 
 
+class DriverLogs(logging.Handler):
+    """Standard-library records of the database driver as rate-limited structlog lines."""
+
+    def __init__(self, every: float = DRIVER_LOG_EVERY_S, clock=time.monotonic):
+        super().__init__(logging.WARNING)
+        self.every = every
+        self.clock = clock
+        self._last: dict[tuple[str, str], float] = {}
+        self._held: dict[tuple[str, str], int] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        kind = (record.name, str(record.msg))  # the format string: one kind whatever its arguments
+        now = self.clock()
+        if now - self._last.get(kind, float("-inf")) < self.every:
+            self._held[kind] = self._held.get(kind, 0) + 1
+            return
+        self._last[kind] = now
+        lines = record.getMessage().strip().splitlines()
+        extra = {"held_back": self._held.pop(kind)} if kind in self._held else {}
+        structlog.get_logger(record.name).log(
+            record.levelno, "database.driver", message=lines[0] if lines else "", **extra
+        )
+
+
 def configure(
     log_format: str = "json", level: int = logging.INFO, stream=None, *, secrets: Iterable[Secret | None] | None = None
 ) -> None:
@@ -148,5 +181,11 @@ def configure(
         logger_factory=structlog.WriteLoggerFactory(stream),
         cache_logger_on_first_use=False,  # a logger used before a reconfiguration follows it (~16 µs a line)
     )
-    for noisy in ("httpx", "httpcore", "psycopg", "psycopg.pool", "pgserver"):
+    for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    driver = DriverLogs()
+    for name in DRIVER_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.WARNING)
+        logger.handlers = [driver]
+        logger.propagate = False

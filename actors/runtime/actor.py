@@ -21,9 +21,8 @@ Every state change is appended before the actor acts on it, and the state is alw
 ``fold(previous, appended events)``: the same fold as replay. A message is decided with
 ``decide`` and answered (through its reply channel) only after its events are committed.
 
-Shutdown: ``stop()`` lets the current step finish (an HTTP call in flight completes and its
-outcome is recorded, under a shield), then the loop returns. A crash propagates to the
-supervisor, which restarts the actor.
+Shutdown: ``stop()`` lets the current step finish (a call in flight completes, its outcome
+recorded under a shield), then the loop returns; a crash propagates to the supervisor (restart).
 
 Another writer (an append fails on the stream version): when ``deps.owns`` says this node still
 owns the practice, a peer supervisor stored a command (a submission, a cancel): the actor folds
@@ -33,6 +32,11 @@ raises ``LostOwnership`` and stops (no restart): a stale owner can never write t
 ``SubmitAttempted`` (another actor of this practice submitted) is a crash: the restart's
 recovery turns that writeback ``unknown`` and reconciliation settles it.
 
+The database away: the actor's own steps wait it out in the commit path (state untouched until
+the events are in the log; ``actors.runtime.commit``), a command someone asked for gets the fault
+as its answer (503) at once, a snapshot is skipped; anything else escaping is an interruption
+the supervisor restarts without parking (``actors.runtime.practices``). Asking: ``mailbox``
+(``at_sikka`` tells an asker the actor waits for Sikka, not the database); the inbox: ``inbox``.
 Interactive reads (``read``) run in the caller's task on the same key and budget (READ lane).
 """
 
@@ -42,7 +46,7 @@ import json
 import math
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import TypeVar
 
 import msgspec
 import structlog
@@ -60,12 +64,15 @@ from actors.core.secret import Secret
 from actors.core.schedule import bodies_needed, conditions, key_usable, list_targets, next_step
 from actors.core.state import Practice, empty, evolve, writeback_counts
 from actors.runtime.calls import fetch_writeback_lists, observe, take_budget
-from actors.runtime.commit import SNAPSHOT_SCHEMA, commit, load_practice
+from actors.runtime.commit import SNAPSHOT_SCHEMA, commit, committed, load_practice, patiently
 from actors.runtime.deps import Deps
 from actors.runtime.inbox import Inbox
+from actors.runtime.mailbox import Envelope, Unavailable, Wake, answer_to, ask, tell
+from store.db import DatabaseUnavailable
 from store.eventlog import ConcurrencyError
 
 log = structlog.get_logger("actor")
+T = TypeVar("T")
 
 SNAPSHOT_EVERY = 200  # events between snapshots
 INBOX_SIZE = 256  # messages waiting for the actor (tell drops beyond it; ask waits)
@@ -78,28 +85,6 @@ class LostOwnership(Exception):
 
 class ForeignSubmit(Exception):
     """Another actor of this practice submitted a writeback: restart, so recovery settles it."""
-
-
-class Unavailable(Exception):
-    """A read cannot be served now (``code`` is the admin API's error)."""
-
-    def __init__(self, code: str, detail: str):
-        super().__init__(detail)
-        self.code = code
-        self.detail = detail
-
-
-class Envelope(msgspec.Struct):
-    """A message for the actor, where to send the decision once it is committed, and the
-    plaintext payloads it carries (a submission's, sealed only if the core accepts it)."""
-
-    message: Any
-    reply: trio.MemorySendChannel | None = None
-    plaintexts: Mapping[str, bytes] | None = None
-
-
-class Wake(msgspec.Struct, frozen=True):
-    """Something changed outside the actor (e.g. events appended by another writer)."""
 
 
 class ActorStatistics(msgspec.Struct, frozen=True):
@@ -127,6 +112,7 @@ class PracticeActor:
         self._snapshot_version = 0
         self._last_keyed_call_at: datetime | None = None
         self._stopping = False
+        self.at_sikka = False  # waiting for a Sikka call (not the database): askers wait for it
         self._waiting: trio.CancelScope | None = None  # the inbox wait that stop() interrupts
         self._state_changed: trio.Event | None = None  # made when someone waits (most never are)
 
@@ -146,23 +132,23 @@ class PracticeActor:
             inbox=len(self._inbox),
         )
 
-    async def ask(self, message, plaintexts: Mapping[str, bytes] | None = None) -> Decision:
+    async def ask(
+        self,
+        message,
+        plaintexts: Mapping[str, bytes] | None = None,
+        *,
+        give_up: Callable[[], str | None] = lambda: None,
+        check_every: float = float("inf"),
+    ) -> Decision:
         """Deliver a command and wait for its decision (events: committed). ``Unavailable``
-        when the actor stops or crashes before answering (the command may not be recorded)."""
-        reply_send, reply = trio.open_memory_channel(1)
-        try:
-            await self._inbox.send(Envelope(message, reply_send, plaintexts))
-            async with reply:
-                return await reply.receive()
-        except (trio.EndOfChannel, trio.BrokenResourceError, trio.ClosedResourceError):
-            raise Unavailable("practice_unavailable", "the practice's actor stopped before answering") from None
+        when the actor stops or crashes before answering; ``DatabaseUnavailable`` when the
+        database was away, or when no answer came within ``check_every`` seconds and
+        ``give_up()`` names a reason (the command withdrawn if the actor had not begun it)."""
+        return await ask(self._inbox, message, plaintexts, give_up=give_up, check_every=check_every)
 
     def tell(self, message) -> None:
         """Deliver a message without waiting (dropped if the inbox is full: senders re-send)."""
-        try:
-            self._inbox.send_nowait(Envelope(message))
-        except (trio.WouldBlock, trio.BrokenResourceError):
-            pass
+        tell(self._inbox, message)
 
     def stop(self) -> None:
         """Finish the current step, then return."""
@@ -255,7 +241,7 @@ class PracticeActor:
                 await self._refresh(grant)
             case messages.Cancel(writeback_id=wid, sikka_writeback_id=sid):
                 sent_at = await take_budget(self.deps.app_budget, Lane.SUBMIT, self.deps.clock)
-                result = await self.deps.client.delete_writeback(sid)
+                result = await self._at_sikka(self.deps.client.delete_writeback(sid))
                 observe(self.deps.app_budget, result, sent_at, self.deps.clock().timestamp())
                 await self._decide_shielded(messages.DeleteOutcome(writeback_id=wid, result=result))
             case messages.KeyCheck():
@@ -283,44 +269,75 @@ class PracticeActor:
             await self._handle(envelope)
 
     async def _handle(self, envelope: Envelope) -> None:
+        if envelope.withdrawn:
+            return
+        envelope.taken = True
         message = envelope.message
         if isinstance(message, Wake):
-            await self._fold_tail()
+            await patiently(self._fold_tail, key=self.office_id)
             return
         if isinstance(message, messages.ListOutcome):
             message = await self._with_bodies(message)
-        try:
-            decision = await self._decide(message, envelope.plaintexts)
+        if envelope.reply is None:
+            await self._decide(message)
+            return
+        try:  # someone waits: a database fault is their answer (503), not a wait or a crash
+            answer = await self._decide(message, envelope.plaintexts, patient=False)
+        except DatabaseUnavailable as exc:
+            answer = exc
+            self.tell(Wake())  # an append in flight may still land: read the tail soon
         except BaseException:
-            if envelope.reply is not None:
-                envelope.reply.close()  # the asker gets Unavailable, not an endless wait
+            envelope.reply.close()  # the asker gets Unavailable, not an endless wait
             raise
-        if envelope.reply is not None:
-            envelope.reply.send_nowait(decision)
+        answer_to(envelope, answer)
 
     # --- the commit path (actors.runtime.commit; this actor is its Stream) ----------------------
 
-    async def _commit(self, decision_for, *, plaintexts=None, attempts=None) -> Decision | None:
+    async def _commit(self, decision_for, *, plaintexts=None, attempts=None, patient=True) -> Decision | None:
         kw = {"attempts": attempts} if attempts is not None else {}
-        return await commit(self, decision_for, self.deps.credentials, plaintexts=plaintexts, **kw)
+        return await commit(self, decision_for, self.deps.credentials, plaintexts=plaintexts, patient=patient, **kw)
 
-    async def _decide(self, message, plaintexts: Mapping[str, bytes] | None = None) -> Decision:
+    async def _decide(
+        self, message, plaintexts: Mapping[str, bytes] | None = None, *, patient: bool = True
+    ) -> Decision:
         decision = await self._commit(
-            lambda state: decide(state, message, self.deps.clock(), self.deps.core_settings), plaintexts=plaintexts
+            lambda state: decide(state, message, self.deps.clock(), self.deps.core_settings),
+            plaintexts=plaintexts,
+            patient=patient,
         )
         if decision is None:
             raise ConcurrencyError(self.stream_id, self.version, -1)  # a crash: the restart re-reads
         return decision
 
     async def _decide_shielded(self, message) -> None:
-        """Record what a Sikka call that already happened came to, even while stopping."""
-        with trio.CancelScope(shield=True), trio.move_on_after(SHIELDED_APPEND_S):
+        """Record what a Sikka call that already happened came to, even while stopping (shielded
+        for up to ``SHIELDED_APPEND_S``); a database still away after that is waited for
+        unshielded, until it answers or the actor is cancelled (the next owner's recovery then
+        settles the writeback)."""
+        with trio.CancelScope(shield=True):
+            with trio.move_on_after(SHIELDED_APPEND_S) as waited:
+                await self._decide(message)
+        if waited.cancelled_caught:
             await self._decide(message)
 
     async def append(self, events: list[ev.Event]) -> None:
         """Stream: append at this version (``ConcurrencyError`` if another writer came first),
         fold, tell the listeners, snapshot now and then."""
-        self.version = await self.deps.store.append(self.stream_id, self.version, events)
+        self._folded(events, await self.deps.store.append(self.stream_id, self.version, events))
+        await self._snapshot_now_and_then()
+
+    async def appended(self, events: list[ev.Event]) -> bool:
+        """Stream: an append whose answer was lost: fold ``events`` if the log holds them."""
+        version = await committed(self.deps.store, self.stream_id, self.version, events)
+        if version is None:
+            return False
+        self._folded(events, version)
+        await self._snapshot_now_and_then()
+        return True
+
+    def _folded(self, events: list[ev.Event], version: int) -> None:
+        """``events`` are in the log up to ``version``: fold them and tell the listeners."""
+        self.version = version
         before = self.state
         for e in events:
             self.state = evolve(self.state, e)
@@ -330,11 +347,20 @@ class PracticeActor:
             self._state_changed = None
         self._tell_if_targets_moved(before)
         self.deps.on_events(before, events)
-        if self.version - self._snapshot_version >= SNAPSHOT_EVERY:
+
+    async def _snapshot_now_and_then(self) -> None:
+        """A snapshot every ``SNAPSHOT_EVERY`` events; one the database refuses is skipped (the
+        events are in the log: a snapshot only shortens recovery)."""
+        if self.version - self._snapshot_version < SNAPSHOT_EVERY:
+            return
+        try:
             await self.deps.store.save_snapshot(
                 self.stream_id, self.version, SNAPSHOT_SCHEMA, msgspec.json.encode(self.state)
             )
-            self._snapshot_version = self.version
+        except DatabaseUnavailable as exc:
+            log.warning("actor.snapshot_skipped", version=self.version, error=str(exc))
+            return
+        self._snapshot_version = self.version
 
     def _tell_if_targets_moved(self, before: Practice) -> None:
         """Wake the app-level list task when what this practice needs from it changed (not at
@@ -381,9 +407,17 @@ class PracticeActor:
 
     async def _keyed(self, lane: Lane, call: Callable[[Secret], Awaitable[oc.Result]]) -> oc.Result:
         sent_at = await take_budget(self.budget, lane, self.deps.clock)
-        result = await call(self._request_key or Secret(""))
+        result = await self._at_sikka(call(self._request_key or Secret("")))
         self._after_keyed_call(result, sent_at)
         return result
+
+    async def _at_sikka(self, call: Awaitable[T]) -> T:
+        """Await a Sikka call; meanwhile askers know the actor waits for Sikka, not the database."""
+        self.at_sikka = True
+        try:
+            return await call
+        finally:
+            self.at_sikka = False
 
     async def _submit(self, step: messages.Submit) -> None:
         wid = step.writeback_id
@@ -391,7 +425,7 @@ class PracticeActor:
         if await self._commit(lambda state: [step.attempted], attempts=1) is None:
             return
         sealed = self.state.payloads.get(wid)
-        payload = await self.deps.credentials.open_payload(wid, sealed) if sealed else None
+        payload = await patiently(self.deps.credentials.open_payload, wid, sealed, key=self.office_id) if sealed else None
         if payload is None:
             result = oc.Result(oc.Rejected(400, "payload_purged", "the payload was purged before it was sent"))
         else:
@@ -410,13 +444,13 @@ class PracticeActor:
             grant = "request_key"
         sent_at = await take_budget(self.budget, Lane.TOKEN, self.deps.clock)
         if grant == "refresh_key":
-            result = await client.refresh_request_key(refresh_key)
+            result = await self._at_sikka(client.refresh_request_key(refresh_key))
         else:
             secret = await credentials.secret(self.office_id, "secret_key")
             if secret is None:
                 result = oc.Result(oc.Unauthorized("no_secret_key", "no secret key stored: run onboarding"))
             else:
-                result = await client.issue_request_key(self.office_id, secret)
+                result = await self._at_sikka(client.issue_request_key(self.office_id, secret))
         observe(self.budget, result, sent_at, self.deps.clock().timestamp())
         if isinstance(result.outcome, oc.Ok) and isinstance(result.outcome.value, oc.TokenGrant):
             token: oc.TokenGrant = result.outcome.value
@@ -429,7 +463,7 @@ class PracticeActor:
         await self._decide_shielded(messages.RefreshOutcome(result=result, grant=grant))
 
     async def _fetch_list(self, ranges) -> messages.ListOutcome:
-        items, complete = await fetch_writeback_lists(self.deps, ranges)
+        items, complete = await self._at_sikka(fetch_writeback_lists(self.deps, ranges))
         return await self._with_bodies(
             messages.ListOutcome(
                 items=tuple(i for i in items if i.office_id == self.office_id),

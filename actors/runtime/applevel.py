@@ -23,7 +23,7 @@ from actors.core import outcomes as oc
 from actors.core.ratelimit import BudgetStats, Lane
 from actors.core.schedule import list_targets
 from actors.monitoring import tracking
-from actors.runtime.actor import Unavailable
+from actors.runtime.mailbox import Unavailable
 from actors.runtime.calls import fetch_writeback_lists, observe, take_budget
 from actors.runtime.commit import decide_and_append
 from actors.runtime.deps import Deps
@@ -33,6 +33,7 @@ from store.db import DatabaseUnavailable
 log = structlog.get_logger("applevel")
 
 IDLE_RECHECK_S = 5.0  # how often the list task looks at the targets when nothing pokes it
+ONBOARD_RETRY_S = 10.0  # the next onboarding round after one the database (or an actor) failed
 TARGETS_CHUNK = 1000  # practices whose targets are gathered between two checkpoints
 
 
@@ -114,16 +115,18 @@ class AppLevel:
 
     async def run_onboarding(self) -> None:
         while True:
+            wait = self.deps.settings.onboard_interval
             try:
                 await self.onboard()
             except OnboardFailed as exc:
                 log.warning("onboarding.failed", outcome=type(exc.outcome).__name__)
-            except (DatabaseUnavailable, Unavailable) as exc:  # a database blip or a crashing actor: next round
+            except (DatabaseUnavailable, Unavailable) as exc:  # a database blip or a crashing actor: soon again
                 log.warning("onboarding.failed", error=str(exc))
+                wait = min(wait, ONBOARD_RETRY_S)
             except Exception as exc:  # a bug: reported (the log line has no frame's variables), next round
                 log.error("onboarding.crashed", exc_info=exc)
                 tracking.capture(exc)
-            with trio.move_on_after(self.deps.settings.onboard_interval):
+            with trio.move_on_after(wait):
                 await self._onboard_requested.wait()
             self._onboard_requested = trio.Event()
 

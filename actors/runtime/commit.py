@@ -20,24 +20,46 @@ A ``Stream`` is the practice as its writer knows it: the running actor (its in-m
 conflict it checks it still owns the practice and folds the tail), or ``StoredStream`` (loaded
 from the store: a practice whose actor does not run here, e.g. a submission to a non-owner,
 onboarding without a supervisor, parking).
+
+Database faults (``store.db.DatabaseUnavailable``) never touch the stream's state: it is folded
+only once the events are known to be in the log. ``patient`` commits (the actor's own steps)
+retry every database step with a jittered backoff until the database answers (or the caller is
+cancelled: a lease lost, a shutdown); an append whose answer was lost (a cut connection, a call
+abandoned after ``SIKKA_DB_TIMEOUT``) may have committed, so it is *settled* by reading the
+stream (``Stream.appended``): our events there are folded as appended, never appended twice.
+A commit someone waits for (``patient=False``: an admin call) looks once whether a lost append
+landed, else raises ``DatabaseUnavailable`` so the caller answers 503 and the client retries
+(with its idempotency key); an append still in flight may land later, and then reaches the state
+through the next conflict (``catch_up``) or the append follower's wake-up.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Protocol
+import itertools
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Protocol, TypeVar
 
 import msgspec
+import structlog
+import trio
 from msgspec.structs import replace
 
 from actors.core import events as ev
 from actors.core.decide import decide
 from actors.core.messages import Decision
+from actors.core.policy import stable_jitter
 from actors.core.state import Practice, empty, evolve, fold
+from store.db import DatabaseUnavailable, backoff
 from store.eventlog import ConcurrencyError, DuplicateIdempotencyKey
+
+log = structlog.get_logger("commit")
 
 CONFLICT_RETRIES = 5  # decisions re-made after another writer's append before giving up
 SNAPSHOT_SCHEMA = 1
+DB_RETRY_MIN_S = 0.1  # a patient commit's pause after a database fault: from this, doubling …
+DB_RETRY_MAX_S = 5.0  # … up to this, jittered
+
+T = TypeVar("T")
 
 
 class Stream(Protocol):
@@ -50,6 +72,42 @@ class Stream(Protocol):
 
     async def catch_up(self) -> None:
         """After a conflict: take in what the other writer appended."""
+
+    async def appended(self, events: list[ev.Event]) -> bool:
+        """An append of ``events`` at ``version`` lost its answer: did it commit? If so the
+        events are folded as ``append`` would have (``committed`` reads the stream)."""
+
+
+async def patiently(call: Callable[..., Awaitable[T]], *args, key: str = "") -> T:
+    """``await call(*args)``, again after a jittered backoff for as long as the database is away
+    (cancellable: a lease lost or a shutdown ends the wait). The jitter derives from ``key`` (the
+    practice) and the attempt: practices spread out, and a seeded simulation replays exactly."""
+    for attempt in itertools.count():
+        try:
+            result = await call(*args)
+        except DatabaseUnavailable as exc:
+            if attempt == 0:
+                log.warning("commit.database_unavailable", error=str(exc))
+            await trio.sleep(backoff(attempt, stable_jitter(f"{key}:{attempt}"), DB_RETRY_MIN_S, DB_RETRY_MAX_S))
+            continue
+        if attempt:
+            log.info("commit.database_back", attempts=attempt + 1)
+        return result
+    raise AssertionError("unreachable")
+
+
+async def _at_once(call: Callable[..., Awaitable[T]], *args, key: str = "") -> T:
+    return await call(*args)
+
+
+async def committed(store, stream_id: str, version: int, events: list[ev.Event]) -> int | None:
+    """The stream's version after ``events`` if the log holds exactly them right after ``version``
+    (an append whose answer was lost did commit), else ``None``."""
+    records = await store.read_stream(stream_id, version + 1)
+    ours = [ev.encode(e) for e in events]
+    if [ev.encode(r.event) for r in records[: len(ours)]] == ours:
+        return version + len(ours)
+    return None
 
 
 async def load_practice(store, office_id: str) -> tuple[Practice, int, int]:
@@ -88,6 +146,13 @@ class StoredStream:
     async def catch_up(self) -> None:
         self.state, self.version, _ = await load_practice(self.store, self.office_id)
 
+    async def appended(self, events: list[ev.Event]) -> bool:
+        version = await committed(self.store, ev.stream_id(self.office_id), self.version, events)
+        if version is None:
+            return False
+        self.version, self.state = version, fold(self.state, events)
+        return True
+
 
 class Sealer:
     """Seals the payloads of the writebacks a decision requests; remembers what it sealed so a
@@ -119,9 +184,14 @@ class Sealer:
         return self.sealed[e.writeback_id]
 
     async def discard(self, kept: frozenset[str] = frozenset()) -> None:
+        """Destroy the keys sealed for writebacks that were not stored (best effort: a key left
+        behind by a database fault opens nothing, since no event refers to it)."""
         unused = [wid for wid in self.sealed if wid not in kept]
         if unused:
-            await self.credentials.purge_payloads(unused)
+            try:
+                await self.credentials.purge_payloads(unused)
+            except DatabaseUnavailable as exc:
+                log.warning("commit.unused_keys_kept", writebacks=len(unused), error=str(exc))
 
 
 async def commit(
@@ -131,29 +201,59 @@ async def commit(
     *,
     plaintexts: Mapping[str, bytes] | None = None,
     attempts: int = CONFLICT_RETRIES,
+    patient: bool = True,
 ) -> Decision | None:
     """Decide on the stream's state, seal, append, fold (see the module docstring). Returns the
     decision as stored (events with sealed payloads), a refusal, or ``None`` when every attempt
-    met another writer."""
+    met another writer. ``patient``: wait out database faults (else raise them)."""
     sealer = Sealer(credentials, plaintexts or {})
+    wait = patiently if patient else _at_once
     for _ in range(attempts):
         decision = decision_for(stream.state)
         if not isinstance(decision, list) or not decision:
             await sealer.discard()
             return decision
-        events = await sealer.seal(stream.state, decision)
+        events = await wait(sealer.seal, stream.state, decision, key=stream.office_id)
         try:
-            await stream.append(events)
-        except ConcurrencyError:
-            await stream.catch_up()
-            continue
+            stored = await _append(stream, events, patient)
         except DuplicateIdempotencyKey:
             await sealer.discard()
             raise
+        if not stored:
+            await wait(stream.catch_up, key=stream.office_id)
+            continue
         await sealer.discard(kept=frozenset(e.writeback_id for e in events if isinstance(e, ev.WritebackRequested)))
         return events
     await sealer.discard()
     return None
+
+
+async def _append(stream: Stream, events: list[ev.Event], patient: bool) -> bool:
+    """Append and fold ``events``: ``True`` once they are in the log, ``False`` when another
+    writer's append came first. After a lost answer every try first settles the last one."""
+    answer_lost = False
+
+    async def attempt() -> bool:
+        nonlocal answer_lost
+        if answer_lost and await stream.appended(events):
+            return True
+        try:
+            await stream.append(events)
+        except ConcurrencyError:  # another writer, or our own append whose answer was lost
+            return answer_lost and await stream.appended(events)
+        except DatabaseUnavailable:
+            answer_lost = True
+            raise
+        return True
+
+    if patient:
+        return await patiently(attempt, key=stream.office_id)
+    try:
+        return await attempt()
+    except DatabaseUnavailable:  # one look: the asker's answer is the commit if it happened
+        if answer_lost and await stream.appended(events):
+            return True
+        raise
 
 
 async def decide_and_append(deps, office_id: str, message, plaintexts: Mapping[str, bytes] | None = None) -> Decision:
@@ -164,6 +264,7 @@ async def decide_and_append(deps, office_id: str, message, plaintexts: Mapping[s
         lambda state: decide(state, message, deps.clock(), deps.core_settings),
         deps.credentials,
         plaintexts=plaintexts,
+        patient=False,  # the admin caller answers 503 and its client retries
     )
     if decision is None:
         raise ConcurrencyError(ev.stream_id(office_id), stream.version, -1)

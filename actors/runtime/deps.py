@@ -4,7 +4,8 @@
 core's ``CoreSettings`` derived from them), the clock, the app-level budget, and the hooks the
 supervisor listens to: ``on_targets_changed`` (the app-level list task re-plans),
 ``on_events`` (the metrics' histograms), ``owns`` / ``owner_of`` (practice leases: a lone process
-owns every practice it runs).
+owns every practice it runs), ``database_problem`` (why the database is not usable now, from the
+supervisor's probe: ``store.probe``; ``None`` when fine or not probed).
 
 Clocks: ``utc_now`` in production; ``mock_clock(epoch)`` follows trio's clock (MockClock in
 tests and the benchmarks' virtual time).
@@ -37,6 +38,7 @@ class Deps:
         on_events: Callable[[Practice, list[ev.Event]], None] = lambda before, events: None,
         owns: Callable[[str], Awaitable[bool]] | None = None,
         owner_of: Callable[[str], Awaitable[str | None]] | None = None,
+        database_problem: Callable[[], str | None] = lambda: None,
     ):
         self.store = store
         self.credentials = credentials
@@ -49,6 +51,7 @@ class Deps:
         self.on_events = on_events  # (state before, events appended): the metrics' histograms
         self.owns = owns or _owned_here
         self.owner_of = owner_of or _no_leases
+        self.database_problem = database_problem
 
     def deadline(self, at: datetime) -> float:
         """The trio deadline of wall-clock time ``at``."""

@@ -15,7 +15,7 @@ import structlog
 import trio
 
 from actors.core import events as ev
-from actors.runtime.actor import Wake
+from actors.runtime.mailbox import Wake
 from actors.runtime.ownership import Ownership
 from actors.runtime.practices import PracticeSupervisor
 from store.db import DatabaseUnavailable

@@ -176,6 +176,8 @@ class Ownership:
             await trio.sleep(self.timing.renew_every / 4)
 
     async def _listen(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """A peer joined, left or released: a round now (after a reconnection too: the
+        ``store.db.RECONNECTED`` payload is no node's, so it asks for a round)."""
         async with self.db.listen(rows.CHANNEL) as notes:
             task_status.started()
             async for node in notes:

@@ -11,6 +11,10 @@ process without it) is asked before every start and restart, so an actor runs on
 practice's lease is held; an actor that finds another node owns its practice
 (``LostOwnership``) ends like a stopped one, without a restart.
 
+An actor that crashed because the database was away (``DatabaseUnavailable`` escaping a step
+outside the commit path, e.g. its recovery read) is restarted with backoff but never parked for
+it (``Supervised(transient=...)``): the database coming back is all it needs.
+
 While a practice is parked its state shows ``parked`` (``PracticeParked``/``PracticeUnparked``
 events, appended directly since no actor runs).
 """
@@ -31,6 +35,7 @@ from actors.runtime.actor import LostOwnership, PracticeActor
 from actors.runtime.commit import StoredStream, commit
 from actors.runtime.deps import Deps
 from actors.runtime.supervision import RestartPolicy, Supervised
+from store.db import DatabaseUnavailable
 
 log = structlog.get_logger("supervisor")
 
@@ -113,7 +118,9 @@ class PracticeSupervisor:
             scope.cancel()
 
     async def _supervise(self, office_id: str, scope: trio.CancelScope) -> None:
-        supervised = self.supervised.setdefault(office_id, Supervised(office_id, self.policy, self.rng))
+        supervised = self.supervised.setdefault(
+            office_id, Supervised(office_id, self.policy, self.rng, transient=_database_away)
+        )
         clean = False
         try:
             with scope:
@@ -147,9 +154,13 @@ class PracticeSupervisor:
         parked, and a failure here must not escape into the nursery every practice shares."""
         try:
             stream = await StoredStream.load(self.deps.store, office_id)
-            await commit(stream, lambda state: [event], self.deps.credentials)
+            await commit(stream, lambda state: [event], self.deps.credentials, patient=False)
         except Exception as exc:
             log.error("supervisor.record_failed", office_id=office_id, event_type=ev.type_name(event), error=repr(exc))
+
+
+def _database_away(exc: Exception) -> bool:
+    return isinstance(exc, DatabaseUnavailable)
 
 
 class _Started:

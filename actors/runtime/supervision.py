@@ -7,6 +7,10 @@ jittered, growing backoff. More than ``policy.intensity`` crashes within ``polic
 ``on_park``), then runs again with a clean slate (the child records the end of its parking when
 it starts: for practice actors, ``actors.core.recover``).
 
+A crash the child did not cause (``transient(exc)``: for practice actors, the database was away)
+is restarted after the same backoff (its own streak, capped at ``TRANSIENT_MAX_CRASHES``
+doublings) but never counts toward parking: an outage must not park every practice for 15 minutes.
+
 This is the one place in the program that catches crashes. ``trio.Cancelled`` (a
 ``BaseException``) is never caught, and neither is a ``BaseExceptionGroup`` holding one: they
 pass straight through, so stopping a practice or the process always works. One practice's
@@ -63,15 +67,23 @@ class SupervisionStatistics(msgspec.Struct, frozen=True):
 
 
 _JITTER = random.Random()
+TRANSIENT_MAX_CRASHES = 4  # a transient streak's backoff stops doubling here (base × 8)
 
 
 class Supervised:
     """The supervision record of one child (what ``statistics()`` reports)."""
 
-    def __init__(self, name: str, policy: RestartPolicy, rng: random.Random | None = None):
+    def __init__(
+        self,
+        name: str,
+        policy: RestartPolicy,
+        rng: random.Random | None = None,
+        transient: Callable[[Exception], bool] = lambda exc: False,
+    ):
         self.name = name
         self.policy = policy
         self.rng = rng or _JITTER  # shared: a Random's state is 2.5 KiB, per practice that adds up
+        self.transient = transient
         self.restarts = 0
         self.parked = False
         self.last_error: str | None = None
@@ -88,6 +100,7 @@ class Supervised:
         on_park: Callable[[float, str], Awaitable[None]] | None = None,
     ) -> None:
         """Run ``child`` under the policy until it returns cleanly (or the caller cancels)."""
+        transient_streak = 0
         while True:
             try:
                 await child()
@@ -96,10 +109,20 @@ class Supervised:
                 # the text reaches the event log (parking), alerts and Slack: never a secret
                 error = scrub_text(f"{type(exc).__name__}: {exc}")
                 self.last_error = error
-                log.error("actor.crashed", actor=self.name, error=error, exc_info=exc)
-                tracking.capture(exc, office_id=self.name)
+                transient = self.transient(exc)
+                if transient:
+                    log.warning("actor.interrupted", actor=self.name, error=error)
+                else:
+                    log.error("actor.crashed", actor=self.name, error=error, exc_info=exc)
+                    tracking.capture(exc, office_id=self.name)
                 if on_crash is not None:
                     await on_crash(exc)
+            if transient:
+                transient_streak = min(transient_streak + 1, TRANSIENT_MAX_CRASHES)
+                await trio.sleep(restart_delay(self.policy, transient_streak, self.rng.random()))
+                self.restarts += 1
+                continue
+            transient_streak = 0
             now = trio.current_time()
             self._crashes = [t for t in self._crashes if t >= now - self.policy.period] + [now]
             if len(self._crashes) > self.policy.intensity:

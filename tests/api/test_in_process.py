@@ -13,10 +13,11 @@ from tests.support.faults import FaultyStore
 from bench.system import booking, start_system
 
 
-async def test_submission_to_an_actor_that_crashes_answers_503_not_500(nursery, autojump_clock):
+async def test_submission_whose_append_fails_answers_503_not_500(nursery, autojump_clock):
     """Regression: when the practice's actor crashed while deciding a submission (here: its
     append failed), ``actor.ask`` raised ``Unavailable`` straight out of the admin handler (a
-    500). It is 503 ``practice_unavailable`` now; the client's retry with its idempotency key
+    500). The database's fault is the answer now, 503 ``database_unavailable`` with
+    ``Retry-After``, and the actor does not crash; the client's retry with its idempotency key
     then makes exactly one writeback."""
     system = await start_system(nursery, wrap_store=FaultyStore)
     office = system.offices()[0]
@@ -26,7 +27,9 @@ async def test_submission_to_an_actor_that_crashes_answers_503_not_500(nursery, 
     request = Request("POST", f"/practices/{office}/writebacks", {}, {}, body, "uid=0")
     system.store.error_rate = 1.0
     response = await admin.handle(request)
-    assert response.status == 503 and json.loads(response.body)["error"] == "practice_unavailable"
+    assert response.status == 503 and json.loads(response.body)["error"] == "database_unavailable"
+    assert dict(response.headers)["Retry-After"] == "2"
+    assert system.practices.supervised[office].restarts == 0
     system.store.error_rate = 0.0
     await system.practices.wait_started(office)
     await trio.sleep(5)  # the supervisor restarts the actor

@@ -63,7 +63,8 @@ def test_every_kind_has_the_interface_severity():
         "token_expiring": "warning", "token_refresh_failed": "critical", "setup_required": "critical",
         "parked": "critical", "restarting": "warning", "rate_warning": "warning", "rate_critical": "critical",
         "rate_exhausted": "critical", "rate_limited_429": "critical", "writeback_stuck": "warning",
-        "writeback_unknown": "critical", "writeback_failed": "warning", "failure_rate": "critical",
+        "writeback_unknown": "critical", "writeback_duplicate": "critical", "writeback_failed": "warning",
+        "failure_rate": "critical",
         "spu_offline": "warning", "quota_exhausted": "critical", "database_unreachable": "critical",
         "webhook_silent": "warning",
     }

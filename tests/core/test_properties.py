@@ -358,6 +358,9 @@ def test_terminal_states_absorb_every_event_type():
         ev.WritebackFailed(at=at(10), writeback_id="wb1", code="y"),
         ev.WritebackCancelled(at=at(10), writeback_id="wb1"),
         ev.WritebackRequested(at=at(10), writeback_id="wb1", operation="x", payload="", deadline_at=at(99)),
+        ev.DuplicateFound(at=at(10), writeback_id="wb1", attempt=1, sikka_writeback_id="4", result="pending"),
+        ev.DuplicateDeleteTried(at=at(10), writeback_id="wb1", attempt=1, code="ok", tries=1),
+        ev.DuplicateSettled(at=at(10), writeback_id="wb1", attempt=1, outcome="written", sikka_writeback_id="4"),
     ]
     covered = {type(e) for e in samples}
     writeback_events = {t for t in ev.EVENT_TYPES if "writeback_id" in t.__struct_fields__}

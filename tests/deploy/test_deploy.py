@@ -47,10 +47,11 @@ def test_the_unit_matches_the_supervisor():
         if "=" in line and not line.startswith("#")
     )
     from actors.process.limits import needed_open_files
-    from supervisor import DRAIN_S
+    from supervisor import DRAIN_S, STOP_FORCED_S
 
     assert unit["Type"] == "notify"
-    assert float(unit["TimeoutStopSec"]) > DRAIN_S + 5  # drain, then the leases are released
+    assert float(unit["TimeoutStopSec"]) == 30  # the contract's "exit 0 within 30 s"
+    assert DRAIN_S + 5 < STOP_FORCED_S < float(unit["TimeoutStopSec"])  # drain, leases released, then the last resort
     assert int(unit["WatchdogSec"]) >= 10  # pinged every WatchdogSec/2 (actors.process.systemd)
     assert unit["EnvironmentFile"] == "/etc/sikka-supervisor/env"
     assert int(unit["LimitNOFILE"]) >= needed_open_files(256, 2)  # both listeners full, the pools

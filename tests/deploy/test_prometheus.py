@@ -28,8 +28,7 @@ DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 RULES = DEPLOY / "prometheus" / "alerts.yml"
 RULE_TESTS = DEPLOY / "prometheus" / "alerts.test.yml"
 EXAMPLE = DEPLOY / "prometheus" / "prometheus.example.yml"
-# the kinds of interface section 4; writeback_duplicate comes with the database-faults issue
-INTERFACE_KINDS = set(alerting.KINDS) | {"writeback_duplicate"}
+INTERFACE_KINDS = set(alerting.KINDS)  # the kinds of interface section 4
 KIND_RULE = re.compile(r'^sikka_alerts\{kind="(?P<kind>\w+)"\} > 0$')
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import trio
 
-from actors.runtime.actor import Wake
+from actors.runtime.mailbox import Wake
 from actors.api.admin import Admin
 from actors.api.http import Request
 from actors.core.alerting import Alert
@@ -286,25 +286,45 @@ async def test_daily_quota_raises_quota_exhausted_until_the_next_day(nursery, au
     assert len(ids) == 10
 
 
-async def test_unreachable_database_restarting_parked_then_recovered(nursery, autojump_clock):
+async def with_faulty_store(nursery) -> tuple[Watch, FaultyStore]:
+    """A watched system whose store injects faults, its actors parked after 3 crashes in 5 min."""
     policy = RestartPolicy(intensity=3, period=300, base_delay=10, max_delay=60, park_for=600)
     w = await start(nursery, policy=policy)
     faulty = FaultyStore(w.system.deps.store)
     w.system.deps.store = faulty
-    faulty.unreachable = True
-    w.system.practices.actors[OFFICE].tell(Wake())  # catch up: reads the store, crashes
-    await w.until("database_unreachable", None, timeout=60)
+    return w, faulty
+
+
+async def test_crashing_practice_restarting_parked_then_recovered(nursery, autojump_clock):
+    w, faulty = await with_faulty_store(nursery)
+    faulty.crashing = True
+    w.system.practices.actors[OFFICE].tell(Wake())  # catch up: reads the stream, crashes
     await w.until("restarting", timeout=60)
     await w.until("parked", timeout=300)
     await w.until("restarting", present=False, timeout=300)  # parked supersedes restarting …
     assert w.holds("parked") and w.phases("restarting") == ["onset", "clear"]  # … which clears 2 min later
+    faulty.crashing = False
+    await w.until("parked", present=False, timeout=900)
+    assert w.phases("parked") == ["onset", "clear"]
+    assert OFFICE in w.system.practices.actors  # running again
+
+
+async def test_unreachable_database_alerts_and_parks_nothing(nursery, autojump_clock):
+    """An outage is not the practices' fault: ``database_unreachable`` holds while it lasts, the
+    actors wait it out (or are restarted with backoff as often as it takes), and none is parked
+    (which would hold its work for 15 minutes after the database came back)."""
+    w, faulty = await with_faulty_store(nursery)
+    faulty.unreachable = True
+    w.system.practices.actors[OFFICE].tell(Wake())  # catch up: reads the store, fails
+    await w.until("database_unreachable", None, timeout=60)
+    await trio.sleep(900)
+    assert not w.phases("parked") and not w.phases("restarting")
+    assert OFFICE in w.system.practices.running() and not w.system.practices.supervised[OFFICE].parked
 
     async def reachable():
         faulty.unreachable = False
 
     await w.raised_then_cleared("database_unreachable", None, clear=reachable, timeout=300)
-    await w.until("parked", present=False, timeout=900)
-    assert w.phases("parked") == ["onset", "clear"]
     assert OFFICE in w.system.practices.actors  # running again
 
 

@@ -10,7 +10,7 @@ import trio
 
 from actors.core import messages
 from actors.core import events as ev
-from actors.runtime.actor import Unavailable, Wake
+from actors.runtime.mailbox import Unavailable, Wake
 from actors.runtime.deps import Deps
 from actors.runtime.practices import PracticeSupervisor
 from actors.core.ratelimit import Budget

@@ -12,7 +12,7 @@ import trio
 
 from actors.core import messages
 from actors.core import events as ev
-from actors.runtime.actor import Unavailable
+from actors.runtime.mailbox import Unavailable
 from actors.runtime.commit import SNAPSHOT_SCHEMA
 from actors.core.state import empty, fold
 from actors.core.timezones import zone_for

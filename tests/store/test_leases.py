@@ -12,6 +12,7 @@ import psycopg
 import pytest
 
 from store import leases
+from store.nodelock import AlreadyRunning, NodeLock
 from store.replay import supervisor_running
 
 BIN = Path(sys.executable).parent
@@ -57,12 +58,18 @@ def test_the_snapshot_heartbeats_and_lists_nodes_leases_and_practices(database_u
     assert set(run(database_url, leases.snapshot, "a", 30, heartbeat=True).nodes) == {"a"}  # a lost row comes back
 
 
+def held_lock(url: str, node_id: str) -> NodeLock:
+    lock = NodeLock(url, node_id)
+    lock.take()
+    return lock
+
+
 def test_one_run_per_node_id_many_nodes_per_database_and_no_rebuild_while_any_runs(database_url):
-    a = leases.hold_node_lock(database_url, "a")
+    a = held_lock(database_url, "a")
     try:
-        with pytest.raises(leases.AlreadyRunning, match="SIKKA_NODE_ID='a' is already running"):
-            leases.hold_node_lock(database_url, "a")
-        b = leases.hold_node_lock(database_url, "b")
+        with pytest.raises(AlreadyRunning, match="SIKKA_NODE_ID='a' is already running"):
+            held_lock(database_url, "a")
+        b = held_lock(database_url, "b")
         assert run(database_url, supervisor_running)
         a.close()
         assert run(database_url, supervisor_running)  # b still runs
@@ -77,7 +84,7 @@ def test_one_run_per_node_id_many_nodes_per_database_and_no_rebuild_while_any_ru
 
 
 def test_a_second_run_with_the_same_node_id_exits_2_with_one_line(database_url, tmp_path):
-    held = leases.hold_node_lock(database_url, "twin")
+    held = held_lock(database_url, "twin")
     try:
         env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("SIKKA_")},

@@ -2,6 +2,7 @@
 database. Faults are drawn from the caller's ``random.Random``, so a seed reproduces a run.
 
 - ``unreachable``: every call raises ``DatabaseUnavailable`` before touching the store;
+- ``crashing``: reading a stream raises ``RuntimeError`` (a bug, not an outage: its actor crashes);
 - ``error_rate``: share of appends that fail with ``DatabaseUnavailable`` before writing;
 - ``lost_ack_rate``: share of appends that are written but whose caller gets
   ``DatabaseUnavailable`` anyway (the commit happened; the answer was lost);
@@ -35,6 +36,7 @@ class FaultyStore:
         self.inner = inner
         self.rng = rng or random.Random(0)
         self.unreachable = False
+        self.crashing = False
         self.error_rate = 0.0
         self.lost_ack_rate = 0.0
         self.commit_delay = 0.0
@@ -59,6 +61,12 @@ class FaultyStore:
             self._lost += 1
             raise DatabaseUnavailable("database unavailable: injected loss of the commit's answer")
         return version
+
+    async def read_stream(self, *args, **kwargs):
+        self._gate()
+        if self.crashing:
+            raise RuntimeError("injected crash reading the stream")
+        return await self.inner.read_stream(*args, **kwargs)
 
     def statistics(self) -> FaultStatistics:
         return FaultStatistics(self._appends, self._failed, self._lost, self._refused)
