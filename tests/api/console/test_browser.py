@@ -4,7 +4,8 @@ practices, open a writeback and read its timeline (completed under our eyes: liv
 a practice and see it paused, see a change made elsewhere without reloading, refuse a forged form
 without the CSRF token, read and act without JavaScript, keyboard and phone checks. Every page
 is written to ``tests/artifacts/``. The tests run in file order on one browser and one supervisor
-(module fixtures)."""
+(module fixtures: under xdist each worker that runs some of them has its own); each test logs in
+if it must and leaves the practices as it found them, so any subset runs in any order."""
 
 from __future__ import annotations
 
@@ -56,6 +57,21 @@ class Console:
         with self.supervisor.client() as client:
             return client.request(method, path, **kw)
 
+    def log_in(self) -> None:
+        self.open("/ui/login?next=/ui/")
+        if self.driver.current_url != self.base + "/ui/":  # no session yet
+            self.driver.find_element(By.ID, "token").send_keys(TOKEN, Keys.ENTER)
+            self.at("/ui/")
+
+    def booking(self, *, completed: bool) -> tuple[str, dict]:
+        """A booking at D1000 (the same one each time: its key), submitted: its id and payload."""
+        office, key, payload = bookings(self.sim, ["D1000"], 1)[0]
+        body = {"operation": "book_appointment", "payload": payload, "idempotency_key": key}
+        wid = self.api("POST", f"/practices/{office}/writebacks", json=body).json()["writeback_id"]
+        if completed:
+            assert self.api("GET", f"/writebacks/{wid}", params={"wait": 30}).json()["state"] == "completed"
+        return wid, payload
+
 
 @pytest.fixture(scope="module")
 def console(tmp_path_factory, module_database_url):
@@ -74,7 +90,16 @@ def console(tmp_path_factory, module_database_url):
         sim.stop()
 
 
+@pytest.fixture
+def ui(console):
+    """The browser, logged in."""
+    console.log_in()
+    return console
+
+
 def test_log_in_and_see_the_practices(console):
+    console.open("/ui/login")
+    console.driver.delete_all_cookies()  # logged out
     console.open("/ui/")
     assert console.driver.current_url == f"{console.base}/ui/login?next=/ui/"
     screenshot(console.driver, "console-login")
@@ -93,11 +118,10 @@ def test_log_in_and_see_the_practices(console):
     screenshot(console.driver, "console-overview")
 
 
-def test_open_a_writeback_and_read_its_timeline_as_it_completes(console):
-    office, key, payload = bookings(console.sim, ["D1000"], 1)[0]
-    body = {"operation": "book_appointment", "payload": payload, "idempotency_key": key}
-    wid = console.api("POST", f"/practices/{office}/writebacks", json=body).json()["writeback_id"]
-    console.open(f"/ui/practices/{office}")
+def test_open_a_writeback_and_read_its_timeline_as_it_completes(ui):
+    console = ui
+    wid, payload = console.booking(completed=False)
+    console.open("/ui/practices/D1000")
     console.driver.find_element(By.CSS_SELECTOR, f'a[href="/ui/writebacks/{wid}"]').click()
     console.at(f"/ui/writebacks/{wid}")
     assert console.text("h1").startswith("Book appointment")
@@ -114,7 +138,8 @@ def test_open_a_writeback_and_read_its_timeline_as_it_completes(console):
     screenshot(console.driver, "console-writeback")
 
 
-def test_pause_a_practice_and_see_it_paused(console):
+def test_pause_a_practice_and_see_it_paused(ui):
+    console = ui
     console.open("/ui/practices/D1001")
     screenshot(console.driver, "console-practice")
     console.driver.find_element(By.LINK_TEXT, "Pause").click()
@@ -125,22 +150,26 @@ def test_pause_a_practice_and_see_it_paused(console):
     assert console.text("p.done") == "Paused."
     assert console.text("#practice-state") == "paused"
     assert console.api("GET", "/practices/D1001").json()["state"] == "paused"
+    assert console.api("POST", "/practices/D1001/resume").status_code == 200
 
 
-def test_a_change_made_elsewhere_shows_without_a_reload(console):
+def test_a_change_made_elsewhere_shows_without_a_reload(ui):
+    console = ui
     console.open("/ui/")
     console.driver.execute_script("window.notReloaded = true")
     cell = "#practice-D1001 td[data-label=State]"
-    console.wait(lambda: console.text(cell) == "paused")
-    began = time.monotonic()
-    assert console.api("POST", "/practices/D1001/resume").status_code == 200
     console.wait(lambda: console.text(cell) == "active")
-    print(f"the overview showed the resume {time.monotonic() - began:.2f} s after the API answered")
+    for action, state in (("pause", "paused"), ("resume", "active")):
+        began = time.monotonic()
+        assert console.api("POST", f"/practices/D1001/{action}").status_code == 200
+        console.wait(lambda: console.text(cell) == state)
+        print(f"the overview showed the {action} {time.monotonic() - began:.2f} s after the API answered")
     assert console.driver.execute_script("return window.notReloaded") is True
     assert "live" in console.text("#live-status")
 
 
-def test_a_forged_form_without_the_csrf_token_is_refused(console):
+def test_a_forged_form_without_the_csrf_token_is_refused(ui):
+    console = ui
     console.open("/ui/")
     console.driver.execute_script("""
         const form = document.createElement("form");
@@ -155,16 +184,16 @@ def test_a_forged_form_without_the_csrf_token_is_refused(console):
     assert console.api("GET", "/practices/D1002").json()["state"] == "active"
 
 
-def test_readable_and_usable_without_javascript(console):
+def test_readable_and_usable_without_javascript(ui):
+    console = ui
+    wid, _ = console.booking(completed=True)
     console.driver.execute_cdp_cmd("Emulation.setScriptExecutionDisabled", {"value": True})
     try:
         console.open("/ui/practices/D1000")
         assert "live updates need JavaScript" in console.text("#live-status")  # the script did not run
         assert console.text("#practice-state") == "active"
-        link = console.driver.find_element(By.CSS_SELECTOR, "#practice-writebacks a[href^='/ui/writebacks/']")
-        path = link.get_attribute("href").removeprefix(console.base)
-        link.click()
-        console.at(path)
+        console.driver.find_element(By.CSS_SELECTOR, f'#practice-writebacks a[href="/ui/writebacks/{wid}"]').click()
+        console.at(f"/ui/writebacks/{wid}")
         assert [s.text for s in console.driver.find_elements(By.CSS_SELECTOR, ".timeline .after")][-1] == "completed"
         console.open("/ui/practices/D1002")
         for action, state in (("Pause", "paused"), ("Resume", "active")):  # plain links and forms
@@ -179,7 +208,9 @@ def test_readable_and_usable_without_javascript(console):
         console.driver.execute_cdp_cmd("Emulation.setScriptExecutionDisabled", {"value": False})
 
 
-def test_keyboard_and_a_phone(console):
+def test_keyboard_and_a_phone(ui):
+    console = ui
+    wid, _ = console.booking(completed=False)
     console.open("/ui/alerts")
     screenshot(console.driver, "console-alerts")
     console.open("/ui/")
@@ -193,9 +224,7 @@ def test_keyboard_and_a_phone(console):
             break
     console.driver.switch_to.active_element.send_keys(Keys.ENTER)
     console.at("/ui/practices/D1000")
-    writeback = console.driver.find_element(By.CSS_SELECTOR, "#practice-writebacks a[href^='/ui/writebacks/']")
-    pages = ["/ui/", "/ui/alerts", "/ui/practices/D1000", "/ui/practices/D1000/pause",
-             writeback.get_attribute("href").removeprefix(console.base)]
+    pages = ["/ui/", "/ui/alerts", "/ui/practices/D1000", "/ui/practices/D1000/pause", f"/ui/writebacks/{wid}"]
     console.driver.set_window_size(390, 844)
     try:
         for page in pages:
