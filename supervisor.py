@@ -28,8 +28,8 @@ The process (``run``; any number per database, one per ``SIKKA_NODE_ID``)::
      │   ├─ append follower (actors.runtime.follower: another process extended a stream: its
      │   │   actor here wakes at once; a practice never seen: ownership re-plans)
      │   ├─ payload retention (hourly: keys of payloads final for SIKKA_PAYLOAD_RETENTION_DAYS)
-     │   └─ admin API on the Unix socket (and on SIKKA_HTTP_LISTEN with a bearer token:
-     │       actors.api.auth)
+     │   └─ admin API and web console (/ui/) on the Unix socket (and on SIKKA_HTTP_LISTEN with a
+     │       bearer token, or a console session: actors.api.auth, actors.api.console)
      └─ systemd watchdog pings (actors.process.systemd)
 
 SIGTERM/SIGINT: STOPPING=1; the intake stops (no new work); the node leaves the live set and
@@ -62,8 +62,11 @@ import trio
 
 from actors.api.admin import VERSION, Admin
 from actors.api.auth import check_head
+from actors.api.console.app import Console, mount
+from actors.api.console.rates import RateHistory
+from actors.api.console.session import Gate, Sessions
 from actors.api.http import bind_unix_listener, serve_connection, serve_listener
-from actors.cli import commands, demo, doctor, local
+from actors.cli import commands, console, demo, doctor, local
 from actors.cli.args import parser
 from actors.cli.client import EXIT_FAILED, EXIT_OK, EXIT_SOCKET, EXIT_USAGE, SocketUnreachable, UsageError, err
 from actors.cli.doctor import Builders
@@ -258,6 +261,10 @@ async def serve(
         )
         admin = Admin(deps, practices, app, monitor=monitor, metrics=metrics, database=probe)
         monitor.webhook_last_at = lambda: admin.last_webhook_at
+        rates = RateHistory(lambda: practices.actors, deps.clock)
+        console = Console(admin.handle, deps, Sessions(), rates=rates, api_token=settings.api_token,
+                          show_payloads=settings.ui_show_payloads)
+        handler = mount(console, admin.handle)
         metrics.registry.register(StateCollector(practices, lambda: monitor.table, deps.clock))
         unix, tcp = await bind_listeners(settings)
         async with trio.open_nursery() as root:
@@ -272,8 +279,10 @@ async def serve(
             await root.start(monitor.run)
             if slack is not None:
                 root.start_soon(slack.run)
+            root.start_soon(rates.run)
             async with trio.open_nursery() as intake:
-                _start_intake(intake, settings, admin, app, store, practices, ownership, db, vault, unix, tcp)
+                gate = Gate(console.sessions).check
+                _start_intake(intake, settings, handler, gate, app, store, practices, ownership, db, vault, unix, tcp)
                 _start_process_tasks(root, metrics)
                 systemd.notify("READY=1")
                 log.info("supervisor.ready", node=settings.node_id, socket=str(settings.admin_socket))
@@ -289,19 +298,20 @@ async def serve(
 
 
 def _start_intake(
-    intake: trio.Nursery, settings, admin, app, store, practices, ownership, db, vault, unix, tcp
+    intake: trio.Nursery, settings, handler, gate, app, store, practices, ownership, db, vault, unix, tcp
 ) -> None:
     """What takes work in (stopped first on SIGTERM): list rounds, onboarding, the append
-    follower, payload retention, the admin API on the socket (and on TCP when configured)."""
+    follower, payload retention, the admin API and the console (``handler``) on the socket (and
+    on TCP when configured, the console's pages behind its session ``gate``)."""
     intake.start_soon(app.run_lists)
     intake.start_soon(app.run_onboarding)
     intake.start_soon(follow_appends, store, practices, ownership)
     intake.start_soon(retention.run, db, vault, settings.payload_retention_days)
     cap = settings.max_connections
-    intake.start_soon(partial(serve_listener, unix, partial(serve_connection, handler=admin.handle), max_connections=cap))
-    authorize = check_head(settings.api_token, settings.webhook_callback_key) if tcp else None
+    intake.start_soon(partial(serve_listener, unix, partial(serve_connection, handler=handler), max_connections=cap))
+    authorize = check_head(settings.api_token, settings.webhook_callback_key, gate) if tcp else None
     for listener in tcp:
-        connection = partial(serve_connection, handler=admin.handle, authorize=authorize)
+        connection = partial(serve_connection, handler=handler, authorize=authorize)
         intake.start_soon(partial(serve_listener, listener, connection, max_connections=cap))
 
 
@@ -393,6 +403,10 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return doctor.cmd_doctor(args, partial(load_settings, args), BUILDERS)
 
 
+def cmd_console(args: argparse.Namespace) -> int:
+    return console.cmd_console(args, load_settings(args).admin_socket)
+
+
 def cmd_socket(args: argparse.Namespace) -> int:
     return commands.run(args, load_settings(args).admin_socket)
 
@@ -405,6 +419,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "demo": cmd_demo,
     "onboard": cmd_onboard,
     "doctor": cmd_doctor,
+    "console": cmd_console,
     **{name: cmd_socket for name in commands.SOCKET_COMMANDS},
 }
 

@@ -10,14 +10,21 @@ case, RFC 9110) but the Sikka webhook, which proves itself with its ``callback-k
 applies the same rule on the socket). Both are compared in constant time (``Secret.matches``).
 A refused request is answered 401 with ``WWW-Authenticate: Bearer`` and its connection closed:
 an unauthenticated client never gets the server to read a body or reach a handler.
+
+The web console (``/ui/``) has a rule of its own, passed as ``console``
+(``actors.api.console.session.Gate.check``): a browser cannot send the bearer token, so a console
+request may instead carry a valid session cookie, and one without either is sent to the login
+form (303) rather than answered 401. The cookie opens only ``/ui/``: every other path still
+needs the token.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from actors.api.http import Authorize, Request, Response
+from actors.api.console.session import is_console_path
 from actors.api.errors import ApiError
+from actors.api.http import Authorize, Request, Response
 from actors.core.secret import Secret
 
 WEBHOOK_PATH = "/webhooks/sikka"
@@ -36,7 +43,7 @@ def webhook_refusal(callback_key: Secret | None, headers: Mapping[str, str]) -> 
     return None
 
 
-def check_head(token: Secret, callback_key: Secret | None) -> Authorize:
+def check_head(token: Secret, callback_key: Secret | None, console: Authorize | None = None) -> Authorize:
     """The TCP listener's check of a request head (see the module docstring)."""
 
     def check(head: Request) -> Response | None:
@@ -44,6 +51,8 @@ def check_head(token: Secret, callback_key: Secret | None) -> Authorize:
             refusal = webhook_refusal(callback_key, head.headers)
             return refusal.response() if refusal else None
         scheme, _, credentials = head.headers.get("authorization", "").partition(" ")
-        return None if scheme.lower() == "bearer" and token.matches(credentials.strip()) else UNAUTHORIZED
+        if scheme.lower() == "bearer" and token.matches(credentials.strip()):
+            return None
+        return console(head) if console is not None and is_console_path(head.path) else UNAUTHORIZED
 
     return check

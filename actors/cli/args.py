@@ -90,6 +90,12 @@ def operations_help() -> str:
     return "\n".join(lines)
 
 
+def port_number(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0 to 65535)")
+    return int(text)
+
+
 def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sikka-supervisor", description="Runs the Sikka API v4 integration.",
@@ -128,6 +134,11 @@ def parser() -> argparse.ArgumentParser:
         "Checks the settings, the database, the app credentials (authorized_practices), each practice's key "
         "(request_key_info), each practice's data freshness (data_sync_status) and the admin socket; each line "
         "says what the check means. Exit 0 when all pass.", "sikka-supervisor doctor")
+    console = add("console", "the web console on a loopback port, for SSH forwarding",
+                  "Serves the running supervisor's console (/ui/, read through the admin socket) on 127.0.0.1 and "
+                  "prints a one-time login URL; Ctrl-C stops it.", "sikka-supervisor console --port 8765",
+                  json='the login URL and port as one JSON object on stdout ({"url": ..., "port": ...})')
+    console.add_argument("--port", type=port_number, default=0, help="port on 127.0.0.1 (default 0: a free one)")
     _add_socket_commands(add)
     return parser
 

@@ -99,6 +99,7 @@ CASES = [
     ("sentry dsn malformed", "SENTRY_DSN", lambda d: {"SENTRY_DSN": "not-a-dsn"}),
     ("slack url malformed", "SLACK_WEBHOOK_URL", lambda d: {"SLACK_WEBHOOK_URL": "hooks.slack.com/x"}),
     ("log format unknown", "SIKKA_LOG_FORMAT", lambda d: {"SIKKA_LOG_FORMAT": "xml"}),
+    ("payload flag not a yes or no", "SIKKA_UI_SHOW_PAYLOADS", lambda d: {"SIKKA_UI_SHOW_PAYLOADS": "maybe"}),
     ("api url malformed", "SIKKA_API_URL", lambda d: {"SIKKA_API_URL": "ftp://x"}),
     ("database unreachable", "cannot connect", lambda d: {"DATABASE_URL": "postgresql://nobody@127.0.0.1:1/x"}),
     ("socket path too long", "over 100 bytes", lambda d: {"SIKKA_ADMIN_SOCKET": "/tmp/" + "s" * 120}),
