@@ -43,6 +43,12 @@ def webhook_refusal(callback_key: Secret | None, headers: Mapping[str, str]) -> 
     return None
 
 
+def bearer_matches(token: Secret, headers: Mapping[str, str]) -> bool:
+    """``Authorization: Bearer <token>``, the scheme's name in any case (RFC 9110)."""
+    scheme, _, credentials = headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and token.matches(credentials.strip())
+
+
 def check_head(token: Secret, callback_key: Secret | None, console: Authorize | None = None) -> Authorize:
     """The TCP listener's check of a request head (see the module docstring)."""
 
@@ -50,8 +56,7 @@ def check_head(token: Secret, callback_key: Secret | None, console: Authorize | 
         if head.path == WEBHOOK_PATH:
             refusal = webhook_refusal(callback_key, head.headers)
             return refusal.response() if refusal else None
-        scheme, _, credentials = head.headers.get("authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and token.matches(credentials.strip()):
+        if bearer_matches(token, head.headers):
             return None
         return console(head) if console is not None and is_console_path(head.path) else UNAUTHORIZED
 

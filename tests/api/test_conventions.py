@@ -262,3 +262,9 @@ def test_query_structs_refuse_what_the_document_refuses():
             assert (exc.status, exc.code, exc.field) == (400, "bad_parameter", field), (values, exc.detail)
         else:
             raise AssertionError(f"{values} accepted")
+    try:
+        read(query.WritebackListQuery, state=["queued", "lost"])
+    except ApiError as exc:  # the detail says what is allowed and which value was not
+        assert exc.detail.startswith("state must be writeback states") and "'lost'" in exc.detail, exc.detail
+    else:
+        raise AssertionError("state=lost accepted")

@@ -29,13 +29,17 @@ from actors.api.console.pages import ACTIONS, ApiClient, ConsoleError, Pages, Vi
 from actors.api.console.rates import RateHistory
 from actors.api.console.session import LOGIN_PATH, PREFIX, SESSION_S, Sessions
 from actors.api.http import Handler, Request, Response
-from actors.api.router import Route, audit
+from actors.api.auth import bearer_matches
+from actors.api.errors import audit
+from actors.api.router import Media, Route
 from actors.core.secret import Secret
 from actors.runtime.deps import Deps
 
 log = structlog.get_logger("console")
 
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+HTML = Media("text/html")
+FILES = Media("text/css, text/javascript or image/svg+xml")  # by the file's suffix
 OWN_RULES = frozenset({LOGIN_PATH, "/ui/logout", "/ui/static/{name}"})  # routes that check their viewer themselves
 
 
@@ -62,24 +66,24 @@ class Console:
     ):
         self.sessions = sessions
         self.api_token = api_token
-        self._bearer = Secret(f"Bearer {api_token.reveal()}") if api_token else None
         self.node = deps.settings.node_id
         self.pages = Pages(ApiClient(api), deps, rates, show_payloads=show_payloads)
         pages = self.pages
-        self.routes: list[Route] = [
-            Route("GET", "/ui/", pages.overview, "every practice, and the alerts that hold"),
-            Route("GET", "/ui/alerts", pages.alerts, "the alerts that hold"),
+        self.routes: list[Route] = [  # HTML pages: the console dispatches them itself (not the API's Router)
+            Route("GET", "/ui/", pages.overview, "every practice, and the alerts that hold", HTML),
+            Route("GET", "/ui/alerts", pages.alerts, "the alerts that hold", HTML),
             Route("GET", "/ui/practices/{office_id}", pages.practice,
-                  "a practice: status, writebacks (?state=, ?before=), confirmation p50/p95, alerts, actions"),
+                  "a practice: status, writebacks (?state=, ?before=), confirmation p50/p95, alerts, actions", HTML),
             Route("GET", "/ui/practices/{office_id}/{action}", pages.confirm,
-                  "the confirmation step of pause, resume, refresh-token, retry-failed"),
-            Route("POST", "/ui/practices/{office_id}/{action}", pages.act, "the action, confirmed (CSRF token)"),
+                  "the confirmation step of pause, resume, refresh-token, retry-failed", HTML),
+            Route("POST", "/ui/practices/{office_id}/{action}", pages.act, "the action, confirmed (CSRF token)",
+                  HTML),
             Route("GET", "/ui/writebacks/{writeback_id}", pages.writeback,
-                  "a writeback: its timeline from the event log, the Sikka calls made for it"),
-            Route("GET", LOGIN_PATH, self.login_form, "the login form (TCP)"),
-            Route("POST", LOGIN_PATH, self.login, "exchange the API token for a session cookie (TCP)"),
-            Route("POST", "/ui/logout", self.logout, "end the session (CSRF token)"),
-            Route("GET", "/ui/static/{name}", self.static, "the console's stylesheet, script and icon"),
+                  "a writeback: its timeline from the event log, the Sikka calls made for it", HTML),
+            Route("GET", LOGIN_PATH, self.login_form, "the login form (TCP)", HTML),
+            Route("POST", LOGIN_PATH, self.login, "exchange the API token for a session cookie (TCP)", HTML),
+            Route("POST", "/ui/logout", self.logout, "end the session (CSRF token)", HTML),
+            Route("GET", "/ui/static/{name}", self.static, "the console's stylesheet, script and icon", FILES),
         ]
         self._compiled = [(route, route.pattern) for route in self.routes]
 
@@ -126,7 +130,7 @@ class Console:
             binding, in_session = "socket", False
         elif (nonce := self.sessions.nonce(request.headers)) is not None:
             binding, in_session = nonce, True
-        elif self._bearer is not None and self._bearer.matches(request.headers.get("authorization", "")):
+        elif self.api_token is not None and bearer_matches(self.api_token, request.headers):
             binding, in_session = "bearer", False
         else:
             return None

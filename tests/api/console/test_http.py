@@ -168,7 +168,7 @@ async def test_the_writeback_page_tells_its_story_from_the_log(sup, monkeypatch)
     live = (await sup.client.get("/ui/practices/D1000", headers={"x-console-live": "1"})).text
     assert "Confirmation p95" in first_page and "Confirmation p95" not in live  # the poll skips the statistics
     bad = await sup.client.get("/ui/practices/D1000", params={"state": "lost"})
-    assert bad.status_code == 400 and "unknown state" in bad.text
+    assert bad.status_code == 400 and "state must be writeback states" in bad.text and "&#39;lost&#39;" in bad.text
     assert (await sup.client.get("/ui/writebacks/6f1c1d5e-3f43-4c55-9a4c-1f2b0c9d8e7a")).status_code == 404
 
 
