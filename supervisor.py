@@ -28,8 +28,8 @@ The process (``run``; any number per database, one per ``SIKKA_NODE_ID``)::
      │   ├─ append follower (actors.runtime.follower: another process extended a stream: its
      │   │   actor here wakes at once; a practice never seen: ownership re-plans)
      │   ├─ payload retention (hourly: keys of payloads final for SIKKA_PAYLOAD_RETENTION_DAYS)
-     │   └─ admin API on the Unix socket (and on SIKKA_HTTP_LISTEN with a bearer token:
-     │       actors.api.auth)
+     │   └─ admin API and web console (/ui/) on the Unix socket (and on SIKKA_HTTP_LISTEN with a
+     │       bearer token, or a console session: actors.api.auth, actors.api.console)
      └─ systemd watchdog pings (actors.process.systemd)
 
 SIGTERM/SIGINT: STOPPING=1; the intake stops (no new work); the node leaves the live set and
@@ -62,8 +62,11 @@ import trio
 
 from actors.api.admin import VERSION, Admin
 from actors.api.auth import check_head
+from actors.api.console.app import Console, mount
+from actors.api.console.rates import RateHistory
+from actors.api.console.session import Gate, Sessions
 from actors.api.http import bind_unix_listener, serve_connection, serve_listener
-from actors.cli import commands, demo, doctor, local
+from actors.cli import commands, console, demo, doctor, local
 from actors.cli.args import parser
 from actors.cli.client import EXIT_FAILED, EXIT_OK, EXIT_SOCKET, EXIT_USAGE, SocketUnreachable, UsageError, err
 from actors.cli.doctor import Builders
@@ -164,7 +167,7 @@ def actor_deps(settings: Settings, store, vault: Credentials, client: SikkaClien
     )
 
 
-async def onboard_here(settings: Settings, db: Database) -> list[dict]:
+async def onboard_here(settings: Settings, db: Database, office_id: str | None = None) -> list[dict]:
     """``AppLevel.onboard`` with a practice supervisor that never runs (``onboard`` when no
     supervisor answers): practices are registered (events appended directly) and secret keys
     stored, but no actor starts, so no key is granted; the supervisor stays the only token writer."""
@@ -173,7 +176,7 @@ async def onboard_here(settings: Settings, db: Database) -> list[dict]:
         vault = credentials(settings, db)
         await vault.verify()
         deps = actor_deps(settings, store, vault, client)
-        return await AppLevel(deps, PracticeSupervisor(deps)).onboard()  # never run: start() is a no-op
+        return await AppLevel(deps, PracticeSupervisor(deps)).onboard(office_id)  # never run: start() is a no-op
 
 
 BUILDERS = Builders(database=database, credentials=credentials, event_store=event_store, sikka=sikka_session)
@@ -258,6 +261,10 @@ async def serve(
         )
         admin = Admin(deps, practices, app, monitor=monitor, metrics=metrics, database=probe)
         monitor.webhook_last_at = lambda: admin.last_webhook_at
+        rates = RateHistory(lambda: practices.actors, deps.clock)
+        console = Console(admin.handle, deps, Sessions(), rates=rates, api_token=settings.api_token,
+                          show_payloads=settings.ui_show_payloads)
+        handler = mount(console, admin.handle)
         metrics.registry.register(StateCollector(practices, lambda: monitor.table, deps.clock, app_level=app))
         unix, tcp = await bind_listeners(settings)
         async with trio.open_nursery() as root:
@@ -272,8 +279,10 @@ async def serve(
             await root.start(monitor.run)
             if slack is not None:
                 root.start_soon(slack.run)
+            root.start_soon(rates.run)
             async with trio.open_nursery() as intake:
-                _start_intake(intake, settings, admin, app, store, practices, ownership, db, vault, unix, tcp)
+                gate = Gate(console.sessions).check
+                _start_intake(intake, settings, handler, gate, app, store, practices, ownership, db, vault, unix, tcp)
                 _start_process_tasks(root, metrics)
                 systemd.notify("READY=1")
                 log.info("supervisor.ready", node=settings.node_id, socket=str(settings.admin_socket))
@@ -289,19 +298,20 @@ async def serve(
 
 
 def _start_intake(
-    intake: trio.Nursery, settings, admin, app, store, practices, ownership, db, vault, unix, tcp
+    intake: trio.Nursery, settings, handler, gate, app, store, practices, ownership, db, vault, unix, tcp
 ) -> None:
     """What takes work in (stopped first on SIGTERM): list rounds, onboarding, the append
-    follower, payload retention, the admin API on the socket (and on TCP when configured)."""
+    follower, payload retention, the admin API and the console (``handler``) on the socket (and
+    on TCP when configured, the console's pages behind its session ``gate``)."""
     intake.start_soon(app.run_lists)
     intake.start_soon(app.run_onboarding)
     intake.start_soon(follow_appends, store, practices, ownership)
     intake.start_soon(retention.run, db, vault, settings.payload_retention_days)
     cap = settings.max_connections
-    intake.start_soon(partial(serve_listener, unix, partial(serve_connection, handler=admin.handle), max_connections=cap))
-    authorize = check_head(settings.api_token, settings.webhook_callback_key) if tcp else None
+    intake.start_soon(partial(serve_listener, unix, partial(serve_connection, handler=handler), max_connections=cap))
+    authorize = check_head(settings.api_token, settings.webhook_callback_key, gate) if tcp else None
     for listener in tcp:
-        connection = partial(serve_connection, handler=admin.handle, authorize=authorize)
+        connection = partial(serve_connection, handler=handler, authorize=authorize)
         intake.start_soon(partial(serve_listener, listener, connection, max_connections=cap))
 
 
@@ -341,7 +351,7 @@ def exit_by_deadline(seconds: float = STOP_FORCED_S) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     settings = load_settings(args)
     settings.require_app_credentials()
-    logs.configure(settings.log_format, secrets=settings.secrets())
+    logs.configure("json" if args.json else settings.log_format, secrets=settings.secrets())
     open_files = limits.raise_open_files()
     needed = limits.needed_open_files(settings.max_connections, 2 if settings.http_listen else 1)
     if open_files < needed:
@@ -366,13 +376,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     with database(load_settings(args), max_size=1, migrate_schema=False) as db:
-        return local.cmd_migrate(db)
+        return local.cmd_migrate(args, db)
 
 
 def cmd_rotate_keys(args: argparse.Namespace) -> int:
     settings = load_settings(args)
     with database(settings, max_size=2) as db:
-        return local.cmd_rotate_keys(credentials(settings, db))
+        return local.cmd_rotate_keys(args, credentials(settings, db))
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -386,11 +396,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_onboard(args: argparse.Namespace) -> int:
-    return local.cmd_onboard(load_settings(args), database, onboard_here)
+    return local.cmd_onboard(args, load_settings(args), database, onboard_here)
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    return doctor.cmd_doctor(partial(load_settings, args), BUILDERS)
+    return doctor.cmd_doctor(args, partial(load_settings, args), BUILDERS)
+
+
+def cmd_console(args: argparse.Namespace) -> int:
+    return console.cmd_console(args, load_settings(args).admin_socket)
 
 
 def cmd_socket(args: argparse.Namespace) -> int:
@@ -405,6 +419,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "demo": cmd_demo,
     "onboard": cmd_onboard,
     "doctor": cmd_doctor,
+    "console": cmd_console,
     **{name: cmd_socket for name in commands.SOCKET_COMMANDS},
 }
 

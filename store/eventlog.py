@@ -14,7 +14,8 @@ simulations). ``tests/store/test_contract.py`` runs the contract against both.
 - ``position`` is dense and in commit order: groups are serialized by a transaction-scoped
   advisory lock and take the positions after ``max(position)``, so a reader tailing
   ``position > p`` never skips a row that commits later.
-- ``read_stream(stream_id, from_version)``, ``read_all(after_position, limit)``,
+- ``read_stream(stream_id, from_version)``, ``read_writeback(office_id, writeback_id)`` (one
+  writeback's events, in order: the console's timeline), ``read_all(after_position, limit)``,
   ``last_position()``, ``stream_heads_since(after_position)`` and ``wait_for_append(after_position)``,
   which returns once the log holds a position past it (LISTEN/NOTIFY wake-ups in PostgreSQL, with
   polling as the fallback).

@@ -103,6 +103,11 @@ class MemoryEventStore:
         await trio.lowlevel.checkpoint()
         return self._streams.get(stream_id, [])[max(0, from_version - 1) :]
 
+    async def read_writeback(self, office_id: str, writeback_id: str) -> list[RecordedEvent]:
+        await trio.lowlevel.checkpoint()
+        stream = self._streams.get(ev.stream_id(office_id), [])
+        return [r for r in stream if getattr(r.event, "writeback_id", None) == writeback_id]
+
     async def read_all(self, after_position: int = 0, limit: int | None = None) -> list[RecordedEvent]:
         await trio.lowlevel.checkpoint()
         tail = self._log[after_position:]

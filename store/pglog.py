@@ -167,6 +167,16 @@ class PgEventStore:
 
         return await self.db.run(read)
 
+    async def read_writeback(self, office_id: str, writeback_id: str) -> list[RecordedEvent]:
+        def read(conn):
+            rows = conn.execute(
+                _SELECT_EVENTS + " WHERE stream_id = %s AND data->>'writeback_id' = %s ORDER BY version",
+                (ev.stream_id(office_id), writeback_id),
+            ).fetchall()
+            return [_recorded(r) for r in rows]
+
+        return await self.db.run(read)
+
     async def read_all(self, after_position: int = 0, limit: int | None = None) -> list[RecordedEvent]:
         def read(conn):
             rows = conn.execute(

@@ -6,7 +6,7 @@ takes writes. ``status()`` answers at once from what the probe last learned; ``f
 count again while the database is usable, for at most a moment, so ``GET /health`` is current
 and never waits long for the database (interface section 4: within 1 s, whatever it does)::
 
-    last probe answered, server writable           ok (practices: the count)
+    last probe answered, server writable           ok (practices: the count served, offboarded not)
     last probe failed                              not ok: its one-line reason
     server read-only (a standby after failover)    not ok: "the database is read-only"
     a probe without an answer for over STALE_S     not ok: "no answer for N s" (a frozen server)
@@ -36,9 +36,10 @@ class DatabaseStatus(msgspec.Struct, frozen=True):
 
 
 def probe(conn: psycopg.Connection) -> tuple[int, bool]:
-    """(practice rows, whether the server refuses writes)."""
+    """(practices served: not offboarded, whether the server refuses writes)."""
     return conn.execute(
-        "SELECT (SELECT count(*) FROM practices), current_setting('transaction_read_only') = 'on'"
+        "SELECT (SELECT count(*) FROM practices WHERE state <> 'offboarded'),"
+        " current_setting('transaction_read_only') = 'on'"
     ).fetchone()
 
 

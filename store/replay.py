@@ -62,7 +62,11 @@ def print_replay(
     until: int | None = None,
     as_json: bool = False,
     payloads: dict[str, str] | None = None,
+    width: int | None = None,
 ) -> int:
+    """Every event (of ``office_id``'s stream, up to ``until``) with the state after it: JSON
+    lines, or one line each for people, its "→ state" on a line of its own when the line would
+    run past ``width``."""
     count = 0
     for r, state in replayed(iterate_log(conn, 0, until), office_id):
         count += 1
@@ -85,9 +89,16 @@ def print_replay(
                 after = f"writeback {writeback_id} {wb.state if wb else 'final'}"
             else:
                 after = f"practice {state.state}"
-            stamp = f"{r.recorded_at:%Y-%m-%dT%H:%M:%SZ}"
-            out.write(f"{r.position:>8} {r.stream_id} v{r.version} {r.type} {stamp} → {after}\n")
+            head = f"{r.position:>8} {r.stream_id} v{r.version} {r.type} {r.recorded_at:%Y-%m-%dT%H:%M:%SZ}"
+            joint = " " if width is None or len(head) + len(after) + 3 <= width else "\n" + " " * 9
+            out.write(f"{head}{joint}→ {after}\n")
     return count
+
+
+def stream_exists(conn: psycopg.Connection, office_id: str) -> bool:
+    """Whether the log holds any event of the practice."""
+    found = conn.execute("SELECT 1 FROM events WHERE stream_id = %s LIMIT 1", (ev.stream_id(office_id),)).fetchone()
+    return found is not None
 
 
 def sealed_payloads(conn: psycopg.Connection, office_id: str | None) -> dict[str, str]:

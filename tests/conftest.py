@@ -44,15 +44,26 @@ def pg_template(pg_admin_url):
     return TEMPLATE
 
 
-@pytest.fixture
-def database_url(pg_admin_url, pg_template):
-    """A fresh, migrated database for this test; dropped afterwards."""
+def _fresh_database(pg_admin_url, pg_template):
+    """A fresh, migrated database; dropped afterwards."""
     name = f"sikka_test_{os.getpid()}_{next(_numbers)}"
     with psycopg.connect(pg_admin_url, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name} TEMPLATE {pg_template}")
     yield make_conninfo(pg_admin_url, dbname=name)
     with psycopg.connect(pg_admin_url, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def database_url(pg_admin_url, pg_template):
+    """A fresh, migrated database for this test; dropped afterwards."""
+    yield from _fresh_database(pg_admin_url, pg_template)
+
+
+@pytest.fixture(scope="module")
+def module_database_url(pg_admin_url, pg_template):
+    """A fresh, migrated database shared by a module's tests (one real supervisor for all of them)."""
+    yield from _fresh_database(pg_admin_url, pg_template)
 
 
 @pytest.fixture

@@ -1,5 +1,9 @@
 """A practice as the admin API reaches it: known here, run here, asked, described.
 
+``known`` is a registered practice, offboarded ones included (``GET /practices/{office_id}``
+shows them); ``served`` is one that is not offboarded: every other endpoint of an offboarded
+practice answers 404 ``unknown_practice`` the same way, saying how to bring it back.
+
 Several supervisors: every node answers for every practice. ``ask`` delivers a command to the
 practice's actor when it runs here, else decides and appends it here through the one commit
 path (``actors.runtime.commit.decide_and_append``: durable at once; the owner's append follower
@@ -19,8 +23,8 @@ from collections.abc import Callable, Mapping
 
 import trio
 
-from actors.api.router import ApiError
-from actors.api.views import practice_view, rate_view
+from actors.api.errors import ApiError
+from actors.api.views import PracticeStatus, Rate, practice_view
 from actors.core import messages, schedule
 from actors.core.ids import is_office_id
 from actors.core.state import WRITEBACK_STATES, Practice, writeback_counts
@@ -59,9 +63,19 @@ class PracticeAccess:
             raise ApiError(404, "unknown_practice", f"no practice {office_id!r}")
         return row.practice
 
-    async def run_here_or_nowhere(self, office_id: str) -> Practice:
-        """The known practice, unless another supervisor runs it: 503 naming the owner (§4)."""
+    async def served(self, office_id: str) -> Practice:
+        """The registered practice, or 404 ``unknown_practice`` (an offboarded one too)."""
         practice = await self.known(office_id)
+        if practice.offboarded:
+            raise ApiError(
+                404, "unknown_practice",
+                f"practice {office_id} was offboarded; `sikka-supervisor onboard --office {office_id}` brings it back",
+            )
+        return practice
+
+    async def run_here_or_nowhere(self, office_id: str) -> Practice:
+        """The served practice, unless another supervisor runs it: 503 naming the owner (§4)."""
+        practice = await self.served(office_id)
         if office_id in self.practices.actors:
             return practice
         owner = await self.deps.owner_of(office_id)
@@ -101,7 +115,7 @@ class PracticeAccess:
             while waiting(actor.state):
                 await actor.wait_state_changed()
 
-    async def status(self, office_id: str, owner: str | None = None) -> dict:
+    async def status(self, office_id: str, owner: str | None = None) -> PracticeStatus:
         """The ``PracticeStatus`` (``owner``: as the shared tables say, for a practice run elsewhere)."""
         practice = await self.known(office_id)
         actor = self.actor(office_id)
@@ -109,14 +123,14 @@ class PracticeAccess:
         if actor is None:
             stored = await self.deps.store.writeback_counts(office_id)
             limit = self.deps.settings.rate_limit
-            rate = rate_view(limit, 0, limit)
+            rate = Rate(limit, 0, limit)
             counts = {s: stored.get(s, 0) for s in WRITEBACK_STATES}
             conditions = []
         else:
             now = self.deps.clock()
             budget = actor.budget.statistics(now.timestamp())
             owner = self.deps.settings.node_id
-            rate = rate_view(budget.limit, budget.used_last_60s, budget.remaining)
+            rate = Rate(budget.limit, budget.used_last_60s, budget.remaining)
             counts = writeback_counts(actor.state)
             conditions = schedule.conditions(practice, now)
         restarts = supervised.restarts if supervised else 0

@@ -23,16 +23,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
+from actors.api import query, views
 from actors.api.access import PracticeAccess
 from actors.api.http import Request, Response, json_response
 from actors.api.openapi import openapi_document
 from actors.api.practices import PracticeHandlers
-from actors.api.router import Route, Router
+from actors.api.router import Media, Route, Router
+from actors.api.schemas import OnboardBody, SubmitBody
 from actors.api.sikka_reads import SikkaReads
 from actors.api.system import SystemHandlers
 from actors.api.version import VERSION
 from actors.api.writebacks import WritebackHandlers, new_writeback_id
+from actors.monitoring import metrics as prometheus
 from actors.monitoring.metrics import Metrics
 from actors.monitoring.monitor import Monitor
 from actors.runtime.applevel import AppLevel
@@ -54,37 +58,55 @@ class Admin:
         on_writebacks = WritebackHandlers(deps, access, new_id)  # new_id: seeded by deterministic simulations
         sikka = SikkaReads(deps, access)
         self._system = system = SystemHandlers(deps, practices, app, monitor, metrics, database)
-        P = "/practices/{office_id}"
+        P, W = "/practices/{office_id}", "/writebacks/{writeback_id}"
+        Q, V = query, views
+        UPSTREAM = (502, 503, 504)  # a Sikka read: Sikka's errors, the practice unavailable
         self.routes: list[Route] = [
-            Route("GET", "/health", system.health, "liveness and the database"),
-            Route("GET", "/openapi.json", self.openapi, "this description"),
-            Route("GET", "/practices", on_practices.list_practices, "every practice's status"),
-            Route("GET", P, on_practices.get_practice, "one practice's status"),
-            Route("POST", P + "/writebacks", on_writebacks.submit, "queue a writeback"),
-            Route("GET", P + "/writebacks", on_writebacks.list_writebacks, "a practice's writebacks, newest first"),
-            Route("GET", "/writebacks/{writeback_id}", on_writebacks.get_writeback,
-                  "one writeback (long-poll with wait)"),
-            Route("POST", "/writebacks/{writeback_id}/cancel", on_writebacks.cancel, "cancel a writeback"),
-            Route("GET", P + "/stats", on_writebacks.stats, "counts, success rate, confirmation latency"),
-            Route("POST", P + "/refresh-token", on_practices.refresh_token, "refresh the request key now"),
-            Route("POST", P + "/retry-failed", on_practices.retry_failed, "re-queue retryable failures once"),
-            Route("POST", P + "/pause", on_practices.pause, "send nothing new to Sikka"),
-            Route("POST", P + "/resume", on_practices.resume, "resume sending"),
+            Route("GET", "/health", system.health, "liveness and the database", V.Health,
+                  errors=((503, V.Degraded),), database=False),
+            Route("GET", "/openapi.json", self.openapi, "this description", dict[str, Any], database=False),
+            Route("GET", "/practices", on_practices.list_practices, "every practice's status (offboarded too)",
+                  V.Practices),
+            Route("GET", P, on_practices.get_practice, "one practice's status (offboarded too)", V.PracticeStatus),
+            Route("POST", P + "/writebacks", on_writebacks.submit, "queue a writeback", V.Writeback,
+                  statuses=(202, 200), body=SubmitBody, errors=(409,)),
+            Route("GET", P + "/writebacks", on_writebacks.list_writebacks, "a practice's writebacks, newest first",
+                  V.Writebacks, query=Q.WritebackListQuery),
+            Route("GET", W, on_writebacks.get_writeback, "one writeback (long-poll with wait)", V.Writeback,
+                  query=Q.WaitQuery),
+            Route("POST", W + "/cancel", on_writebacks.cancel, "cancel a writeback", V.Writeback, errors=(409,)),
+            Route("GET", P + "/stats", on_writebacks.stats, "counts, success rate, confirmation latency", V.Stats,
+                  query=Q.StatsQuery),
+            Route("POST", P + "/refresh-token", on_practices.refresh_token, "refresh the request key now",
+                  V.PracticeStatus),
+            Route("POST", P + "/retry-failed", on_practices.retry_failed, "re-queue retryable failures once",
+                  V.Retried),
+            Route("POST", P + "/pause", on_practices.pause, "send nothing new to Sikka", V.PracticeStatus),
+            Route("POST", P + "/resume", on_practices.resume, "resume sending", V.PracticeStatus),
             Route("POST", P + "/offboard", on_practices.offboard,
-                  "delete keys at Sikka, shred credentials and payloads"),
-            Route("GET", P + "/appointments", sikka.appointments, "appointments in a date range"),
-            Route("GET", P + "/appointments/{appointment_sr_no}", sikka.appointment, "one appointment"),
-            Route("GET", P + "/available-slots", sikka.available_slots, "open slots on a date"),
-            Route("GET", P + "/patients", sikka.patients, "patients by name or phone"),
-            Route("GET", P + "/patients/{patient_id}", sikka.patient, "one patient"),
-            Route("GET", P + "/providers", sikka.providers, "providers"),
-            Route("GET", P + "/operatories", sikka.operatories, "operatories"),
-            Route("GET", P + "/appointment-statuses", sikka.appointment_statuses, "appointment status values"),
-            Route("GET", "/usage", system.usage, "rate usage per practice"),
-            Route("GET", "/alerts", system.alerts, "the alerts that hold"),
-            Route("GET", "/metrics", system.metrics_text, "Prometheus metrics (text format)"),
-            Route("POST", "/onboard", system.onboard, "run the authorization flow now"),
-            Route("POST", "/webhooks/sikka", system.webhook, "Sikka's webhook (callback-key)"),
+                  "delete keys at Sikka, shred credentials and payloads (onboard --office brings it back)",
+                  V.PracticeStatus, errors=(409,), follow=False),
+            Route("GET", P + "/appointments", sikka.appointments, "appointments in a date range", V.Items,
+                  query=Q.AppointmentsQuery, errors=UPSTREAM),
+            Route("GET", P + "/appointments/{appointment_sr_no}", sikka.appointment, "one appointment",
+                  V.SikkaItem, errors=UPSTREAM),
+            Route("GET", P + "/available-slots", sikka.available_slots, "open slots on a date", V.Slots,
+                  query=Q.SlotsQuery, errors=UPSTREAM),
+            Route("GET", P + "/patients", sikka.patients, "patients by name or phone", V.Items,
+                  query=Q.PatientsQuery, errors=UPSTREAM),
+            Route("GET", P + "/patients/{patient_id}", sikka.patient, "one patient", V.SikkaItem, errors=UPSTREAM),
+            Route("GET", P + "/providers", sikka.providers, "providers", V.Items, errors=UPSTREAM),
+            Route("GET", P + "/operatories", sikka.operatories, "operatories", V.Items, errors=UPSTREAM),
+            Route("GET", P + "/appointment-statuses", sikka.appointment_statuses, "appointment status values",
+                  V.Items, errors=UPSTREAM),
+            Route("GET", "/usage", system.usage, "rate usage per practice", V.UsageList),
+            Route("GET", "/alerts", system.alerts, "the alerts that hold", V.Alerts),
+            Route("GET", "/metrics", system.metrics_text, "Prometheus metrics", Media(prometheus.CONTENT_TYPE),
+                  errors=(404,), database=False),
+            Route("POST", "/onboard", system.onboard, "the authorization flow now (every practice, or the one named)",
+                  V.OnboardReport, body=OnboardBody, body_required=False, errors=(404, 502, 504)),
+            Route("POST", "/webhooks/sikka", system.webhook, "Sikka's webhook (callback-key)", V.Accepted,
+                  statuses=(202,), query=None, errors=(401, 404), database=False),
         ]
         self._router = Router(self.routes, database_timeout=deps.settings.db_timeout)
 
@@ -93,7 +115,8 @@ class Admin:
         return await self._router.dispatch(request)
 
     async def openapi(self, request: Request) -> Response:
-        return json_response(200, openapi_document(self.routes))
+        """The description of this API as the listener it is asked on serves it (bearer on TCP)."""
+        return json_response(200, openapi_document(self.routes, bearer=request.peer == "tcp"))
 
     @property
     def last_webhook_at(self) -> datetime | None:

@@ -1,10 +1,10 @@
 """Practices and the operator's actions on them (interface section 4).
 
 ``GET /practices`` and ``GET /practices/{office_id}`` answer ``PracticeStatus`` objects
-(``PracticeAccess.status``). An operator action (pause, resume, refresh-token, retry-failed,
+(``PracticeAccess.status``), offboarded practices included. An operator action (pause, resume, refresh-token, retry-failed,
 offboard) is a command to the practice's actor::
 
-    practice known? (404) ─► run by another supervisor? (503 naming it) ─► ask: the committed
+    practice served? (404, offboarded too) ─► run by another supervisor? (503 naming it) ─► ask: the committed
         decision ─► Refused? (its status) ─► audit line ─► the answer: the status, once the
         effect shows where it takes a Sikka call (refresh-token, offboard: within a bound),
         or the writebacks re-queued (retry-failed)
@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from actors.api.access import PracticeAccess
 from actors.api.http import Request, Response, json_response
-from actors.api.router import audit, refused
+from actors.api.errors import audit, refused
+from actors.api.views import Practices, Retried
 from actors.core import events as ev
 from actors.core import messages
 
@@ -28,9 +29,7 @@ class PracticeHandlers:
 
     async def list_practices(self, request: Request) -> Response:
         rows = [r for r in await self.access.deps.store.practices() if r.practice.registered]
-        return json_response(
-            200, {"practices": [await self.access.status(r.practice.office_id, r.owner) for r in rows]}
-        )
+        return json_response(200, Practices([await self.access.status(r.practice.office_id, r.owner) for r in rows]))
 
     async def get_practice(self, request: Request, office_id: str) -> Response:
         owner = await self.access.stored_owner(office_id)
@@ -61,7 +60,7 @@ class PracticeHandlers:
     async def retry_failed(self, request: Request, office_id: str) -> Response:
         decision = await self._operator(request, office_id, "retry_failed", messages.RetryFailed())
         retried = [e.writeback_id for e in decision if isinstance(e, ev.WritebackRequested)]
-        return json_response(200, {"retried": len(retried), "writebacks": retried})
+        return json_response(200, Retried(len(retried), retried))
 
     async def offboard(self, request: Request, office_id: str) -> Response:
         await self._operator(request, office_id, "offboard", messages.OffboardPractice())

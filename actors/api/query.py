@@ -1,93 +1,137 @@
-"""What a handler reads from a request's query string and path, each value checked.
+"""Query parameters and path ids: each route's parameters declared once, as a msgspec struct.
 
-Every reader answers the value (or its default when the parameter is absent), or raises the
-admin API's 400 ``bad_parameter`` naming the parameter; ``path_id`` refuses a path id holding a
-character Sikka forbids in paths (400 ``invalid_field``). A repeated parameter counts by its
-last value. No value may hold a control character (a NUL reaches no database, no Sikka call),
-numbers are ASCII digits, and ``before`` is a writeback id (``actors.core.ids``).
+A route names its query struct (``Route.query``); the router reads the request's query string
+into it with ``read`` before the handler runs, and ``/openapi.json`` publishes each field as a
+query parameter (its type, bounds, default and description: ``actors.api.openapi``). The struct
+is the one description: a parameter it does not name is 400 ``bad_parameter`` naming it, a value
+it refuses is 400 ``bad_parameter`` naming the parameter and saying what it must be (the field's
+``description``). A repeated parameter counts by its last value unless the field is a list
+(``state``). An optional parameter that is absent is ``None``, a value no client can send
+(``?since=null`` is not a time). Text values hold no control character (a NUL reaches no database, no Sikka call);
+numbers are ASCII digits; times carry their zone.
+
+``path_id`` applies the rule for the path ids Sikka gets (``actors.core.operations.PATH_ID``):
+400 ``invalid_field`` otherwise.
 """
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, date, datetime
+from typing import Annotated
+
+import msgspec
 
 from actors.api.http import Request
-from actors.api.router import ApiError
-from actors.core.ids import is_writeback_id
-from actors.core.operations import FORBIDDEN_PATH_CHARS
+from actors.api.errors import ApiError
+from actors.api.views import WritebackId, WritebackState
+from actors.core.operations import PATH_ID
+
+# no control character anywhere (C0, DEL, C1); no "$" (Python's also matches before a final "\n")
+NO_CONTROL = r"^(?![\s\S]*[\x00-\x1f\x7f-\x9f])"
+
+Text = Annotated[str, msgspec.Meta(pattern=NO_CONTROL, description="text without control characters")]
+Limit = Annotated[int, msgspec.Meta(ge=1, le=500, description="a whole number from 1 to 500")]
 
 
-def values(request: Request, name: str) -> list[str]:
-    """Every value of the parameter (none when absent); 400 if one holds a control character."""
-    found = request.query.get(name, [])
-    if any(not value.isprintable() for value in found):
-        raise ApiError(400, "bad_parameter", f"{name} holds a control character", name)
-    return found
+def _wait_seconds(high: float):
+    return Annotated[float, msgspec.Meta(ge=0, le=high, description=f"a number of seconds from 0 to {high:g}")]
 
 
-def last(request: Request, name: str) -> str | None:
-    """The parameter's last value, or ``None`` when absent."""
-    found = values(request, name)
-    return found[-1] if found else None
+class NoQuery(msgspec.Struct, forbid_unknown_fields=True):
+    """A route that takes no query parameter."""
 
 
-def int_parameter(request: Request, name: str, default: int, low: int, high: int) -> int:
-    raw = last(request, name)
-    if raw is None:
-        return default
-    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
-        raise ApiError(400, "bad_parameter", f"{name} must be a whole number from {low} to {high}", name)
-    return int(raw)
+class WaitQuery(msgspec.Struct, forbid_unknown_fields=True):
+    wait: _wait_seconds(60.0) = 0.0  # type: ignore[valid-type]
 
 
-def seconds_parameter(request: Request, name: str, high: float) -> float:
-    """A number of seconds from 0 to ``high`` (0 when absent)."""
-    raw = last(request, name)
-    if raw is None:
-        return 0.0
+class WritebackListQuery(msgspec.Struct, forbid_unknown_fields=True):
+    state: Annotated[list[WritebackState], msgspec.Meta(description="writeback states (the parameter may repeat)")] = []
+    limit: Limit = 50
+    before: Annotated[
+        WritebackId,
+        msgspec.Meta(description="the id of one of this practice's writebacks (the page starts after it)"),
+    ] = None
+
+
+class StatsQuery(msgspec.Struct, forbid_unknown_fields=True):
+    since: Annotated[datetime, msgspec.Meta(tz=True, description="an RFC 3339 time with its zone (Z or +hh:mm)")] = None
+
+
+class AppointmentsQuery(msgspec.Struct, forbid_unknown_fields=True):
+    startdate: Annotated[date, msgspec.Meta(description="a date yyyy-mm-dd (default: today)")] = None
+    enddate: Annotated[
+        date, msgspec.Meta(description="a date yyyy-mm-dd, not before startdate (default: startdate + 7 days)")
+    ] = None
+    limit: Limit = 50
+
+
+class SlotsQuery(msgspec.Struct, forbid_unknown_fields=True):
+    date: Annotated[date, msgspec.Meta(description="a date yyyy-mm-dd")]
+    provider_id: Text = None
+
+
+class PatientsQuery(msgspec.Struct, forbid_unknown_fields=True):
+    query: Annotated[
+        str,
+        msgspec.Meta(
+            pattern=NO_CONTROL + r"[\s\S]*\S",
+            description="a name, or phone digits (cell, home, work), without control characters",
+        ),
+    ]
+    limit: Limit = 50
+
+
+def _is_list(field: msgspec.structs.FieldInfo) -> bool:
+    info = msgspec.inspect.type_info(field.type)
+    while isinstance(info, msgspec.inspect.Metadata):
+        info = info.type
+    return isinstance(info, msgspec.inspect.ListType)
+
+
+def read(request: Request, spec: type[msgspec.Struct]):
+    """The request's query string as ``spec``, or 400 ``bad_parameter`` naming the parameter."""
+    lists = {f.name for f in msgspec.structs.fields(spec) if _is_list(f)}
+    raw = {name: found if name in lists else found[-1] for name, found in request.query.items()}
     try:
-        seconds = float(raw)
-    except ValueError:
-        seconds = -1.0
-    if not 0 <= seconds <= high:
-        raise ApiError(400, "bad_parameter", f"{name} must be a number of seconds from 0 to {high:g}", name)
-    return seconds
+        query = msgspec.convert(raw, spec, strict=False)
+    except msgspec.ValidationError as exc:
+        raise _refusal(spec, str(exc)) from None
+    for field in msgspec.structs.fields(spec):
+        value = getattr(query, field.name)
+        if isinstance(value, datetime):
+            setattr(query, field.name, _utc(field.name, value))
+    return query
 
 
-def date_parameter(request: Request, name: str) -> date | None:
-    raw = last(request, name)
-    if raw is None or raw == "":
-        return None
+def _refusal(spec: type[msgspec.Struct], text: str) -> ApiError:
+    if text.startswith("Object contains unknown field"):
+        name = text.split("`")[1]
+        return ApiError(400, "bad_parameter", f"unknown parameter {name!r}", name)
+    if text.startswith("Object missing required field"):
+        name = text.split("`")[1]
+        return ApiError(400, "bad_parameter", f"the parameter {name!r} is required", name)
+    name = text.rsplit("$.", 1)[-1].split("`")[0].split("[")[0]
+    described = [f for f in msgspec.structs.fields(spec) if f.name == name]
+    rule = _description(described[0]) if described else None
+    said = text.split(" - at `")[0]  # msgspec's reason, e.g. "Invalid enum value 'lost'"
+    return ApiError(400, "bad_parameter", f"{name} must be {rule} ({said})" if rule else text, name)
+
+
+def _description(field: msgspec.structs.FieldInfo) -> str | None:
+    """What the field's values must be: its schema's description."""
+    return msgspec.json.schema(field.type).get("description")
+
+
+def _utc(name: str, value: datetime) -> datetime:
     try:
-        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", raw):
-            raise ValueError
-        return date.fromisoformat(raw)
-    except ValueError:
-        raise ApiError(400, "bad_parameter", f"{name} must be a date yyyy-mm-dd", name) from None
-
-
-def datetime_parameter(request: Request, name: str) -> datetime | None:
-    """An ISO-8601 time; one without a zone is UTC."""
-    raw = last(request, name)
-    if raw is None or raw == "":
-        return None
-    try:
-        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
-    except (ValueError, OverflowError):
-        raise ApiError(400, "bad_parameter", f"{name} must be an ISO-8601 time", name) from None
-
-
-def writeback_id_parameter(request: Request, name: str) -> str | None:
-    """A writeback id (a UUID, as the supervisor makes them), or ``None`` when absent."""
-    raw = last(request, name)
-    if raw is not None and not is_writeback_id(raw):
-        raise ApiError(400, "bad_parameter", f"{name} must be a writeback id (a UUID)", name)
-    return raw
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ApiError(400, "bad_parameter", f"{name} is out of range", name) from None
 
 
 def path_id(value: str, field: str) -> None:
     """Refuse a path id Sikka could not take as a path segment."""
-    if not value or any(c in FORBIDDEN_PATH_CHARS for c in value) or not value.isprintable():
-        raise ApiError(400, "invalid_field", f"{field} holds a character Sikka forbids in paths", field)
+    if not PATH_ID.fullmatch(value):
+        raise ApiError(400, "invalid_field", f"{field} must be printable ASCII without spaces or : # ? / \\ % + =", field)
+

@@ -1,104 +1,62 @@
-"""Routing and the errors every admin API handler raises.
+"""Routing: each endpoint declared once, matched, read and answered.
 
-A ``Route`` is one endpoint: its ``path`` is an OpenAPI template (``/practices/{office_id}``) that
-is both matched against requests and published in ``/openapi.json`` (``actors.api.openapi``), so
-the two cannot drift apart. ``Router.dispatch`` answers one request::
+A ``Route`` is one endpoint and everything its description says: the path template
+(``/practices/{office_id}``), matched against requests and published in ``/openapi.json``
+(``actors.api.openapi``); its query parameters (a struct of ``actors.api.query``); its request
+body (a struct of ``actors.api.schemas``); its answer (a struct of ``actors.api.views``, or a
+``Media`` that is not JSON) and success statuses; the errors it can answer beyond those its path,
+query and body imply. ``Router.dispatch`` answers one request::
 
-    path matches a route? ── no route ──► 404 not_found
-      └─ method matches? ── no ──► 405 bad_parameter
-           └─ handler(request, **path parameters), its database calls waiting SIKKA_DB_TIMEOUT
-              altogether (store.db.answer_within; a long poll renews it for each read, the
-              onboarding flow bounds each call alone)
-                ├─ ApiError ──► its status and {"error", "detail", "field"}
-                └─ store.db.DatabaseUnavailable ──► 503 database_unavailable, Retry-After
-
-Handlers refuse with ``ApiError``: ``refused()`` for the core's ``Refused`` decision (the status
-the interface fixes for its code), ``upstream_error()`` for a Sikka call that did not succeed.
-``audit()`` writes the line naming who asked for a change.
+    path matches a route? ── no ──► 404 not_found
+      └─ method matches? ── no ──► 405 method_not_allowed, with Allow
+           └─ path parameters percent-decoded once (D%31000 is D1000; the handler applies the id rule)
+                └─ query read into the route's struct (400 bad_parameter naming the parameter)
+                     └─ body decoded into the route's struct (400 naming the field)
+                          └─ handler(request, **path parameters, query=, body=), its database calls
+                             waiting SIKKA_DB_TIMEOUT altogether (store.db.answer_within; a long poll
+                             renews it for each read, the onboarding flow bounds each call alone)
+                               ├─ ApiError ──► its status, headers and {"error", "detail", "field"}
+                               └─ store.db.DatabaseUnavailable ──► 503 database_unavailable, Retry-After
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import unquote
 
 import msgspec
-import structlog
 
-from actors.api.http import Request, Response, json_response
-from actors.core import messages
-from actors.core import outcomes as oc
+from actors.api import query as parameters
+from actors.api.errors import ApiError, database_unavailable
+from actors.api.http import Request, Response
+from actors.api.schemas import decode_body
 from store.db import DatabaseUnavailable, answer_within
 
-log = structlog.get_logger("admin")
 
-DATABASE_RETRY_AFTER_S = 2  # what a 503 database_unavailable tells the client to wait
+class Media(msgspec.Struct, frozen=True):
+    """An answer that is not JSON: its media type (``text/plain`` for ``/metrics``; ``text/html``
+    for the web console's pages)."""
 
-REFUSED_STATUS = {
-    "unknown_practice": 404,
-    "unknown_writeback": 404,
-    "idempotency_conflict": 409,
-    "not_cancellable": 409,
-    "writebacks_in_flight": 409,
-}
-
-
-class ApiError(Exception):
-    """An answer other than success: ``{"error": code, "detail", "field"}`` with ``status``."""
-
-    def __init__(self, status: int, code: str, detail: str, field: str | None = None, retry_after: int | None = None):
-        super().__init__(detail)
-        self.status, self.code, self.detail, self.field = status, code, detail, field
-        self.retry_after = retry_after
-
-    def response(self) -> Response:
-        answer = json_response(self.status, {"error": self.code, "detail": self.detail, "field": self.field})
-        if self.retry_after is None:
-            return answer
-        return Response(answer.status, answer.body, answer.content_type, (("Retry-After", str(self.retry_after)),))
-
-
-def database_unavailable(detail: str) -> ApiError:
-    """503 ``database_unavailable`` with ``Retry-After``: the database did not answer in time."""
-    return ApiError(503, "database_unavailable", detail, retry_after=DATABASE_RETRY_AFTER_S)
-
-
-def refused(decision: messages.Refused) -> ApiError:
-    """The core refused a command: the status its code has in the interface (else 400)."""
-    return ApiError(REFUSED_STATUS.get(decision.code, 400), decision.code, decision.detail, decision.field)
-
-
-def upstream_error(outcome) -> ApiError:
-    """The admin API's answer for a Sikka call that did not succeed."""
-    match outcome:
-        case oc.RateLimited():
-            return ApiError(503, "upstream_rate_limited", "Sikka's rate limit was reached; retry shortly")
-        case oc.DailyQuota():
-            return ApiError(503, "upstream_quota", "Sikka's daily quota for this practice is used up")
-        case oc.SpuOffline():
-            return ApiError(503, "upstream_spu_offline", "the practice's Sikka utility (SPU) is offline")
-        case oc.TransportFailure(kind=kind) if kind != "connect":
-            return ApiError(504, "upstream_timeout", "Sikka did not answer in time")
-        case oc.Unauthorized() | oc.ExpiredKey() | oc.InvalidKey():
-            return ApiError(503, "practice_unavailable", f"Sikka refused the credentials ({outcome.code})")
-    code = getattr(outcome, "code", "") or type(outcome).__name__
-    return ApiError(502, "upstream_error", f"Sikka answered with an error ({code})")
-
-
-def audit(request: Request, what: str, office_id: str | None = None, **extra) -> None:
-    """The audit line of a change asked for through the admin API (who: the socket peer)."""
-    log.info("audit", who=request.peer, what=what, office_id=office_id, **extra)
+    media_type: str
 
 
 class Route(msgspec.Struct, frozen=True):
-    """One endpoint: ``path`` is an OpenAPI template (``/practices/{office_id}``) that is both
-    matched against requests and published in ``/openapi.json``; the handler's name is the
-    published ``operationId``."""
+    """One endpoint (see the module docstring); the handler's name is its ``operationId``."""
 
     method: str
     path: str
     handler: Callable[..., Awaitable[Response]]
     summary: str
+    answer: Any  # a views struct (JSON), or a Media
+    statuses: tuple[int, ...] = (200,)  # the success statuses, all answering ``answer``
+    query: type[msgspec.Struct] | None = parameters.NoQuery  # None: the query string is not read
+    body: type[msgspec.Struct] | None = None
+    body_required: bool = True
+    errors: tuple[int | tuple[int, Any], ...] = ()  # beyond those the path, query and body imply; (status, body)
+    database: bool = True  # reads or writes the database: 503 database_unavailable when it does not answer
+    follow: bool = True  # a target of the links from answers that carry its ids (offboarding is not)
 
     @property
     def pattern(self) -> re.Pattern:
@@ -109,6 +67,14 @@ class Route(msgspec.Struct, frozen=True):
         """The path parameters' names, in order."""
         return re.findall(r"\{(\w+)\}", self.path)
 
+    @property
+    def operation_id(self) -> str:
+        return self.handler.__name__
+
+
+def _takes_query(route: Route) -> bool:
+    return route.query is not None and bool(msgspec.structs.fields(route.query))
+
 
 class Router:
     """Answers a request with the handler of the route that matches it (see the module doc)."""
@@ -118,21 +84,39 @@ class Router:
         self.database_timeout = database_timeout
 
     async def dispatch(self, request: Request) -> Response:
-        matched_path = False
+        allowed: list[str] = []
         for route, pattern in self._compiled:
             m = pattern.match(request.path)
             if m is None:
                 continue
-            matched_path = True
             if route.method != request.method:
+                allowed.append(route.method)
                 continue
             try:
+                arguments = self._arguments(route, request, m.groupdict())
                 with answer_within(self.database_timeout):
-                    return await route.handler(request, **m.groupdict())
+                    return await route.handler(request, **arguments)
             except ApiError as exc:
                 return exc.response()
             except DatabaseUnavailable as exc:
                 return database_unavailable(str(exc)).response()
-        if matched_path:
-            return ApiError(405, "bad_parameter", f"{request.method} is not allowed on {request.path}").response()
+        if allowed:
+            methods = ", ".join(sorted(set(allowed)))
+            return ApiError(
+                405, "method_not_allowed", f"{request.method} is not allowed on {request.path} (only {methods})",
+                headers=(("Allow", methods),),
+            ).response()
         return ApiError(404, "not_found", f"no endpoint {request.path}").response()
+
+    @staticmethod
+    def _arguments(route: Route, request: Request, path: dict[str, str]) -> dict[str, Any]:
+        """The handler's arguments: path parameters decoded once, the query and the body read."""
+        arguments: dict[str, Any] = {name: unquote(value) for name, value in path.items()}
+        if route.query is not None:
+            query = parameters.read(request, route.query)
+            if _takes_query(route):
+                arguments["query"] = query
+        if route.body is not None:
+            empty = not request.body.strip()
+            arguments["body"] = None if empty and not route.body_required else decode_body(request.body, route.body)
+        return arguments

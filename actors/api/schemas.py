@@ -1,11 +1,13 @@
 """Request bodies, decoded with msgspec into structs that state every field's rule.
 
-``decode_body(body, SubmitBody)`` is the one decoder: a struct forbids unknown fields, and each
-msgspec failure becomes the admin API's 400 naming the field (``missing_field``,
-``unknown_field``, ``invalid_field``; ``bad_json`` for text that is not JSON). What a field's
-type and ``msgspec.Meta`` constraints cannot say (the operation and its payload fields) is
-``actors.core.operations.normalize``; ``canonical`` is the normalized payload's one byte form,
-digested for idempotency and sealed in the log.
+``decode_body(body, SubmitBody)`` is the one decoder (the router calls it for a route's ``body``):
+a struct forbids unknown fields, and each msgspec failure becomes the admin API's 400 naming the
+field (``missing_field``, ``unknown_field``, ``invalid_field``, ``unknown_operation`` for an
+operation not in the table; ``bad_json`` for text that is not JSON). What a field's type and
+``msgspec.Meta`` constraints cannot say (each operation's payload fields) is
+``actors.core.operations.normalize``, and ``/openapi.json`` publishes it from the same table;
+``canonical`` is the normalized payload's one byte form, digested for idempotency and sealed in
+the log.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from typing import Annotated, Any
 
 import msgspec
 
-from actors.api.router import ApiError
+from actors.api.errors import ApiError
+from actors.api.views import OfficeId, Operation
 
 DEADLINE_MAX_S = 10 * 366 * 86400.0  # ten years; far larger values overflow the datetime arithmetic
 
@@ -26,14 +29,24 @@ DeadlineSeconds = Annotated[float, msgspec.Meta(gt=0, le=DEADLINE_MAX_S)]
 
 
 class SubmitBody(msgspec.Struct, forbid_unknown_fields=True):
-    """``POST /practices/{office_id}/writebacks``: every field's rule is here (the operation and
-    its payload fields: ``actors.core.operations.normalize``)."""
+    """A writeback to queue: the operation, its payload (values as strings, numbers converted),
+    an optional idempotency key (the same key with the same request answers the writeback it
+    made) and seconds to its deadline (default SIKKA_DEADLINE)."""
 
-    operation: str
+    operation: Operation
     payload: dict[str, Any]
     idempotency_key: IdempotencyKey | None = None
     deadline_s: DeadlineSeconds | None = None
 
+
+class OnboardBody(msgspec.Struct, forbid_unknown_fields=True):
+    """``POST /onboard``: without a body, every authorized practice; with ``office_id``, that
+    practice only, an offboarded one included (it comes back through the authorization flow)."""
+
+    office_id: OfficeId
+
+
+UNKNOWN_VALUE_CODES = {"operation": "unknown_operation"}  # a value outside the field's enumeration
 
 _MISSING = re.compile(r"missing required field `([^`]+)`")
 _UNKNOWN = re.compile(r"unknown field `([^`]+)`")
@@ -51,6 +64,9 @@ def decode_body(body: bytes, type_):
         if m := _UNKNOWN.search(text):
             raise ApiError(400, "unknown_field", f"unknown field {m[1]!r}", m[1]) from None
         field = m[1] if (m := _AT.search(text)) else None
+        if text.startswith("Invalid enum value") and field in UNKNOWN_VALUE_CODES:
+            value = text.removeprefix("Invalid enum value ").split(" - at ")[0]
+            raise ApiError(400, UNKNOWN_VALUE_CODES[field], f"unknown {field} {value}", field) from None
         raise ApiError(400, "invalid_field", text, field) from None
     except msgspec.DecodeError:
         raise ApiError(400, "bad_json", "the body is not valid JSON") from None

@@ -4,7 +4,7 @@ providers, operatories, appointment statuses.
 Every read goes through the actor that runs the practice here, on its interactive lane (its
 request key and rate budget; a refused key is refreshed once and the read retried)::
 
-    practice known? (404) ─► run by another supervisor? (503 naming it) ─► actor here? (503)
+    practice served? (404, offboarded too) ─► run by another supervisor? (503 naming it) ─► actor here? (503)
         ─► actor.read(call) ─► Ok: the items; otherwise the upstream error (502/503/504)
 
 An item read by a path id (an appointment, a patient) checks the id against the characters
@@ -16,13 +16,14 @@ booked appointments and its active providers (``actors.core.slotting``).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 
 from actors.api.access import PracticeAccess
 from actors.api.http import Request, Response, json_response
-from actors.api.query import date_parameter, int_parameter, last, path_id
-from actors.api.router import ApiError, upstream_error
+from actors.api.query import AppointmentsQuery, PatientsQuery, SlotsQuery, path_id
+from actors.api.errors import ApiError, upstream_error
+from actors.api.views import Items, Slots
 from actors.core import outcomes as oc
 from actors.core import slotting
 from actors.core.secret import Secret
@@ -33,7 +34,7 @@ Call = Callable[[Secret], Awaitable[oc.Result]]  # a Sikka call given the practi
 
 
 def listed(items: list) -> Response:
-    return json_response(200, {"items": items, "total": len(items)})
+    return json_response(200, Items(items, len(items)))
 
 
 class SikkaReads:
@@ -63,26 +64,25 @@ class SikkaReads:
             raise ApiError(404, "not_found", f"no item with {field} {value!r}", field)
         return json_response(200, item)
 
-    async def appointments(self, request: Request, office_id: str) -> Response:
-        start = date_parameter(request, "startdate") or self.deps.clock().date()
-        end = date_parameter(request, "enddate") or start + timedelta(days=7)
+    async def appointments(self, request: Request, office_id: str, query: AppointmentsQuery) -> Response:
+        start = query.startdate or self.deps.clock().date()
+        end = query.enddate or start + min(timedelta(days=7), date.max - start)
         if end < start:
             raise ApiError(400, "bad_parameter", "enddate is before startdate", "enddate")
-        limit = int_parameter(request, "limit", 50, 1, 500)
+        limit = query.limit
         client = self.deps.client
         return listed(await self._read(office_id, lambda key: client.appointments(key, start, end, limit=limit)))
 
     async def appointment(self, request: Request, office_id: str, appointment_sr_no: str) -> Response:
         return await self._read_one(office_id, "appointment_sr_no", appointment_sr_no, self.deps.client.appointment)
 
-    async def available_slots(self, request: Request, office_id: str) -> Response:
-        day = date_parameter(request, "date") or self.deps.clock().date()
-        provider = last(request, "provider_id")
+    async def available_slots(self, request: Request, office_id: str, query: SlotsQuery) -> Response:
+        day, provider = query.date, query.provider_id
         filters = {"provider_id": provider} if provider else {}
         client = self.deps.client
         items = await self._read(office_id, lambda key: client.available_slots(key, day, day, **filters))
         if items:
-            return json_response(200, {"items": items, "source": "sikka"})
+            return json_response(200, Slots(items, "sikka"))
         schedule = await self._read(office_id, lambda key: client.practice_schedule(key, fields="get_all"))
         booked = await self._read(
             office_id, lambda key: client.appointments(key, day, day, limit=500, fields="operatory")
@@ -91,15 +91,12 @@ class SikkaReads:
             p["provider_id"] for p in await self._read(office_id, lambda key: client.providers(key, status="active"))
         ]
         slots = slotting.open_slots(day, providers, schedule, booked)
-        return json_response(200, {"items": slots, "source": "computed"})
+        return json_response(200, Slots(slots, "computed"))
 
-    async def patients(self, request: Request, office_id: str) -> Response:
-        query = (last(request, "query") or "").strip()
-        if not query:
-            raise ApiError(400, "bad_parameter", "query is required (a name or phone digits)", "query")
-        limit = int_parameter(request, "limit", 50, 1, 500)
+    async def patients(self, request: Request, office_id: str, query: PatientsQuery) -> Response:
+        text, limit = query.query.strip(), query.limit
         client = self.deps.client
-        return listed(await self._read(office_id, lambda key: client.search_patients(key, query, limit=limit)))
+        return listed(await self._read(office_id, lambda key: client.search_patients(key, text, limit=limit)))
 
     async def patient(self, request: Request, office_id: str, patient_id: str) -> Response:
         return await self._read_one(office_id, "patient_id", patient_id, self.deps.client.patient)

@@ -2,9 +2,9 @@
 
 Submission::
 
-    decode body (SubmitBody: every field's rule, actors.api.schemas)
+    body decoded by the router (SubmitBody: every field's rule, actors.api.schemas)
       ─► normalize payload (actors.core.operations: the operation's fields, 400 naming one)
-      ─► practice known? (404)
+      ─► practice served? (404 unknown_practice, offboarded ones included)
       ─► idempotency key seen? ─► same operation and payload digest: 200 the existing one;
                                   else 409 idempotency_conflict
       ─► RequestWriteback with the plaintext beside it (PracticeAccess.ask: the practice's
@@ -26,21 +26,20 @@ from collections.abc import Callable
 import trio
 
 from actors.api.access import PracticeAccess
-from actors.api.schemas import SubmitBody, canonical, decode_body
+from actors.api.errors import ApiError, audit, refused
 from actors.api.http import Request, Response, json_response
-from actors.api.query import datetime_parameter, int_parameter, seconds_parameter, values, writeback_id_parameter
-from actors.api.router import ApiError, audit, refused
-from actors.api.views import writeback_view
+from actors.api.query import StatsQuery, WaitQuery, WritebackListQuery
+from actors.api.schemas import SubmitBody, canonical
+from actors.api.views import Stats, Writebacks, writeback_view
 from actors.core import messages
 from actors.core.figures import percentile
 from actors.core.ids import is_writeback_id
 from actors.core.operations import PayloadError, normalize
-from actors.core.state import FINAL_STATES, WRITEBACK_STATES, Writeback
+from actors.core.state import FINAL_STATES, Writeback
 from actors.runtime.deps import Deps
 from store.db import answer_within
 from store.eventlog import DuplicateIdempotencyKey
 
-WAIT_MAX_S = 60.0
 CANCEL_WAIT_S = 15.0  # a cancel of a pending writeback answers once Sikka's DELETE settled it, or after this
 STATS_MAX_ROWS = 100_000
 
@@ -55,13 +54,12 @@ class WritebackHandlers:
         self.access = access
         self.new_id = new_id  # writeback ids; seeded by deterministic simulations
 
-    async def submit(self, request: Request, office_id: str) -> Response:
-        body = decode_body(request.body, SubmitBody)
+    async def submit(self, request: Request, office_id: str, body: SubmitBody) -> Response:
         try:
             payload = normalize(body.operation, body.payload)
         except PayloadError as exc:
             raise ApiError(400, exc.code, exc.detail, exc.field) from None
-        await self.access.known(office_id)
+        await self.access.served(office_id)
         plaintext = canonical(payload)
         digest = await self.deps.credentials.digest(plaintext)
         if body.idempotency_key is not None:
@@ -102,23 +100,20 @@ class WritebackHandlers:
             )
         return existing
 
-    async def get_writeback(self, request: Request, writeback_id: str) -> Response:
-        wait = seconds_parameter(request, "wait", WAIT_MAX_S)
+    async def get_writeback(self, request: Request, writeback_id: str, query: WaitQuery) -> Response:
         wb = await self._known(writeback_id)
-        if wb.state not in FINAL_STATES and wait > 0:
-            wb = await self._settled(writeback_id, wait)
+        if wb.state not in FINAL_STATES and query.wait > 0:
+            wb = await self._settled(writeback_id, query.wait)
         return json_response(200, writeback_view(wb))
 
-    async def list_writebacks(self, request: Request, office_id: str) -> Response:
-        await self.access.known(office_id)
-        states = values(request, "state")
-        unknown = [s for s in states if s not in WRITEBACK_STATES]
-        if unknown:
-            raise ApiError(400, "bad_parameter", f"unknown state {unknown[0]!r}", "state")
-        limit = int_parameter(request, "limit", 50, 1, 500)
-        before = writeback_id_parameter(request, "before")
-        rows = await self.deps.store.writebacks(office_id, states or None, limit, before)
-        return json_response(200, {"writebacks": [writeback_view(w) for w in rows]})
+    async def list_writebacks(self, request: Request, office_id: str, query: WritebackListQuery) -> Response:
+        await self.access.served(office_id)
+        if query.before is not None:
+            cursor = await self.deps.store.writeback(query.before)
+            if cursor is None or cursor.office_id != office_id:
+                raise ApiError(400, "bad_parameter", f"before must be the id of one of {office_id}'s writebacks", "before")
+        rows = await self.deps.store.writebacks(office_id, query.state or None, query.limit, query.before)
+        return json_response(200, Writebacks([writeback_view(w) for w in rows]))
 
     async def cancel(self, request: Request, writeback_id: str) -> Response:
         wb = await self._known(writeback_id)
@@ -159,9 +154,9 @@ class WritebackHandlers:
         with answer_within(budget):
             return await self.deps.store.writeback(writeback_id)
 
-    async def stats(self, request: Request, office_id: str) -> Response:
-        await self.access.known(office_id)
-        since = datetime_parameter(request, "since")
+    async def stats(self, request: Request, office_id: str, query: StatsQuery) -> Response:
+        await self.access.served(office_id)
+        since = query.since
         rows = [
             w
             for w in await self.deps.store.writebacks(office_id, None, STATS_MAX_ROWS)
@@ -174,13 +169,13 @@ class WritebackHandlers:
         )
         return json_response(
             200,
-            {
-                "requested": len(rows),
+            Stats(
+                requested=len(rows),
                 **by_state,
-                "success_rate": round(by_state["completed"] / decided, 4) if decided else None,
-                "confirmation_p50_s": _rounded(percentile(latencies, 50)),
-                "confirmation_p95_s": _rounded(percentile(latencies, 95)),
-            },
+                success_rate=round(by_state["completed"] / decided, 4) if decided else None,
+                confirmation_p50_s=_rounded(percentile(latencies, 50)),
+                confirmation_p95_s=_rounded(percentile(latencies, 95)),
+            ),
         )
 
 

@@ -7,12 +7,14 @@ on stderr naming what is wrong, ``UsageError``); 3 the admin socket is unreachab
 - ``Admin.request``: one HTTP request on the admin socket (``settings.admin_socket``); a socket
   that does not answer raises ``SocketUnreachable``;
 - ``finish``: the one place that turns an admin API answer into output and an exit status
-  (2xx → 0; 400 → 2 naming the API's ``detail`` and ``field``; any other error → 1). With
-  ``--json`` the answer's body goes to stdout exactly as the API sent it; messages go to stderr.
+  (2xx → 0; 400, and 404 for an office or writeback id that is not one of ours → 2, naming the
+  API's ``detail`` and ``field``; any other error → 1). With ``--json`` the answer's body goes to
+  stdout exactly as the API sent it; messages go to stderr.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +23,7 @@ from typing import Any
 import httpx
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_SOCKET, EXIT_WAIT = 0, 1, 2, 3, 4
+BAD_INPUT = {"unknown_practice", "unknown_writeback"}  # 404s that mean the id given is not one of ours
 CLIENT_TIMEOUT_S = 120.0  # above the longest ?wait= and the slowest operator action
 
 
@@ -72,6 +75,12 @@ def emit_body(r: httpx.Response) -> None:
     sys.stdout.flush()
 
 
+def emit_json(value) -> None:
+    """A command's own result (no API answer behind it) as one JSON object on stdout."""
+    sys.stdout.write(json.dumps(value) + "\n")
+    sys.stdout.flush()
+
+
 def finish(r: httpx.Response, as_json: bool, render: Callable[[dict], None]) -> int:
     """Output for an admin API answer, and the exit status it means."""
     if as_json:
@@ -91,4 +100,4 @@ def finish(r: httpx.Response, as_json: bool, render: Callable[[dict], None]) -> 
     code = error.get("error") or str(r.status_code)
     where = f" (field: {field})" if field else ""
     err(f"{code}: {detail}{where}")
-    return EXIT_USAGE if r.status_code == 400 else EXIT_FAILED
+    return EXIT_USAGE if r.status_code == 400 or code in BAD_INPUT else EXIT_FAILED

@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import quote
 
 from actors.cli.client import EXIT_FAILED, EXIT_WAIT, Admin, UsageError, err, finish
+from actors.cli.tables import terminal_width
 from actors.cli.render import (
     render_alerts,
     render_practice,
@@ -46,21 +47,30 @@ ID_RULES: dict[str, tuple[Callable[[str], bool], str]] = {
 }
 
 
+def check_id(name: str, value: str) -> str:
+    """``value`` when it is an id of the kind ``name`` (``office_id``, ``writeback_id``); else
+    ``UsageError`` (exit 2)."""
+    valid, what = ID_RULES[name]
+    if not valid(value):
+        raise UsageError(f"{value!r} is not {what}")
+    return value
+
+
 def api_path(template: str, **ids: str) -> str:
-    """``template`` (``/practices/{office_id}/stats``) with each id checked and percent-encoded;
-    ``UsageError`` (exit 2) for an id that is not one."""
-    for name, value in ids.items():
-        valid, what = ID_RULES[name]
-        if not valid(value):
-            raise UsageError(f"{value!r} is not {what}")
-    return template.format(**{name: quote(value, safe="") for name, value in ids.items()})
+    """``template`` (``/practices/{office_id}/stats``) with each id checked and percent-encoded."""
+    return template.format(**{name: quote(check_id(name, value), safe="") for name, value in ids.items()})
+
+
+def width(args: argparse.Namespace) -> int | None:
+    """The width tables fit: the terminal's, or everything with ``--wide``."""
+    return None if getattr(args, "wide", False) else terminal_width()
 
 
 def cmd_status(args: argparse.Namespace, admin: Admin) -> int:
     if args.office_id:
         path = api_path("/practices/{office_id}", office_id=args.office_id)
         return finish(admin.request("GET", path), args.json, render_practice)
-    return finish(admin.request("GET", "/practices"), args.json, render_practices)
+    return finish(admin.request("GET", "/practices"), args.json, lambda body: render_practices(body, width(args)))
 
 
 def cmd_writeback(args: argparse.Namespace, admin: Admin) -> int:
@@ -73,15 +83,15 @@ def cmd_writebacks(args: argparse.Namespace, admin: Admin) -> int:
     if args.limit is not None:
         params.append(("limit", str(args.limit)))
     r = admin.request("GET", api_path("/practices/{office_id}/writebacks", office_id=args.office_id), params=params)
-    return finish(r, args.json, render_writebacks)
+    return finish(r, args.json, lambda body: render_writebacks(body, width(args)))
 
 
 def cmd_usage(args: argparse.Namespace, admin: Admin) -> int:
-    return finish(admin.request("GET", "/usage"), args.json, render_usage)
+    return finish(admin.request("GET", "/usage"), args.json, lambda body: render_usage(body, width(args)))
 
 
 def cmd_alerts(args: argparse.Namespace, admin: Admin) -> int:
-    return finish(admin.request("GET", "/alerts"), args.json, render_alerts)
+    return finish(admin.request("GET", "/alerts"), args.json, lambda body: render_alerts(body, width(args)))
 
 
 def cmd_stats(args: argparse.Namespace, admin: Admin) -> int:
@@ -97,7 +107,8 @@ ACTIONS: dict[str, tuple[str, Callable[[dict], None], str]] = {
     "retry-failed": ("/practices/{office_id}/retry-failed", render_retried, "re-queue the retryable failed writebacks"),
     "pause": ("/practices/{office_id}/pause", render_practice, "send nothing new to Sikka for this practice"),
     "resume": ("/practices/{office_id}/resume", render_practice, "undo pause"),
-    "offboard": ("/practices/{office_id}/offboard", render_practice, "delete the keys at Sikka, destroy credentials"),
+    "offboard": ("/practices/{office_id}/offboard", render_practice,
+                 "delete the keys at Sikka, destroy credentials (onboard --office brings it back)"),
 }
 
 

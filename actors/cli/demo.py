@@ -16,14 +16,15 @@ What runs (interface section 3, the ``demo`` row)::
           slots, idempotency keys), prints progress on stderr (the counts when they change; while
           they stand still, why: the SPU spell, the practice held to its lowered rate limit, work
           pending at Sikka), then the summary on stdout once every writeback is final (or the
-          time bound passed)
+          time bound passed): lines for people, or with ``--json`` its figures as one JSON object
 
 The demo builds nothing the composition root builds: it receives the supervisor (``serve``) and
-the database builder (``database``) from ``supervisor.py``. Nothing is read from the environment: the settings are built here (app credentials of the
-simulator, the data dir, the socket in it, ``SIKKA_SECRETS_KEY`` unset so the key file is created
-in the data dir). ``DATABASE_URL`` is deliberately ignored: the demo never writes to a configured
-database. The supervisor's log lines go to ``supervisor.log`` in the data dir; a temporary data
-dir is removed on success and kept (and named) when the demo fails.
+the database builder (``database``) from ``supervisor.py``. Nothing is read from the environment:
+the settings are built here (app credentials of the simulator, the data dir, the socket in it,
+``SIKKA_SECRETS_KEY`` unset so the key file is created in the data dir). ``DATABASE_URL`` is
+deliberately ignored: the demo never writes to a configured database. The supervisor's log lines
+go to ``supervisor.log`` in the data dir; a temporary data dir is removed on success and kept
+(and named) when the demo fails.
 
 Exit status: 0 when every writeback reached a final state (completed, failed or cancelled);
 1 when some did not within the bound (``--timeout``, default 300 s), when a submission was
@@ -33,6 +34,7 @@ refused, or when the practices did not become active.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -134,44 +136,70 @@ def plan_bookings(
     return plans
 
 
-def summary_lines(
+def summary(
     *, practices: int, writebacks: dict[str, dict], total: int, refused: int, elapsed: float, writeback_phase: float,
     stats_before: dict,
     stats_after: dict, faults: list[str], limits: dict[str, int], default_limit: int, app_limit: int,
-) -> list[str]:
+) -> dict:
+    """The demo's figures (``demo --json`` prints them as one JSON object; ``summary_lines`` says them)."""
     counts = {s: 0 for s in STATES}
     for wb in writebacks.values():
         counts[wb["state"]] = counts.get(wb["state"], 0) + 1
     final = sum(counts[s] for s in FINAL)
     latencies = [x for x in (latency_s(wb) for wb in writebacks.values()) if x is not None]
-    p50, p95 = percentile(latencies, 50), percentile(latencies, 95)
     during = stats_after["requests"] - stats_before["requests"]
-    app_429 = stats_after["app"]["status_429"]
-    practice_429 = {o: s["status_429"] for o, s in stats_after["practices"].items()}
-    all_429 = app_429 + sum(practice_429.values())
+    practice_429 = {o: s["status_429"] for o, s in sorted(stats_after["practices"].items())}
+
+    def caller(stats: dict, limit: int) -> dict:
+        return {"requests": stats["requests"], "max_in_any_60s": stats["max_in_any_60s"], "limit": limit}
+
+    return {
+        "practices": practices, "writebacks": total, "elapsed_s": round(elapsed, 1),
+        "writeback_phase_s": round(writeback_phase, 1),
+        "final_states": {s: counts[s] for s in FINAL}, "not_final": total - final - refused, "refused": refused,
+        "latency_s": {"p50": percentile(latencies, 50), "p95": percentile(latencies, 95),
+                      "max": max(latencies) if latencies else None},
+        "sikka_requests": {"per_writeback": round(during / total, 2), "from_first_submission": during,
+                           "total": stats_after["requests"]},
+        "status_429": {"total": stats_after["app"]["status_429"] + sum(practice_429.values()),
+                       "app": stats_after["app"]["status_429"], "practices": practice_429},
+        "requests_by_caller": {
+            "app": caller(stats_after["app"], app_limit),
+            "practices": {
+                o: caller(s, limits.get(o, default_limit)) for o, s in sorted(stats_after["practices"].items())
+            },
+        },
+        "faults": faults,
+    }
+
+
+def summary_lines(figures: dict) -> list[str]:
+    """The summary for people, from ``summary``'s figures."""
 
     def secs(x: float | None) -> str:
         return "n/a" if x is None else f"{x:.1f} s"
 
+    latency, requests, n429, callers = (figures[k] for k in ("latency_s", "sikka_requests", "status_429",
+                                                               "requests_by_caller"))
+    refused = figures["refused"]
     lines = [
-        f"demo: {plural(practices, 'practice')}, {total} booking writebacks; {elapsed:.1f} s in all, "
-        f"{writeback_phase:.1f} s from the first submission until every writeback was final",
-        "final states: " + ", ".join(f"{s} {counts[s]}" for s in FINAL)
-        + f"; not final {total - final - refused}" + (f"; refused at submission {refused}" if refused else ""),
-        f"confirmation latency (request → recorded outcome): p50 {secs(p50)}, p95 {secs(p95)}, "
-        f"max {secs(max(latencies) if latencies else None)}",
-        f"Sikka requests per writeback: {during / total:.2f} ({during} requests from the first submission on; "
-        f"{stats_after['requests']} in all, onboarding included)",
-        f"429s: {all_429} (app level {app_429}; "
-        + ", ".join(f"{o} {n}" for o, n in sorted(practice_429.items())) + ")",
+        f"demo: {plural(figures['practices'], 'practice')}, {figures['writebacks']} booking writebacks; "
+        f"{figures['elapsed_s']:.1f} s in all, "
+        f"{figures['writeback_phase_s']:.1f} s from the first submission until every writeback was final",
+        "final states: " + ", ".join(f"{s} {n}" for s, n in figures["final_states"].items())
+        + f"; not final {figures['not_final']}" + (f"; refused at submission {refused}" if refused else ""),
+        f"confirmation latency (request → recorded outcome): p50 {secs(latency['p50'])}, p95 {secs(latency['p95'])}, "
+        f"max {secs(latency['max'])}",
+        f"Sikka requests per writeback: {requests['per_writeback']:.2f} ({requests['from_first_submission']} "
+        f"requests from the first submission on; {requests['total']} in all, onboarding included)",
+        f"429s: {n429['total']} (app level {n429['app']}; "
+        + ", ".join(f"{o} {n}" for o, n in n429["practices"].items()) + ")",
         "Sikka requests by caller (most in any 60 s / limit): "
-        + f"app {stats_after['app']['requests']} ({stats_after['app']['max_in_any_60s']}/{app_limit}); "
-        + "; ".join(
-            f"{o} {s['requests']} ({s['max_in_any_60s']}/{limits.get(o, default_limit)})"
-            for o, s in sorted(stats_after["practices"].items())
-        ),
+        + f"app {callers['app']['requests']} ({callers['app']['max_in_any_60s']}/{callers['app']['limit']}); "
+        + "; ".join(f"{o} {c['requests']} ({c['max_in_any_60s']}/{c['limit']})"
+                    for o, c in callers["practices"].items()),
     ]
-    lines += [f"fault: {f}" for f in faults]
+    lines += [f"fault: {f}" for f in figures["faults"]]
     return lines
 
 
@@ -299,14 +327,14 @@ async def _drive(args, settings, simulator, port, offline, faults, started) -> b
             all_final = await bookings.follow(started, deadline, args.timeout)
             stats_after = (await sim.get("/_sim/stats")).json()
             work.cancel_scope.cancel()  # the SPU spell, if still on (its finally clause clears it)
-        for line in summary_lines(
+        figures = summary(
             practices=len(offices), writebacks={w: bookings.views[w] for w in bookings.ids}, total=len(plans),
             refused=bookings.refused, elapsed=time.monotonic() - started,
             writeback_phase=time.monotonic() - bookings.submitted_at, stats_before=stats_before,
             stats_after=stats_after, faults=faults, limits=simulator.faults.get("rate_limit", {}),
             default_limit=simulator.config.rate_limit, app_limit=simulator.config.app_rate_limit,
-        ):
-            print(line, flush=True)
+        )
+        print(json.dumps(figures) if args.json else "\n".join(summary_lines(figures)), flush=True)
         return all_final and bookings.refused == 0
 
 

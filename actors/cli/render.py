@@ -3,12 +3,14 @@
 Each ``render_*`` takes an answer's body (already known to be a success: ``actors.cli.client.finish``
 calls it) and prints it on stdout as a table or as aligned details (``actors.cli.tables``):
 practices, writebacks, retried writebacks, rate usage, alerts, stats and the onboarding report.
+A table renderer takes the ``width`` to fit (``None``: everything, ``--wide``): each names the
+columns it drops first and those that may wrap, never a state, a code or an alert's message.
 ``describe`` names a Sikka outcome in a few words for the commands that call Sikka themselves.
 """
 
 from __future__ import annotations
 
-from actors.cli.tables import details, table, when
+from actors.cli.tables import WIDTH, details, table, when
 
 
 def show(text: str) -> None:
@@ -40,7 +42,7 @@ def render_practice(p: dict) -> None:
     )
 
 
-def render_practices(body: dict) -> None:
+def render_practices(body: dict, width: int | None = WIDTH) -> None:
     rows = []
     for p in body["practices"]:
         c = p["writebacks"]
@@ -49,10 +51,12 @@ def render_practices(body: dict) -> None:
                 p["office_id"],
                 p["practice_name"],
                 p["state"],
-                ",".join(p["conditions"]),
+                ", ".join(p["conditions"]),
                 f"{p['rate']['used_last_60s']}/{p['rate']['limit']}",
-                c["queued"] + c["deferred"],
-                c["submitting"] + c["pending"] + c["unknown"],
+                c["queued"],
+                c["deferred"],
+                c["submitting"] + c["pending"],
+                c["unknown"],
                 c["completed"],
                 c["failed"],
                 p["last_error"],
@@ -61,8 +65,9 @@ def render_practices(body: dict) -> None:
     if not rows:
         show("no practices registered")
         return
-    headers = ["OFFICE", "NAME", "STATE", "COND", "RATE", "QUEUED", "PEND", "DONE", "FAIL", "ERROR"]
-    show(table(headers, rows, shrink=["NAME", "COND", "ERROR"]))
+    headers = ["OFFICE", "NAME", "STATE", "COND", "RATE", "QUEUED", "DEFERRED", "PENDING", "UNKNOWN", "DONE",
+               "FAILED", "ERROR"]
+    show(table(headers, rows, width=width, drop=["RATE", "DONE", "UNKNOWN"], below=["ERROR", "COND"], wrap=["NAME"]))
 
 
 def render_writeback(w: dict) -> None:
@@ -93,12 +98,17 @@ def render_writeback(w: dict) -> None:
     )
 
 
-def render_writebacks(body: dict) -> None:
-    rows = [[w["writeback_id"], w["state"], when(w["requested_at"]), w["operation"]] for w in body["writebacks"]]
+def render_writebacks(body: dict, width: int | None = WIDTH) -> None:
+    rows = [
+        [w["writeback_id"], w["state"], when(w["requested_at"]), w["operation"],
+         f"{w['error']['code']}: {w['error']['message']}" if w["error"] else None]
+        for w in body["writebacks"]
+    ]
     if not rows:
         show("no writebacks")
         return
-    show(table(["WRITEBACK", "STATE", "REQUESTED (UTC)", "OPERATION"], rows, shrink=["OPERATION"]))
+    headers = ["WRITEBACK", "STATE", "REQUESTED (UTC)", "OPERATION", "ERROR"]
+    show(table(headers, rows, width=width, drop=["REQUESTED (UTC)"], below=["ERROR"]))
 
 
 def render_retried(body: dict) -> None:
@@ -107,7 +117,7 @@ def render_retried(body: dict) -> None:
         show(f"  {writeback_id}")
 
 
-def render_usage(body: dict) -> None:
+def render_usage(body: dict, width: int | None = WIDTH) -> None:
     rows = [
         [
             u["office_id"],
@@ -126,15 +136,16 @@ def render_usage(body: dict) -> None:
         show("no practices")
         return
     headers = ["OFFICE", "NAME", "USED", "LIMIT", "LEFT", "USED%", "TODAY", "SIKKA LEFT", "RESET"]
-    show(table(headers, rows, shrink=["NAME"]))
+    show(table(headers, rows, width=width, drop=["RESET", "SIKKA LEFT", "TODAY"], wrap=["NAME"]))
 
 
-def render_alerts(body: dict) -> None:
+def render_alerts(body: dict, width: int | None = WIDTH) -> None:
     rows = [[a["severity"], a["kind"], a["office_id"] or "-", when(a["since"]), a["message"]] for a in body["alerts"]]
     if not rows:
         show("no alerts")
         return
-    show(table(["SEVERITY", "KIND", "OFFICE", "SINCE (UTC)", "MESSAGE"], rows, shrink=["MESSAGE"]))
+    headers = ["SEVERITY", "KIND", "OFFICE", "SINCE (UTC)", "MESSAGE"]
+    show(table(headers, rows, width=width, drop=["SINCE (UTC)"], wrap=["MESSAGE"]))
 
 
 def render_stats(body: dict) -> None:
@@ -157,11 +168,15 @@ def render_stats(body: dict) -> None:
     )
 
 
-def render_onboard(report: list[dict]) -> None:
+def render_onboard(report: list[dict], width: int | None = WIDTH) -> None:
     if not report:
         show("no practices authorized or known")
         return
-    show(table(["OFFICE", "NAME", "ACTION"], [[p["office_id"], p["practice_name"], p["action"]] for p in report], shrink=["NAME"]))
+    rows = [[p["office_id"], p["practice_name"], p["action"]] for p in report]
+    show(table(["OFFICE", "NAME", "ACTION"], rows, width=width, wrap=["NAME"]))
+    for p in report:
+        if p["action"] == "offboarded":
+            show(f"{p['office_id']} is offboarded; `sikka-supervisor onboard --office {p['office_id']}` brings it back")
 
 
 def describe(outcome) -> str:

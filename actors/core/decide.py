@@ -36,7 +36,8 @@ Writeback lifecycle (interface section 4; each arrow names the input that drives
       queued/deferred ── CancelWriteback ─► cancelled;  ── Tick: deadline ─► failed
       deadline_exceeded (retryable);  RetryFailed ─► a new writeback with retry_of, once.
 
-Practice: ``PracticeListed``/``PracticeUnlisted`` (onboarding), ``RefreshOutcome`` (grants: a
+Practice: ``PracticeListed``/``PracticeUnlisted`` (onboarding; an offboarded practice stays
+offboarded unless an operator names it, then it is reinstated), ``RefreshOutcome`` (grants: a
 refused refresh key falls back to the secret key; API2007 or a refused request_key grant ─►
 setup_required), ``Pause``/``Resume`` (paused: nothing new is sent; pending writebacks are still
 checked and deadlines still run), ``OffboardPractice`` (refused while any writeback is
@@ -238,7 +239,13 @@ def _offboard(p: Practice, now: datetime) -> Decision:
 
 def _listed(p: Practice, msg: PracticeListed, now: datetime) -> list[ev.Event]:
     if p.offboarded:
-        return []
+        if not msg.named:
+            return []
+        return [
+            ev.PracticeReinstated(
+                at=now, practice_name=msg.practice_name, practice_ids=msg.practice_ids, time_zone=msg.time_zone
+            )
+        ]
     out: list[ev.Event] = []
     if not p.registered:
         out.append(

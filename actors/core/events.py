@@ -120,7 +120,17 @@ class OffboardRequested(Event, frozen=True, kw_only=True):
 
 
 class PracticeOffboarded(Event, frozen=True, kw_only=True):
-    """Keys deleted at Sikka, credentials destroyed and payloads shredded; the stream is closed."""
+    """Keys deleted at Sikka, credentials destroyed and payloads shredded; the stream is closed
+    until an operator brings the practice back (``PracticeReinstated``)."""
+
+
+class PracticeReinstated(Event, frozen=True, kw_only=True):
+    """An operator named an offboarded practice that Sikka still lists (``onboard --office``): it
+    is served again and gets new keys through the authorization flow (the request-key grant)."""
+
+    practice_name: str = ""
+    practice_ids: tuple[str, ...] = ()
+    time_zone: str | None = None
 
 
 # --- writeback lifecycle (interface section 4) ---------------------------------------------
@@ -359,6 +369,7 @@ AnyEvent = Union[
     PracticeUnparked,
     OffboardRequested,
     PracticeOffboarded,
+    PracticeReinstated,
     WritebackRequested,
     SubmitAttempted,
     WritebackSubmitted,

@@ -79,12 +79,14 @@ class OffboardPractice(Message, frozen=True, kw_only=True):
 
 class PracticeListed(Message, frozen=True, kw_only=True):
     """Onboarding saw the practice in ``authorized_practices`` (``secret_changed``: with another
-    secret key than the one stored)."""
+    secret key than the one stored; ``named``: an operator named it, ``onboard --office``, which
+    brings an offboarded practice back)."""
 
     practice_name: str = ""
     practice_ids: tuple[str, ...] = ()
     time_zone: str | None = None
     secret_changed: bool = False
+    named: bool = False
 
 
 class PracticeUnlisted(Message, frozen=True, kw_only=True):

@@ -4,18 +4,22 @@ Sikka lists one item per (office, practice_id); an office with several practice 
 several times with the same ``office_id`` and ``secret_key``. Items are grouped by ``office_id``
 and matched exactly against known practices (never "the first item"). Each office then gets the
 core's command, ``PracticeListed`` or ``PracticeUnlisted``, and the core decides the events
-(``actors.core.decide``: registration, update, re-authorization, de-authorization). The action
-reported by ``POST /onboard`` is read off those events:
+(``actors.core.decide``: registration, update, re-authorization, de-authorization,
+reinstatement). ``steps(..., named=OFFICE_ID)`` is the flow for one office an operator named
+(``onboard --office``): only its step, and its ``PracticeListed`` is ``named``, which brings an
+offboarded practice back. The action reported by ``POST /onboard`` is read off those events:
 
-| events decided                        | action         |
-|---------------------------------------|----------------|
-| PracticeRegistered                    | ``registered`` |
-| PracticeDeauthorized                  | ``deauthorized``|
-| PracticeUpdated / PracticeReauthorized| ``updated``    |
-| none                                  | ``unchanged``  |
+| events decided                          | action          |
+|-----------------------------------------|-----------------|
+| PracticeRegistered / PracticeReinstated | ``registered``  |
+| PracticeDeauthorized                    | ``deauthorized``|
+| PracticeUpdated / PracticeReauthorized  | ``updated``     |
+| none, for an offboarded practice        | ``offboarded``  |
+| none                                    | ``unchanged``   |
 
 The secret key of every listed office travels with its step so that the shell stores it
-(encrypted); it never enters an event.
+(encrypted); it never enters an event. An offboarded practice's step carries none unless it is
+named (its credentials were destroyed and stay so).
 """
 
 from __future__ import annotations
@@ -69,9 +73,15 @@ def group_by_office(items: Iterable[AuthorizedPractice]) -> dict[str, _Office]:
     return offices
 
 
-def steps(known: Mapping[str, Practice], listed: Iterable[AuthorizedPractice]) -> list[OnboardStep]:
-    """One step per office that is known or listed, in office-id order."""
+def steps(
+    known: Mapping[str, Practice], listed: Iterable[AuthorizedPractice], named: str | None = None
+) -> list[OnboardStep]:
+    """One step per office that is known or listed, in office-id order; with ``named``, that
+    office's step only, and only if Sikka lists it (none otherwise)."""
     offices = group_by_office(listed)
+    if named is not None:
+        offices = {named: offices[named]} if named in offices else {}
+        known = {}
     out: list[OnboardStep] = []
     for office_id in sorted(set(known) | set(offices)):
         office = offices.get(office_id)
@@ -80,16 +90,22 @@ def steps(known: Mapping[str, Practice], listed: Iterable[AuthorizedPractice]) -
             out.append(OnboardStep(office_id, known[office_id].practice_name, PracticeUnlisted(reason=reason)))
             continue
         listed_command = PracticeListed(
-            practice_name=office.practice_name, practice_ids=office.practice_ids, time_zone=office.time_zone
+            practice_name=office.practice_name, practice_ids=office.practice_ids, time_zone=office.time_zone,
+            named=office_id == named,
         )
-        out.append(OnboardStep(office_id, office.practice_name, listed_command, office.secret_key))
+        left_offboarded = office_id in known and known[office_id].offboarded and office_id != named
+        secret = None if left_offboarded else office.secret_key
+        out.append(OnboardStep(office_id, office.practice_name, listed_command, secret))
     return out
 
 
-def action(events: Iterable[ev.Event]) -> str:
+def action(events: Iterable[ev.Event], before: Practice | None = None) -> str:
+    """What happened to the practice (``before``: as it was, if known)."""
     kinds = {type(e) for e in events}
-    if ev.PracticeRegistered in kinds:
+    if kinds & {ev.PracticeRegistered, ev.PracticeReinstated}:
         return "registered"
     if ev.PracticeDeauthorized in kinds:
         return "deauthorized"
-    return "updated" if kinds else "unchanged"
+    if kinds:
+        return "updated"
+    return "offboarded" if before is not None and before.offboarded else "unchanged"

@@ -160,10 +160,20 @@ PAYLOAD_ERROR_CODES = ("missing_field", "invalid_field", "unknown_field", "unkno
 # Characters Sikka forbids in a URI path segment (sikka-api.md section 8.4). Whitespace, control
 # characters and non-ASCII are refused too: httpx would percent-encode them, and "%" is forbidden.
 FORBIDDEN_PATH_CHARS = frozenset(':#?/\\%+=')
+# A path id: printable ASCII but space and the characters above, and not "." or "..". Written out
+# (not built) so that it reads the same in Python and in the ECMA-262 dialect of JSON Schema;
+# ``/openapi.json`` publishes it as the path parameters' pattern.
+PATH_ID = re.compile(r"""^(?!\.\.?$)[!"$&'()*,.0-9;<>@A-Z\[\]^_`a-z{|}~-]+$""")
 
+# The payload fields with a format (``date`` and ``birthdate`` are also real dates); the whole
+# value must match. ``/openapi.json`` publishes them as the fields' patterns.
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-_TIME = re.compile(r"(?:[01]\d|2[0-3]):[0-5]\d")
-_POSITIVE_INT = re.compile(r"[1-9]\d*")
+FORMATS = {
+    "date": _DATE,
+    "birthdate": _DATE,
+    "time": re.compile(r"(?:[01]\d|2[0-3]):[0-5]\d"),
+    "length": re.compile(r"[1-9]\d*"),
+}
 
 
 class PayloadError(ValueError):
@@ -201,26 +211,23 @@ def _as_string(name: str, value: object) -> str:
 
 
 def _check_format(name: str, value: str) -> None:
-    if name in ("date", "birthdate"):
+    pattern = FORMATS.get(name)
+    if pattern is None:
+        return
+    if pattern is _DATE:
         try:
             ok = bool(_DATE.fullmatch(value)) and bool(date.fromisoformat(value))
         except ValueError:
             ok = False
         if not ok:
             raise PayloadError(name, "invalid_field", f"{name} must be a real date as yyyy-mm-dd")
-    elif name == "time" and not _TIME.fullmatch(value):
-        raise PayloadError(name, "invalid_field", "time must be HH:mm between 00:00 and 23:59")
-    elif name == "length" and not _POSITIVE_INT.fullmatch(value):
-        raise PayloadError(name, "invalid_field", "length must be a positive integer (minutes)")
+    elif not pattern.fullmatch(value):
+        rule = "HH:mm between 00:00 and 23:59" if name == "time" else "a positive integer (minutes)"
+        raise PayloadError(name, "invalid_field", f"{name} must be {rule}")
 
 
 def _check_path_id(name: str, value: str) -> None:
-    bad = (
-        not value
-        or value in (".", "..")
-        or any(c in FORBIDDEN_PATH_CHARS or not (c.isascii() and c.isprintable()) or c.isspace() for c in value)
-    )
-    if bad:
+    if not PATH_ID.fullmatch(value):
         raise PayloadError(
             name, "invalid_field", f"{name} must be non-empty printable ASCII without spaces or any of : # ? / \\ % + ="
         )

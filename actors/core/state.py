@@ -198,13 +198,8 @@ def _submission(wb: Writeback, e: ev.Event) -> Writeback | None:
             return replace(wb, state="unknown", unknown_since=e.at, next_check_at=e.next_check_at, seen_here=True)
         case ev.WritebackReconciled():
             return replace(
-                wb,
-                state="pending",
-                sikka_writeback_id=e.sikka_writeback_id,
-                submitted_at=wb.submitted_at or wb.attempted_at or e.at,
-                next_check_at=e.next_check_at,
-                ambiguous=False,
-                unknown_since=None,
+                wb, state="pending", sikka_writeback_id=e.sikka_writeback_id, next_check_at=e.next_check_at,
+                submitted_at=wb.submitted_at or wb.attempted_at or e.at, ambiguous=False, unknown_since=None,
             )
         case ev.ProvenAbsent():
             return replace(
@@ -379,6 +374,12 @@ def _practice_lifecycle(p: Practice, e: ev.Event) -> Practice | None:
             return replace(
                 p, offboarded=True, offboarding=False, token_expires_at=None, payloads={}, late_watch={},
                 resent_watch={},
+            )
+        case ev.PracticeReinstated():  # its keys were deleted: a new grant from the secret key
+            return replace(
+                p, offboarded=False, practice_name=e.practice_name, practice_ids=e.practice_ids, time_zone=e.time_zone,
+                authorized=True, setup_required=False, setup_code=None, token_issued_at=None, token_stale=False,
+                refresh_grant="request_key", refresh_failures=0, refresh_retry_at=None, last_error=None,
             )
         case ev.PayloadPurged() | ev.LateWatchEnded():
             return _forget_payload(p, e.writeback_id, purged=isinstance(e, ev.PayloadPurged))

@@ -76,6 +76,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     sentry_dsn: Secret | None = None
     log_format: str = "json"
     max_connections: int = 256
+    ui_show_payloads: bool = False
 
     def secrets(self) -> tuple[Secret, ...]:
         """Every secret setting that is set, and the database password (the log scrubber's list)."""
@@ -139,6 +140,16 @@ def _number(env: Mapping[str, str], name: str, default: float, *, integer: bool 
 
 
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    """A yes/no setting: ``true``/``false`` (also 1/0, yes/no, on/off), unset or empty: false."""
+    raw = (env.get(name) or "false").strip().lower()
+    if raw in ("true", "1", "yes", "on"):
+        return True
+    if raw in ("false", "0", "no", "off"):
+        return False
+    raise ConfigError(f"{name}={raw!r} is not true or false")
 
 
 def _quiet_hours(raw: str) -> tuple[str, str]:
@@ -264,4 +275,5 @@ def load(env: Mapping[str, str] | None = None, **overrides) -> Settings:
         sentry_dsn=secret(env, "SENTRY_DSN"),
         log_format=log_format,
         max_connections=int(_number(env, "SIKKA_MAX_CONNECTIONS", 256, integer=True, minimum=1, maximum=MAX_COUNT)),
+        ui_show_payloads=_flag(env, "SIKKA_UI_SHOW_PAYLOADS"),
     )

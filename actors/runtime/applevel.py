@@ -11,8 +11,11 @@
   Actors poke it whenever their targets change, so a new acknowledgement is checked ~2 s later.
 - ``onboard``: the authorization flow (``GET /authorized_practices``): secret keys stored
   encrypted, each office's ``PracticeListed``/``PracticeUnlisted`` decided by its actor (or
-  directly when none runs), new practices started. Single-flight: concurrent requests share one
-  run. ``run_onboarding`` repeats it every ``SIKKA_ONBOARD_INTERVAL`` and on request.
+  directly when none runs), new practices started; up to ``ONBOARD_CONCURRENCY`` offices at once
+  (20,000 one after the other took minutes). ``onboard(office_id)`` runs it for the one office
+  an operator named: that brings an offboarded practice back (``NotAuthorized`` when Sikka does
+  not list it). Single-flight: concurrent requests share one run. ``run_onboarding`` repeats it
+  every ``SIKKA_ONBOARD_INTERVAL`` and on request.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from actors.core.listplan import ListTarget
 from actors.core.listread import ListMemory, RoundReader
 from actors.core.ratelimit import BudgetStats, Lane
 from actors.core.schedule import list_targets
+from actors.core.state import Practice
 from actors.monitoring import tracking
 from actors.runtime.mailbox import Unavailable
 from actors.runtime.calls import observe, read_list_round, take_budget
@@ -42,6 +46,7 @@ log = structlog.get_logger("applevel")
 IDLE_RECHECK_S = 5.0  # how often the list task looks at the targets when nothing pokes it
 ONBOARD_RETRY_S = 10.0  # the next onboarding round after one the database (or an actor) failed
 TARGETS_CHUNK = 1000  # practices whose targets are gathered between two checkpoints
+ONBOARD_CONCURRENCY = 32  # offices onboarded at once (their appends are committed in groups)
 
 
 class OnboardFailed(Exception):
@@ -50,6 +55,16 @@ class OnboardFailed(Exception):
     def __init__(self, outcome):
         super().__init__(f"authorized_practices failed: {type(outcome).__name__}")
         self.outcome = outcome
+
+
+class NotAuthorized(Exception):
+    """An office named for onboarding that ``authorized_practices`` does not list."""
+
+    def __init__(self, office_id: str):
+        super().__init__(
+            f"{office_id} is not in authorized_practices: the practice must authorize the application first"
+        )
+        self.office_id = office_id
 
 
 class AppLevelStatistics(msgspec.Struct, frozen=True):
@@ -167,8 +182,9 @@ class AppLevel:
                 await self._onboard_requested.wait()
             self._onboard_requested = trio.Event()
 
-    async def onboard(self) -> list[dict]:
-        """Run the authorization flow now; one entry per office: its action."""
+    async def onboard(self, office_id: str | None = None) -> list[dict]:
+        """Run the authorization flow now (for every office, or only ``office_id``); one entry
+        per office: its action."""
         async with self._onboard_lock:
             deps = self.deps
             sent_at = await take_budget(deps.app_budget, Lane.READ, deps.clock)
@@ -177,24 +193,48 @@ class AppLevel:
             if not isinstance(result.outcome, oc.Ok):
                 raise OnboardFailed(result.outcome)
             known = {row.practice.office_id: row.practice for row in await deps.store.practices()}
-            report = []
-            for step in onboarding.steps(known, result.outcome.value):
-                command = step.command
-                if step.secret_key and step.secret_key != await deps.credentials.secret(step.office_id, "secret_key"):
-                    await deps.credentials.put_secret(step.office_id, "secret_key", step.secret_key)
-                    command = msgspec.structs.replace(command, secret_changed=True)
-                actor = self.practices.actors.get(step.office_id)
-                if actor is not None:
-                    decision = await actor.ask(command)
-                else:
-                    decision = await decide_and_append(deps, step.office_id, command)
-                events = decision if isinstance(decision, list) else []
-                action = onboarding.action(events)
-                if isinstance(command, messages.PracticeListed) and action != "deauthorized":
-                    self.practices.start(step.office_id)
-                report.append({"office_id": step.office_id, "practice_name": step.practice_name, "action": action})
-                if action != "unchanged":
-                    log.info("onboarding.practice", office_id=step.office_id, action=action)
+            steps = onboarding.steps(known, result.outcome.value, named=office_id)
+            if office_id is not None and not steps:
+                raise NotAuthorized(office_id)
+            report: list[dict] = [{} for _ in steps]
+            limiter = trio.CapacityLimiter(ONBOARD_CONCURRENCY)
+            failures: list[Exception] = []
+
+            async def onboard_at(n: int, step: onboarding.OnboardStep) -> None:
+                try:
+                    async with limiter:
+                        report[n] = await self._onboard_office(step, known.get(step.office_id))
+                except Exception as exc:  # the first failure ends the round, raised as it was (not grouped)
+                    failures.append(exc)
+                    nursery.cancel_scope.cancel()
+
+            async with trio.open_nursery() as nursery:
+                for n, step in enumerate(steps):
+                    nursery.start_soon(onboard_at, n, step)
+            if failures:
+                raise failures[0]
             self.last_onboard = report
             self.onboardings += 1
             return report
+
+    async def _onboard_office(self, step: onboarding.OnboardStep, known: Practice | None) -> dict:
+        """One office's step: its secret key stored, its command decided and appended, its actor
+        started; its report entry. Offices are independent: many run at once, so their appends
+        share the store's group commits."""
+        deps = self.deps
+        command = step.command
+        if step.secret_key and step.secret_key != await deps.credentials.secret(step.office_id, "secret_key"):
+            await deps.credentials.put_secret(step.office_id, "secret_key", step.secret_key)
+            command = msgspec.structs.replace(command, secret_changed=True)
+        actor = self.practices.actors.get(step.office_id)
+        if actor is not None:
+            decision = await actor.ask(command)
+        else:
+            decision = await decide_and_append(deps, step.office_id, command)
+        events = decision if isinstance(decision, list) else []
+        action = onboarding.action(events, known)
+        if isinstance(command, messages.PracticeListed) and action not in ("deauthorized", "offboarded"):
+            self.practices.start(step.office_id)
+        if action not in ("unchanged", "offboarded"):
+            log.info("onboarding.practice", office_id=step.office_id, action=action)
+        return {"office_id": step.office_id, "practice_name": step.practice_name, "action": action}

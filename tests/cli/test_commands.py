@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -28,7 +29,7 @@ import structlog
 import trio
 from cryptography.fernet import Fernet
 
-from actors.cli import commands
+from actors.cli import commands, doctor
 from actors.process import config
 from sim import SimConfig, Simulator
 from sim import serve as sim_serve
@@ -109,10 +110,18 @@ class Env:
             status, out, _ = await self.cli(*args, "--json")
             r = await self.api.get(path)
             if out == r.text + "\n":
-                assert status == (0 if r.is_success else 1)
+                assert status == (0 if r.is_success else 2 if r.status_code in (400, 404) else 1)
                 return r.json()
             await trio.sleep(0.2)
         raise AssertionError((out, r.text))
+
+    async def same_as_api_post(self, path: str, *args: str) -> dict:
+        """``args`` with ``--json`` print the body ``POST path`` answers just after (an action
+        whose answer does not change when repeated)."""
+        status, out, err = await self.cli(*args, "--json")
+        r = await self.api.post(path)
+        assert status == 0 and out == r.text + "\n", (err, out, r.text)
+        return r.json()
 
     async def until_active(self, timeout: float = 20) -> None:
         """Every practice active, its actor running (actors start once their lease is taken:
@@ -245,12 +254,18 @@ async def test_status(sup):
     status, out, err = await sup.cli("status")
     assert status == 0, err
     narrow(out)
-    header, *rows = out.splitlines()
+    header, *lines = out.splitlines()
+    rows = [line for line in lines if not line.startswith(" ")]  # a long name wraps onto indented lines
     assert header.split()[:3] == ["OFFICE", "NAME", "STATE"]
     assert [r.split()[0] for r in rows] == list(OFFICES) and all(" active " in r for r in rows)
 
     body = await sup.same_as_api("/practices", "status")
     assert sorted(p["office_id"] for p in body["practices"]) == list(OFFICES)
+    status, out, err = await sup.cli("status", "--wide")  # every column, one line a practice
+    header, *rows = out.splitlines()
+    assert status == 0 and header.split()[-7:] == ["QUEUED", "DEFERRED", "PENDING", "UNKNOWN", "DONE", "FAILED",
+                                                   "ERROR"]
+    assert len(rows) == len(OFFICES) and all(sup.sim.practice(r.split()[0]).info.name in r for r in rows), out
 
     status, out, err = await sup.cli("status", "D1000")
     assert status == 0, err
@@ -261,9 +276,9 @@ async def test_status(sup):
     await sup.same_as_api("/practices/D1000", "status", "D1000")
 
     status, out, err = await sup.cli("status", "D9999")
-    assert status == 1 and out == "" and "unknown_practice" in err
+    assert status == 2 and out == "" and "unknown_practice" in err
     status, out, err = await sup.cli("status", "D9999", "--json")
-    assert status == 1 and json.loads(out)["error"] == "unknown_practice"  # the error body, as sent
+    assert status == 2 and json.loads(out)["error"] == "unknown_practice"  # the error body, as sent
 
 
 # --- submit, writeback, writebacks, cancel -----------------------------------------------------
@@ -290,7 +305,7 @@ async def test_submit_and_writeback(sup):
     assert again == (await sup.api.get(f"/writebacks/{writeback_id}")).json()
 
     status, out, err = await sup.cli("writeback", str(uuid.uuid4()))
-    assert status == 1 and "unknown_writeback" in err and out == ""
+    assert status == 2 and "unknown_writeback" in err and out == ""
 
 
 async def test_submit_wait_until_completed_is_exit_0(sup):
@@ -329,6 +344,12 @@ async def test_submit_wait_ends_failed_is_exit_1(sup):
     shown = json.loads(out)
     assert shown["state"] == "failed" and shown["error"]["code"] == "deadline_exceeded"
     assert "ended failed" in err
+    status, out, err = await sup.cli("writebacks", "D1001")  # regression: no error column
+    assert status == 0, err
+    narrow(out)
+    assert out.splitlines()[1].split()[:2] == [shown["writeback_id"], "failed"] and "book_appointment" in out.split()
+    error = f"error: deadline_exceeded: {shown['error']['message']}"
+    assert error in " ".join(out.split()), out
 
 
 async def test_bad_input_is_exit_2_naming_the_field(sup):
@@ -377,7 +398,7 @@ async def test_writebacks(sup):
     status, out, err = await sup.cli("writebacks", "D1001")
     assert status == 0 and out.strip() == "no writebacks"
     status, _, err = await sup.cli("writebacks", "D9999")
-    assert status == 1 and "unknown_practice" in err
+    assert status == 2 and "unknown_practice" in err
 
 
 async def test_cancel(sup):
@@ -409,7 +430,7 @@ async def test_cancel(sup):
     else:  # Sikka finished it before the DELETE: its real outcome
         assert shown["state"] == "completed", shown
     status, out, err = await sup.cli("cancel", str(uuid.uuid4()))
-    assert status == 1 and "unknown_writeback" in err
+    assert status == 2 and "unknown_writeback" in err
 
 
 # --- operator actions --------------------------------------------------------------------------
@@ -441,7 +462,7 @@ async def test_pause_resume_refresh_token(sup):
 
     for action in ("pause", "resume", "refresh-token", "retry-failed", "offboard"):
         status, _, err = await sup.cli(action, "D9999")
-        assert status == 1 and "unknown_practice" in err, (action, err)
+        assert status == 2 and "unknown_practice" in err, (action, err)
 
 
 async def test_retry_failed(sup):
@@ -514,6 +535,8 @@ async def test_alerts(sup):
     assert any(row.split()[:3] == ["critical", "setup_required", "D1001"] for row in out.splitlines()[1:]), out
     body = await sup.same_as_api("/alerts", "alerts")
     assert {a["office_id"] for a in body["alerts"]} == {"D1001"}
+    for alert in body["alerts"]:  # regression: messages were cut at ~26 characters
+        assert all(word in out.split() for word in alert["message"].split()), (alert["message"], out)
 
 
 async def test_stats(sup):
@@ -530,7 +553,7 @@ async def test_stats(sup):
     )
     assert body["requested"] == 0
     status, _, err = await sup.cli("stats", "D9999")
-    assert status == 1 and "unknown_practice" in err
+    assert status == 2 and "unknown_practice" in err
 
 
 # --- onboard -----------------------------------------------------------------------------------
@@ -544,6 +567,32 @@ async def test_onboard_through_the_supervisor(sup):
     header, *rows = out.splitlines()
     assert header.split() == ["OFFICE", "NAME", "ACTION"]
     assert [(r.split()[0], r.split()[-1]) for r in rows] == [(o, "unchanged") for o in OFFICES]
+
+
+async def test_onboard_json_and_an_offboarded_practice_back_when_named(sup):
+    """Regression: onboard called an offboarded practice "unchanged" and nothing said how to bring
+    it back; ``onboard --json`` was refused."""
+    body = await sup.same_as_api_post("/onboard", "onboard")
+    assert {p["action"] for p in body["practices"]} == {"unchanged"}
+    assert (await sup.cli("offboard", "D1001"))[0] == 0
+    status, out, err = await sup.cli("onboard")
+    assert status == 0, err
+    narrow(out)
+    assert [line.split()[-1] for line in out.splitlines()[1:3]] == ["unchanged", "offboarded"]
+    assert "`sikka-supervisor onboard --office D1001` brings it back" in out
+
+    status, out, err = await sup.cli("onboard", "--office", "D9999")
+    assert status == 2 and out == "" and "unknown_practice" in err
+    status, out, err = await sup.cli("onboard", "--office", "D1/0")
+    assert status == 2 and out == "" and "is not an office id" in err
+    status, out, err = await sup.cli("onboard", "--office", "D1001", "--json")
+    assert status == 0, err
+    assert json.loads(out) == {"practices": [
+        {"office_id": "D1001", "practice_name": sup.sim.practice("D1001").info.name, "action": "registered"}
+    ]}
+    await sup.until_active()
+    status, out, _ = await sup.cli("status", "D1001")
+    assert status == 0 and "active" in out
 
 
 async def test_onboard_without_a_supervisor_registers_and_grants_nothing(env):
@@ -561,9 +610,9 @@ async def test_onboard_without_a_supervisor_registers_and_grants_nothing(env):
     for o in OFFICES:
         assert env.sim.practice(o).info.secret_key not in result.stdout + result.stderr
 
-    again = await env.process("onboard")
+    again = await env.process("onboard", "--json")
     assert again.returncode == 0, again.stderr
-    assert [r.split()[-1] for r in again.stdout.splitlines()[1:]] == ["unchanged", "unchanged"]
+    assert [p["action"] for p in json.loads(again.stdout)["practices"]] == ["unchanged", "unchanged"]
 
 
 # --- doctor --------------------------------------------------------------------------------------
@@ -572,12 +621,30 @@ async def test_onboard_without_a_supervisor_registers_and_grants_nothing(env):
 async def test_doctor(sup):
     result = await sup.process("doctor")
     assert result.returncode == 0, result.stdout + result.stderr
-    lines = result.stdout.splitlines()
+    lines = [line for line in result.stdout.splitlines() if not line.startswith(" ")]
     assert all(line.startswith("ok ") for line in lines), lines
     names = [line.split(":")[0].split(None, 1)[1] for line in lines]
     assert names == [
         "settings", "database", "app credentials", "key D1000", "key D1001", "spu D1000", "spu D1001", "admin socket"
     ]
+    # what each check means, once under the first line of its kind (regression: Sikka's raw word only)
+    meanings = [line.strip() for line in result.stdout.splitlines() if line.startswith(" ")]
+    kinds = ["settings", "database", "app credentials", "key", "spu", "admin socket"]
+    assert meanings == [f"({doctor.MEANINGS[kind]})" for kind in kinds]
+    for office_id in OFFICES:  # how old the practice's data is (the simulator's SPU refreshes every 15 min)
+        (spu,) = [line for line in lines if line.startswith(f"ok    spu {office_id}:")]
+        assert re.fullmatch(rf"ok    spu {office_id}: refreshing, data (\d+ s|\d+ min) old \(last refresh "
+                            r"\d{4}-\d\d-\d\d \d\d:\d\d UTC\)", spu), spu
+    shown = await sup.process("doctor", "--json")
+    assert shown.returncode == 0, shown.stderr
+    report = json.loads(shown.stdout)
+    assert report["ok"] is True and [(c["check"], c["subject"]) for c in report["checks"]] == [
+        ("settings", None), ("database", None), ("app credentials", None), ("key", "D1000"), ("key", "D1001"),
+        ("spu", "D1000"), ("spu", "D1001"), ("admin socket", None),
+    ]
+    assert all(c["ok"] and c["meaning"] == doctor.MEANINGS[c["check"]] for c in report["checks"])
+    for spu in report["checks"][5:7]:
+        assert 0 <= spu["age_s"] < 20 * 60 and spu["last_refresh"].endswith("Z"), spu
     secrets = [sup.env["SIKKA_APP_KEY"], sup.env["SIKKA_SECRETS_KEY"]]
     secrets += [sup.sim.practice(o).info.secret_key for o in OFFICES]
     for secret in secrets:
@@ -589,6 +656,9 @@ async def test_doctor(sup):
     failed = [line for line in result.stdout.splitlines() if line.startswith("FAIL")]
     assert any(line.startswith("FAIL  key D1001:") for line in failed), result.stdout
     assert not any("D1000" in line for line in failed), result.stdout
+    shown = await sup.process("doctor", "--json")
+    assert shown.returncode == 1 and json.loads(shown.stdout)["ok"] is False
+    assert {c["subject"] for c in json.loads(shown.stdout)["checks"] if not c["ok"]} == {"D1001"}
 
 
 async def test_doctor_without_supervisor_or_credentials(env):
@@ -600,4 +670,10 @@ async def test_doctor_without_supervisor_or_credentials(env):
     env.env["SIKKA_APP_KEY"] = ""
     result = await env.process("doctor")
     assert result.returncode == 1
-    assert result.stdout.strip() == "FAIL  settings: SIKKA_APP_KEY is not set (required by this command)"
+    assert result.stdout.splitlines() == [
+        "FAIL  settings: SIKKA_APP_KEY is not set (required by this command)", f"        ({doctor.MEANINGS['settings']})"
+    ]
+    shown = await env.process("doctor", "--json")
+    assert shown.returncode == 1 and json.loads(shown.stdout) == {"ok": False, "checks": [{
+        "check": "settings", "subject": None, "ok": False, "meaning": doctor.MEANINGS["settings"],
+        "detail": "SIKKA_APP_KEY is not set (required by this command)"}]}

@@ -9,6 +9,7 @@ helpers; the ``slow`` marker holds the full default demo (3 practices, 30 writeb
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -54,9 +55,19 @@ def summary(stdout: str) -> dict:
     }
 
 
-def check_run(proc: subprocess.CompletedProcess, writebacks: int) -> dict:
+def summary_json(stdout: str) -> dict:
+    """The same figures from ``demo --json``'s one JSON object."""
+    shown = json.loads(stdout)
+    return {
+        "p50": shown["latency_s"]["p50"], "p95": shown["latency_s"]["p95"],
+        "per_writeback": shown["sikka_requests"]["per_writeback"], "429s": shown["status_429"]["total"],
+        **shown["final_states"], "not_final": shown["not_final"],
+    }
+
+
+def check_run(proc: subprocess.CompletedProcess, writebacks: int, as_json: bool = False) -> dict:
     assert proc.returncode == 0, (proc.stdout, proc.stderr[-4000:])
-    figures = summary(proc.stdout)
+    figures = summary_json(proc.stdout) if as_json else summary(proc.stdout)
     assert figures["completed"] == writebacks and figures["not_final"] == 0, proc.stdout
     assert figures["failed"] == 0 and figures["cancelled"] == 0, proc.stdout
     assert figures["429s"] == 0, proc.stdout
@@ -81,8 +92,9 @@ def check_run(proc: subprocess.CompletedProcess, writebacks: int) -> dict:
 
 
 def test_demo_five_writebacks():
-    proc, took = run_demo("--practices", "2", "--writebacks", "5", timeout=120)
-    check_run(proc, 5)
+    """With ``--json``: the summary's figures as one JSON object (the slow full demo reads the text)."""
+    proc, took = run_demo("--practices", "2", "--writebacks", "5", "--json", timeout=120)
+    check_run(proc, 5, as_json=True)
     assert took < 60, took
 
 
@@ -201,3 +213,28 @@ def test_progress_says_why_instead_of_repeating_the_same_line():
     assert progress.lines(48.0, done, 30, 30, []) == ["[  48.0s] queued 0 · pending 0 · completed 30 · failed 0"]
     assert progress.lines(49.0, done, 30, 30, []) == []
     assert progress.lines(53.0, done, 30, 30, []) == ["[  53.0s] queued 0 · pending 0 · completed 30 · failed 0"]
+
+
+def test_the_summary_lines_say_the_figures():
+    stats = {"requests": 40, "app": {"status_429": 1, "requests": 6, "max_in_any_60s": 4},
+             "practices": {"D1000": {"status_429": 2, "requests": 20, "max_in_any_60s": 18}}}
+    figures = demo.summary(
+        practices=1, writebacks={"a": {"state": "completed", "requested_at": "2026-03-10T09:00:00Z",
+                                       "completed_at": "2026-03-10T09:00:04.5Z"}, "b": {"state": "queued"}},
+        total=2, refused=0, elapsed=30.04, writeback_phase=20.0, stats_before={"requests": 10}, stats_after=stats,
+        faults=["D1000: SPU offline 15 s"], limits={"D1000": 20}, default_limit=250, app_limit=100,
+    )
+    assert figures["final_states"]["completed"] == 1 and figures["not_final"] == 1
+    assert figures["latency_s"] == {"p50": 4.5, "p95": 4.5, "max": 4.5} and figures["status_429"]["total"] == 3
+    assert json.loads(json.dumps(figures)) == figures
+    assert demo.summary_lines(figures) == [
+        "demo: 1 practice, 2 booking writebacks; 30.0 s in all, 20.0 s from the first submission until every "
+        "writeback was final",
+        "final states: completed 1, failed 0, cancelled 0; not final 1",
+        "confirmation latency (request → recorded outcome): p50 4.5 s, p95 4.5 s, max 4.5 s",
+        "Sikka requests per writeback: 15.00 (30 requests from the first submission on; 40 in all, onboarding "
+        "included)",
+        "429s: 3 (app level 1; D1000 2)",
+        "Sikka requests by caller (most in any 60 s / limit): app 6 (4/100); D1000 20 (18/20)",
+        "fault: D1000: SPU offline 15 s",
+    ]

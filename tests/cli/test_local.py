@@ -40,6 +40,8 @@ def test_migrate_twice_is_a_no_op(database_url):
     env = {"DATABASE_URL": database_url}
     first = cli("migrate", env=env)
     assert first.returncode == 0 and first.stdout.strip() == "schema up to date"
+    shown = cli("migrate", "--json", env=env)
+    assert shown.returncode == 0 and json.loads(shown.stdout) == {"applied": []}, shown.stderr
 
 
 @pytest.mark.parametrize(
@@ -108,7 +110,18 @@ async def test_replay_json_redacts_and_decrypts_on_request(db, database_url):
     assert all(json.loads(line)["stream_id"] == "practice-D1001" for line in shown.stdout.splitlines())
 
     until = await trio.to_thread.run_sync(lambda: cli("replay", "--until", "5", env=env))
-    assert len(until.stdout.splitlines()) == 5 and "practice-D1000 v1 practice_registered" in until.stdout
+    events = [line for line in until.stdout.splitlines() if not line.lstrip().startswith("→")]
+    assert len(events) == 5 and "practice-D1000 v1 practice_registered" in until.stdout
+    # regression: lines ran to 125 characters; the state after an event moves under it instead
+    assert max(map(len, until.stdout.splitlines())) <= 80 and until.stdout.count("→") == 5, until.stdout
+    wide = await trio.to_thread.run_sync(lambda: cli("replay", "--until", "5", "--wide", env=env))
+    assert len(wide.stdout.splitlines()) == 5 and all(" → " in line for line in wide.stdout.splitlines())
+
+    # regression: `replay D9999` printed nothing and exited 0
+    for args in (["D9999"], ["D9999", "--json"], ["D1/0"]):
+        unknown = await trio.to_thread.run_sync(lambda: cli("replay", *args, env=env))  # noqa: B023
+        assert unknown.returncode == 2 and unknown.stdout == "", (args, unknown.stderr)
+        assert len(unknown.stderr.strip().splitlines()) == 1 and "D" in unknown.stderr
 
 
 async def test_canary_secret_never_reaches_events_or_projections(db):
@@ -129,6 +142,8 @@ async def test_rebuild_projections_command_and_refusal_while_running(db, databas
     result = await trio.to_thread.run_sync(lambda: cli("replay", "--rebuild-projections", env=env))
     assert result.returncode == 0, result.stderr
     assert "0 rows differed" in result.stdout
+    shown = await trio.to_thread.run_sync(lambda: cli("replay", "--rebuild-projections", "--json", env=env))
+    assert shown.returncode == 0 and json.loads(shown.stdout)["differences"] == 0, shown.stderr
     with psycopg.connect(database_url, autocommit=True) as running:
         running.execute("SELECT pg_advisory_lock(%s, %s)", RUN_LOCK)
         refused = await trio.to_thread.run_sync(lambda: cli("replay", "--rebuild-projections", env=env))

@@ -8,6 +8,7 @@ the data dir (0700) and runs.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -98,6 +99,7 @@ CASES = [
     ("sentry dsn malformed", "SENTRY_DSN", lambda d: {"SENTRY_DSN": "not-a-dsn"}),
     ("slack url malformed", "SLACK_WEBHOOK_URL", lambda d: {"SLACK_WEBHOOK_URL": "hooks.slack.com/x"}),
     ("log format unknown", "SIKKA_LOG_FORMAT", lambda d: {"SIKKA_LOG_FORMAT": "xml"}),
+    ("payload flag not a yes or no", "SIKKA_UI_SHOW_PAYLOADS", lambda d: {"SIKKA_UI_SHOW_PAYLOADS": "maybe"}),
     ("api url malformed", "SIKKA_API_URL", lambda d: {"SIKKA_API_URL": "ftp://x"}),
     ("database unreachable", "cannot connect", lambda d: {"DATABASE_URL": "postgresql://nobody@127.0.0.1:1/x"}),
     ("socket path too long", "over 100 bytes", lambda d: {"SIKKA_ADMIN_SOCKET": "/tmp/" + "s" * 120}),
@@ -152,8 +154,9 @@ def test_a_missing_data_dir_is_created_private_and_the_supervisor_runs(database_
     env = base_env(database_url, short_dir)
     env["SIKKA_DATA_DIR"] = str(short_dir / "not" / "yet")
     env["SIKKA_ADMIN_SOCKET"] = str(short_dir / "not" / "yet" / "admin.sock")  # in the data dir, as by default
-    proc = subprocess.Popen([str(BIN / "sikka-supervisor"), "run"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env)
+    env["SIKKA_LOG_FORMAT"] = "console"  # overruled by --json: its log is JSON lines
+    proc = subprocess.Popen([str(BIN / "sikka-supervisor"), "run", "--json"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
     try:
         transport = httpx.HTTPTransport(uds=env["SIKKA_ADMIN_SOCKET"])
         deadline = time.monotonic() + 30
@@ -169,7 +172,10 @@ def test_a_missing_data_dir_is_created_private_and_the_supervisor_runs(database_
         for created in (short_dir / "not", short_dir / "not" / "yet"):
             assert stat.S_IMODE(created.stat().st_mode) == 0o700
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(30) == 0
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err
+        events = [json.loads(line)["event"] for line in out.splitlines()]
+        assert "supervisor.ready" in events and events[-1] == "supervisor.stopped", out
     finally:
         if proc.poll() is None:
             proc.kill()

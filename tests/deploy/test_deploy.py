@@ -4,6 +4,7 @@ retention shreds old payloads and nothing else; the restore drill passes."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -194,5 +195,8 @@ async def test_rotate_keys_re_encrypts_every_credential_under_the_new_key(db, ro
     result = await trio.to_thread.run_sync(lambda: subprocess.run(
         [str(BIN / "sikka-supervisor"), "rotate-keys"], capture_output=True, text=True, env=env, timeout=60))
     assert result.returncode == 0 and "re-encrypted 1 credentials" in result.stdout, result.stderr
+    shown = await trio.to_thread.run_sync(lambda: subprocess.run(
+        [str(BIN / "sikka-supervisor"), "rotate-keys", "--json"], capture_output=True, text=True, env=env, timeout=60))
+    assert shown.returncode == 0 and json.loads(shown.stdout) == {"re_encrypted": 1}, shown.stderr
     rotated = Credentials(Vault(parse_keys(new)), PgCredentialRows(db))
     assert await rotated.secret("D1", "secret_key") == Secret("s3cret")

@@ -49,6 +49,21 @@ async def test_read_from_version_and_after_position(store):
     assert await store.read_stream("practice-none") == []
 
 
+async def test_read_writeback_is_one_writebacks_events_in_order(store):
+    """The console's timeline: only that writeback's events, of that practice's stream, in order."""
+    rng = random.Random(3)
+    first = writeback_lifecycle(rng, "wb-1", EPOCH)
+    second = writeback_lifecycle(rng, "wb-2", EPOCH)
+    await store.append("practice-A", 0, [registered("A")])
+    await store.append("practice-A", 1, [e for pair in zip(first, second) for e in pair])
+    await store.append("practice-B", 0, [registered("B"), *writeback_lifecycle(rng, "wb-3", EPOCH)])
+    read = await store.read_writeback("A", "wb-1")
+    assert [r.event for r in read] == first[: len(second)]
+    assert [r.version for r in read] == sorted(r.version for r in read)
+    assert await store.read_writeback("A", "wb-3") == []
+    assert await store.read_writeback("B", "wb-3") != []
+
+
 async def test_stream_heads_since_a_position(store):
     await store.append("practice-A", 0, [registered("A", m) for m in range(2)])
     await store.append("practice-B", 0, [registered("B")])
