@@ -50,6 +50,13 @@ class System:
     def offices(self) -> list[str]:
         return [f"D{1000 + n}" for n in range(self.sim.config.practices)]
 
+    async def keys_granted(self, timeout: float = 60) -> None:
+        """Until every running actor has recorded its first key grant (an actor starts before its
+        grant: a fault injected meanwhile would hold that grant's record, not what a test asks)."""
+        with trio.fail_after(timeout):
+            while any(a.state.token_expires_at is None for a in self.practices.actors.values()):
+                await trio.sleep(1)
+
     async def request(self, office_id: str, operation: str, payload: dict, **kw) -> str:
         writeback_id = str(uuid.uuid4())
         decision = await self.practices.actors[office_id].ask(

@@ -26,9 +26,7 @@ async def _sim_get(system, path):
 async def test_onboarding_starts_actors_with_fresh_keys(nursery, autojump_clock):
     system = await start_system(nursery)
     assert sorted(system.practices.actors) == system.offices()
-    with trio.fail_after(60):
-        while any(a.state.token_expires_at is None for a in system.practices.actors.values()):
-            await trio.sleep(1)
+    await system.keys_granted()
     for office in system.offices():
         assert await system.credentials.secret(office, "request_key")
         assert await system.credentials.secret(office, "refresh_key")
