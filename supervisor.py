@@ -250,7 +250,7 @@ async def serve(
             settings, store, vault, client, on_events=metrics.observe_events, database_problem=probe.problem
         )
         practices = PracticeSupervisor(deps)
-        ownership = Ownership(db, settings.node_id, settings.lease_ttl, practices)
+        ownership = Ownership(db, settings.node_id, settings.lease_ttl, practices, deps.app_budget)
         deps.owns, deps.owner_of = ownership.owns, ownership.owner_of
         app = AppLevel(deps, practices)
         deps.on_targets_changed = app.targets_changed
@@ -265,7 +265,7 @@ async def serve(
         console = Console(admin.handle, deps, Sessions(), rates=rates, api_token=settings.api_token,
                           show_payloads=settings.ui_show_payloads)
         handler = mount(console, admin.handle)
-        metrics.registry.register(StateCollector(practices, lambda: monitor.table, deps.clock))
+        metrics.registry.register(StateCollector(practices, lambda: monitor.table, deps.clock, app_level=app))
         unix, tcp = await bind_listeners(settings)
         async with trio.open_nursery() as root:
             await root.start(probe.run)

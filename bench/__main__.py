@@ -22,7 +22,7 @@ from bench.common import parse_lines
 
 README = Path(__file__).with_name("README.md")
 BEGIN, END = "<!-- figures:begin -->", "<!-- figures:end -->"
-BENCHMARKS = ("confirm", "ratelimit", "scale", "recovery", "store")
+BENCHMARKS = ("confirm", "ratelimit", "scale", "recovery", "store", "fleet", "soak")
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,28 @@ ROWS = (
     Row("store", "append_latency_p99_ms_concurrent_64", "≤ 25 ms", lambda v: v <= 25.0),
     Row("store", "append_events_per_s_batched", "≥ 20,000", lambda v: v >= 20000),
     Row("store", "replay_events_per_s", "≥ 100,000", lambda v: v >= 100000),
+    Row("fleet", "ours.100000.status_per_confirmed", "≤ 1.5", lambda v: v <= 1.5),
+    Row("fleet", "ours.100000.app_peak_share", "≤ 0.8 (of 200 a minute)", lambda v: v <= 0.8),
+    Row("fleet", "ours.100000.bound_p95", "≤ 1", lambda v: v <= 1.0),
+    Row("fleet", "before.100000.status_per_confirmed", "(before issue 21)"),
+    Row("fleet", "before.100000.app_peak_share", "(before issue 21)"),
+    *(
+        Row("fleet", f"{who}.{volume}.{figure}", "" if who == "ours" else "(before issue 21)")
+        for volume in (1000, 10000)
+        for figure in ("status_per_confirmed", "app_calls_per_min")
+        for who in ("ours", "before")
+    ),
+    Row("soak", "lost", "0", lambda v: v == 0),
+    Row("soak", "duplicated", "0", lambda v: v == 0),
+    Row("soak", "app_429", "0", lambda v: v == 0),
+    Row("soak", "practice_429", "0", lambda v: v == 0),
+    Row("soak", "rss_growth_mib_per_1000", "≤ 1 MiB", lambda v: v <= 1.0),
+    Row("soak", "events_per_writeback", "≤ 6", lambda v: v <= 6.0),
+    Row("soak", "app_calls_per_confirmation", "≤ 0.1", lambda v: v <= 0.1),
+    Row("soak", "pages_per_list_round", ""),
+    Row("soak", "status_reads_per_confirmation", ""),
+    Row("soak", "app_max_in_any_60s", "(simulator's limit 250)"),
+    Row("soak", "submit_p99_ms", ""),
 )
 
 

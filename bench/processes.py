@@ -6,7 +6,8 @@
 - ``Sim``: ``sikka-sim`` on a free port, with its control endpoints; ``bookings``: bookings each in
   a slot of its own at its seeded practices;
 - ``Supervisor``: ``sikka-supervisor run`` against them (started, ``kill -9``-ed, terminated), its
-  admin socket client; ``wait_ready``: until every practice runs;
+  admin socket client; ``start_nodes``: several on one database; ``wait_ready``: until every
+  practice runs;
 - the supervisor's resource figures from ``/proc`` and its ``loop.lag`` log lines.
 
 The executables are the ones installed beside this interpreter (``pip install`` puts them there).
@@ -113,6 +114,24 @@ class Supervisor:
     def terminate(self) -> int:
         self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(30)
+
+
+def start_nodes(
+    tmp: Path, sim: Sim, database_url: str, names: list[str], ttl: float | None = None
+) -> dict[str, Supervisor]:
+    """One supervisor per name (its ``SIKKA_NODE_ID``) on one database, sharing a secrets key;
+    each in ``tmp/NAME``; ``ttl``: ``SIKKA_LEASE_TTL``."""
+    secrets_key = Fernet.generate_key().decode()
+    nodes = {}
+    for name in names:
+        (tmp / name).mkdir()
+        node = Supervisor(tmp / name, sim, database_url)
+        node.env.update({"SIKKA_NODE_ID": name, "SIKKA_SECRETS_KEY": secrets_key})
+        if ttl is not None:
+            node.env["SIKKA_LEASE_TTL"] = str(ttl)
+        node.start()
+        nodes[name] = node
+    return nodes
 
 
 def bookings(sim: Sim, offices: list[str], per_practice: int) -> list[tuple[str, str, dict]]:

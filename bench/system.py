@@ -3,8 +3,9 @@ tests: the in-memory store and credentials, the simulator's in-process transport
 supervisor and the app-level tasks. No real I/O runs, so autojump time is safe.
 
 ``start_system`` starts it in a nursery (``wrap_store``/``wrap_transport`` inject faults);
-``System`` requests writebacks and waits for their outcomes; ``booking`` is a valid
-``book_appointment`` payload for the simulator's seeded data; ``EPOCH`` is where its clock starts.
+``System`` requests writebacks and waits for their outcomes; ``booking``, ``appointment_status``,
+``reschedule``, ``new_patient`` are valid payloads for the simulator's seeded data; ``EPOCH`` is
+where its clock starts.
 """
 
 from __future__ import annotations
@@ -89,11 +90,32 @@ def booking(sim: Simulator, office_id: str, n: int) -> dict:
     }
 
 
+def appointment_status(sim: Simulator, office_id: str, n: int) -> dict:
+    """A valid ``update_appointment_status`` payload: one of the practice's seeded appointments."""
+    data = sim.data(sim.practice(office_id))
+    sr_nos = sorted(data.appointments)
+    return {"appointment_sr_no": sr_nos[n % len(sr_nos)], "practice_id": "1", "value": "Confirmed"}
+
+
+def reschedule(sim: Simulator, office_id: str, n: int) -> dict:
+    """A valid ``reschedule_appointment`` payload: a seeded appointment moved to another time."""
+    sr_no = appointment_status(sim, office_id, n)["appointment_sr_no"]
+    return {"appointment_sr_no": sr_no, "practice_id": "1", "time": f"{9 + n % 8:02d}:{(n * 10) % 60:02d}"}
+
+
+def new_patient(sim: Simulator, office_id: str, n: int) -> dict:
+    """A valid ``create_patient`` payload for the practice's seeded providers."""
+    data = sim.data(sim.practice(office_id))
+    provider = data.providers[0].provider_id
+    return {"firstname": f"Pat{n}", "lastname": "Fleet", "provider_id": provider, "practice_id": "1"}
+
+
 async def start_system(nursery: trio.Nursery, *, sim_config: SimConfig | None = None, env: dict | None = None,
                        policy: RestartPolicy = RestartPolicy(), onboard: bool = True, wrap_store=None,
-                       wrap_transport=None, rng: random.Random | None = None) -> System:
+                       wrap_transport=None, rng: random.Random | None = None, app_level=AppLevel) -> System:
     """``wrap_store``/``wrap_transport`` wrap the memory store and the simulator's transport (fault
-    injection); ``rng`` seeds the restart jitter (deterministic simulations)."""
+    injection); ``rng`` seeds the restart jitter (deterministic simulations); ``app_level``: the
+    app-level task's class (``bench.fleet`` runs the strategy before issue 21 beside ours)."""
     clock = mock_clock(EPOCH)
     sim_config = sim_config or SimConfig(practices=2, writeback_delay=(5.0, 20.0))
     sim = Simulator(sim_config, clock=lambda: clock().timestamp(), rng=random.Random(sim_config.seed))
@@ -118,7 +140,7 @@ async def start_system(nursery: trio.Nursery, *, sim_config: SimConfig | None = 
         app_budget=Budget(settings.app_rate_limit),
     )
     practices = PracticeSupervisor(deps, policy, rng)
-    app = AppLevel(deps, practices)
+    app = app_level(deps, practices)
     deps.on_targets_changed = app.targets_changed
     await nursery.start(practices.run)
     nursery.start_soon(app.run_lists)

@@ -90,6 +90,6 @@ def checked_batch(events: Sequence[ev.Event]) -> list[ev.Event]:
     if not events:
         raise ValueError("append needs at least one event")
     for e in events:
-        if not isinstance(e, ev.Event):
-            raise TypeError(f"not an event: {e!r}")
+        if not isinstance(e, ev.Event) or not ev.recorded(e):
+            raise TypeError(f"not an event the log keeps: {e!r}")
     return events

@@ -7,12 +7,21 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from msgspec.structs import replace
+
 from actors.core import duplicates
 from actors.core import events as ev
 from actors.core import outcomes as oc
 from actors.core import policy
 from actors.core import reconcile as rc
-from actors.core.messages import DeleteOutcome, KeyCheckOutcome, RefreshOutcome, StatusOutcome, SubmitOutcome
+from actors.core.messages import (
+    CheckByStatus,
+    DeleteOutcome,
+    KeyCheckOutcome,
+    RefreshOutcome,
+    StatusOutcome,
+    SubmitOutcome,
+)
 from actors.core.policy import CoreSettings, seconds
 from actors.core.schedule import anchor_of
 from actors.core.state import Practice, Writeback
@@ -159,7 +168,10 @@ def status_outcome(p: Practice, msg: StatusOutcome, now: datetime) -> list[ev.Ev
     outcome = msg.result.outcome
     match outcome:
         case oc.Ok(value=oc.WritebackStatus() as item):
-            return apply_remote(wb, rc.decode_status(item), now, due=True)
+            events = apply_remote(wb, rc.decode_status(item), now, due=True)
+            if wb.status_check_planned:  # the planner's check: one that finds the writeback ended counts too
+                events = [replace(e, checks=wb.checks + 1) if isinstance(e, ev.ENDINGS) else e for e in events]
+            return events
         case oc.Ok() | oc.Rejected(status=404):
             # unknown to writeback_status: stays pending; the list checks the id soon
             return [
@@ -179,8 +191,21 @@ def status_outcome(p: Practice, msg: StatusOutcome, now: datetime) -> list[ev.Ev
         retry = policy.rate_limited_retry_at(now, outcome.reset_s)
     return [
         ev.StatusChecked(
-            at=now, writeback_id=wb.writeback_id, result="", read_status=wb.status_read_due, next_check_at=retry
+            at=now, writeback_id=wb.writeback_id, result="error", read_status=wb.status_read_due, next_check_at=retry
         )
+    ]
+
+
+def plan_status_reads(p: Practice, msg: CheckByStatus, now: datetime) -> list[ev.Event]:
+    """A ``writeback_status`` read as the next check of each pending writeback named (transient)."""
+    return [
+        ev.StatusReadPlanned(at=now, writeback_id=wid)
+        for wid in msg.writeback_ids
+        if (wb := p.writebacks.get(wid)) is not None
+        and wb.state == "pending"
+        and wb.sikka_writeback_id
+        and not wb.status_read_due
+        and not wb.status_check_planned
     ]
 
 

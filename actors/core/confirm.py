@@ -2,8 +2,9 @@
 completed, failed or deleted; unknown ones reconciled (one candidate), still ambiguous (several)
 or proven absent (none, once the proof window has passed); failed ``outcome_unknown`` ones found
 late; the originals of re-sent attempts found late (``actors.core.duplicates``). Candidates are
-matched on content (``actors.core.reconcile``) and assigned jointly, so no
-item of Sikka's list is claimed by two of our writebacks. Pure.
+matched on content (``actors.core.reconcile``) and assigned jointly, so no item of Sikka's list is
+claimed by two of our writebacks; only a complete list (every page: a round that stopped once it
+found its pending targets is not) is matched against. Pure.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def list_outcome(p: Practice, msg: ListOutcome, now: datetime, settings: CoreSet
         for t in list_targets(p):
             if covers(msg.ranges, t.anchor) and (t.next_check_at or now) <= now:
                 retry = now + seconds(policy.STATUS_ERROR_BACKOFF_S)
-                out.append(ev.StatusChecked(at=now, writeback_id=t.writeback_id, next_check_at=retry))
+                out.append(ev.StatusChecked(at=now, writeback_id=t.writeback_id, result="error", next_check_at=retry))
         return out
     by_id = {item.id: item for item in msg.items}
     claimed = _claimed(p, msg)
@@ -54,9 +55,9 @@ def list_outcome(p: Practice, msg: ListOutcome, now: datetime, settings: CoreSet
             if item.office_id.strip().lower() != p.office_id.strip().lower():
                 continue
             out.extend(apply_remote(wb, rc.decode_list_item(item), now, due=due))
-        elif wb.state == "unknown":
+        elif wb.state == "unknown" and msg.complete:  # a partial list may hide a second candidate
             out.extend(_reconcile_unknown(p, wb, msg, now, due, verdicts, by_id, settings))
-    for watch in p.late_watch.values():
+    for watch in p.late_watch.values() if msg.complete else ():
         if watch.writeback_id not in verdicts:
             continue
         verdict = verdicts[watch.writeback_id]

@@ -54,8 +54,10 @@ from datetime import datetime
 
 from actors.core import answers, confirm, policy
 from actors.core import events as ev
+from actors.core.checks import record_checks
 from actors.core.messages import (
     CancelWriteback,
+    CheckByStatus,
     Decision,
     DeleteOutcome,
     Duplicate,
@@ -93,7 +95,13 @@ def retry_id(failed_writeback_id: str) -> str:
 
 
 def decide(p: Practice, msg: Message, now: datetime, settings: CoreSettings = DEFAULT_SETTINGS) -> Decision:
-    """The events ``msg`` leads to (or why it is refused). Pure."""
+    """The events ``msg`` leads to (or why it is refused); checks that changed nothing are only
+    noted (``actors.core.checks``). Pure."""
+    decision = _decide(p, msg, now, settings)
+    return record_checks(p, decision) if isinstance(decision, list) else decision
+
+
+def _decide(p: Practice, msg: Message, now: datetime, settings: CoreSettings) -> Decision:
     match msg:
         case RequestWriteback():
             return _request(p, msg, now, settings)
@@ -129,6 +137,8 @@ def decide(p: Practice, msg: Message, now: datetime, settings: CoreSettings = DE
             return answers.status_outcome(p, msg, now)
         case ListOutcome():
             return confirm.list_outcome(p, msg, now, settings)
+        case CheckByStatus():
+            return answers.plan_status_reads(p, msg, now)
         case RefreshOutcome():
             return answers.refresh_outcome(p, msg, now)
         case DeleteOutcome():

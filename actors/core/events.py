@@ -178,6 +178,7 @@ class WritebackRejected(Event, frozen=True, kw_only=True):
     code: str
     message: str = ""
     http_status: int = 400
+    checks: int = 0  # as ``WritebackCompleted.checks`` (checks made before a resubmission)
 
 
 class WritebackDeferred(Event, frozen=True, kw_only=True):
@@ -217,12 +218,29 @@ class RetryScheduled(Event, frozen=True, kw_only=True):
 
 
 class StatusChecked(Event, frozen=True, kw_only=True):
-    """A status check of a ``pending`` writeback that did not end it; counts in ``checks``."""
+    """A status check of an open writeback that did not end it but changed something (Sikka's
+    result, an error, a status read becoming due), or the first for ``CHECK_RECORD_INTERVAL_S``
+    (``actors.core.checks``). ``checks``: the writeback's checks so far, this one included
+    (0 in events written before that count existed: each stood for one check)."""
 
     writeback_id: str
     next_check_at: datetime | None = None
-    result: str = ""
+    result: str = ""  # Sikka's (pending, completed, …) or ours (missing, not_found, ambiguous, error, …)
     read_status: bool = False  # a ``writeback_status`` read is due (created_id, error detail, after DELETE)
+    checks: int = 0
+
+
+class CheckNoted(StatusChecked, frozen=True, kw_only=True):
+    """Transient: a status check that changed nothing. The owner's actor folds it (the writeback's
+    next check moves on, ``checks`` counts it), the log never stores it; the count reaches the log
+    with the writeback's next recorded event (``actors.core.checks``)."""
+
+
+class StatusReadPlanned(Event, frozen=True, kw_only=True):
+    """Transient: the app-level planner chose a ``writeback_status`` read (on the practice's own
+    budget) as the pending writeback's next check, instead of a list round. Never stored."""
+
+    writeback_id: str
 
 
 class CancelRequested(Event, frozen=True, kw_only=True):
@@ -255,6 +273,7 @@ class WritebackCompleted(Event, frozen=True, kw_only=True):
     writeback_id: str
     created_id: str | None = None
     sikka_completed_time: str | None = None
+    checks: int = 0  # the writeback's checks in all (0: no change; see ``StatusChecked.checks``)
 
 
 class WritebackFailed(Event, frozen=True, kw_only=True):
@@ -265,12 +284,17 @@ class WritebackFailed(Event, frozen=True, kw_only=True):
     message: str = ""
     retryable: bool = False
     sikka_completed_time: str | None = None
+    checks: int = 0  # as ``WritebackCompleted.checks``
 
 
 class WritebackCancelled(Event, frozen=True, kw_only=True):
     """→ ``cancelled``."""
 
     writeback_id: str
+    checks: int = 0  # as ``WritebackCompleted.checks``
+
+
+ENDINGS = (WritebackCompleted, WritebackFailed, WritebackRejected, WritebackCancelled)  # each carries ``checks``
 
 
 class LateOutcomeFound(Event, frozen=True, kw_only=True):
@@ -372,7 +396,9 @@ AnyEvent = Union[
 ]
 
 EVENT_TYPES: tuple[type[Event], ...] = get_args(AnyEvent)
-TYPE_NAMES: dict[type[Event], str] = {cls: _snake(cls.__name__) for cls in EVENT_TYPES}
+TRANSIENT: tuple[type[Event], ...] = (CheckNoted, StatusReadPlanned)
+"""Folded by the owner's actor, never stored (not in ``AnyEvent``: the log could not read them back)."""
+TYPE_NAMES: dict[type[Event], str] = {cls: _snake(cls.__name__) for cls in EVENT_TYPES + TRANSIENT}
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(AnyEvent)
@@ -390,6 +416,11 @@ def decode(data: bytes | str) -> Event:
 
 def type_name(event: Event) -> str:
     return TYPE_NAMES[type(event)]
+
+
+def recorded(event: Event) -> bool:
+    """Whether ``event`` belongs in the log (transient events are only folded)."""
+    return not isinstance(event, TRANSIENT)
 
 
 def stream_id(office_id: str) -> str:

@@ -57,6 +57,11 @@ def desired_owner(office_id: str, nodes: Iterable[str]) -> str | None:
     return max(nodes, key=lambda n: (rank(n, office_id), n), default=None)
 
 
+def live_nodes(me: str, nodes: Mapping[str, datetime], now: datetime) -> set[str]:
+    """The nodes whose heartbeat has not expired, this one included (before its first is seen)."""
+    return {n for n, expires_at in nodes.items() if expires_at > now} | {me}
+
+
 def plan(
     me: str,
     practices: Iterable[str],
@@ -71,7 +76,7 @@ def plan(
     while ``me`` shuts down); ``leases``: the lease rows; ``held``: office → term of the leases
     this process holds; ``nodes``: node → heartbeat expiry; ``now``: the database's time.
     """
-    live = {n for n, expires_at in nodes.items() if expires_at > now} | {me}
+    live = live_nodes(me, nodes, now)
     wanted = {o for o in practices if desired_owner(o, live) == me}
     acquire, renew, release = [], [], []
     waits = [expires_at for n, expires_at in nodes.items() if n != me and expires_at > now]
@@ -85,6 +90,49 @@ def plan(
         else:
             waits.append(lease.expires_at)
     return Plan(tuple(acquire), tuple(renew), tuple(release), min(waits, default=None))
+
+
+# --- the app-level budget across nodes -------------------------------------------------------
+
+APP_RESERVE = 0.1  # of the app-level limit: left for a node that starts, which uses only this at first
+
+
+class AppShare(msgspec.Struct, frozen=True):
+    """This node's share of the application's app-level limit (``fraction``), and a larger share
+    it takes up at local time ``raise_at`` (``raise_to``)."""
+
+    fraction: float
+    raise_to: float | None = None
+    raise_at: float | None = None
+
+
+def app_share(prev: AppShare | None, live: int, now: float, started: float, ttl: float, window: float) -> AppShare:
+    """This node's share of the app-level limit, with ``live`` nodes in the lease table.
+
+    Sikka counts app-level calls for the whole application, so each node sends at most
+    (1 − ``APP_RESERVE``) / ``live`` of the limit, each under its own sliding log (``window``:
+    60 s + its margin). Changes never let the nodes together pass the limit in any window:
+
+    - a share that shrinks (a node joined: the others see it within a lease round, at once
+      through ``NOTIFY leases``) applies at once;
+    - a share that grows (a node left) waits one ``window``, until the leaver's last sends have
+      left every window;
+    - a node that starts sends at most ``APP_RESERVE`` for one window plus a lease TTL (time for
+      the others to see it and for their older sends to leave the window): the reserve is what
+      the others leave unused. The same covers a restarted node whose earlier run just sent.
+
+    ``now``, ``started`` (when this node joined): local monotonic seconds. Pure.
+    """
+    target = (1.0 - APP_RESERVE) / max(1, live)
+    warm_until = started + window + ttl
+    if now < warm_until:
+        return AppShare(fraction=min(target, APP_RESERVE), raise_to=target, raise_at=warm_until)
+    current = prev.fraction if prev is not None else APP_RESERVE
+    if target <= current:
+        return AppShare(fraction=target)
+    if prev is not None and prev.raise_to == target and prev.raise_at is not None:
+        return AppShare(fraction=target) if now >= prev.raise_at else prev
+    return AppShare(fraction=current, raise_to=target, raise_at=now + window)
 
 
 class Timing(msgspec.Struct, frozen=True):

@@ -131,6 +131,13 @@ class ListOutcome(Message, frozen=True, kw_only=True):
     claimed_ids: frozenset[str] = frozenset()
 
 
+class CheckByStatus(Message, frozen=True, kw_only=True):
+    """The app-level planner's choice for these pending writebacks: their next check is a
+    ``writeback_status`` read on the practice's own budget, not a list round."""
+
+    writeback_ids: tuple[str, ...]
+
+
 class RefreshOutcome(Message, frozen=True, kw_only=True):
     """What a key grant came to (``Ok(TokenGrant)``)."""
 
@@ -173,7 +180,14 @@ AnyCommand = Union[
 """Commands: decodable from JSON (``msgspec.json.decode(raw, type=AnyCommand)``)."""
 
 AnyInput = Union[
-    SubmitOutcome, StatusOutcome, ListOutcome, RefreshOutcome, DeleteOutcome, KeyCheckOutcome, OffboardOutcome
+    SubmitOutcome,
+    StatusOutcome,
+    ListOutcome,
+    CheckByStatus,
+    RefreshOutcome,
+    DeleteOutcome,
+    KeyCheckOutcome,
+    OffboardOutcome,
 ]
 """Inputs: built in process by the shell (``outcomes.Result``'s union is untagged, so they encode
 to JSON for logs but are not decoded from it)."""
@@ -218,7 +232,8 @@ class Submit(Step, frozen=True, kw_only=True):
 
 
 class Poll(Step, frozen=True, kw_only=True):
-    """Read ``writeback_status?id=`` (STATUS lane), feed ``StatusOutcome``."""
+    """Read ``writeback_status?id=`` (STATUS lane), feed ``StatusOutcome``: for ``created_id``,
+    error detail, after a DELETE, or as a check the planner chose (``CheckByStatus``)."""
 
     writeback_id: str
     sikka_writeback_id: str

@@ -65,6 +65,7 @@ ABSENCE_GRACE_S = 30.0  # SIKKA_ABSENCE_GRACE's default
 AMBIGUOUS_RECHECK_S = 60.0
 LATE_WATCH_S = 7 * 86400.0
 LATE_WATCH_CHECK_S = 900.0
+CHECK_RECORD_INTERVAL_S = 600.0  # a check that changed nothing is still recorded this long after the last
 LIST_MAX_DAYS = 7
 LIST_MIN_INTERVAL_S = 1.0  # between two app-level list rounds
 LIST_FALLBACK_GRACE_S = 60.0  # a list-driven check this late means no app-level task serves us

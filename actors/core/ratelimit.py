@@ -36,6 +36,11 @@ negative value or a Reset beyond an hour makes the whole response's hints ignore
 current hint's are ignored (out-of-order answers). Sends after the answered request was sent
 are subtracted from its Remaining: the server may not have counted them yet.
 
+Shares: the app-level budget (App-Id/App-Key calls) is the application's, whatever the number
+of supervisors; each node sends at most its share of it (``set_share``, from the live nodes of the
+lease table: ``actors.core.leases.app_share``). The server's Remaining counts every node's sends, so
+its hint binds (see above) whenever the others spend the same budget.
+
 Memory: the log is an ``array('d')`` ring that grows with the sends up to the configured limit
 (8 bytes per slot: 1.6 KiB for L = 200 once a practice has been that busy; an idle practice's
 few key checks take a few dozen bytes) plus a few scalars in ``__slots__``.
@@ -110,6 +115,7 @@ class Budget:
         "_waiting_since",
         "_last_waited",
         "_ignored",
+        "_share",
     )
 
     def __init__(self, limit: int = 200, *, margin: float = DEFAULT_MARGIN_S, window: float = WINDOW_S) -> None:
@@ -134,6 +140,7 @@ class Budget:
         self._waiting_since = array("d", [math.nan] * N_LANES)
         self._last_waited = array("d", [math.nan] * N_LANES)
         self._ignored = 0
+        self._share = 1.0
 
     # --- the log -----------------------------------------------------------------------------
 
@@ -142,10 +149,23 @@ class Budget:
         return self.window + self.margin
 
     @property
-    def limit(self) -> int:
+    def whole_limit(self) -> int:
+        """The limit of the whole budget: configured, lowered by the server's Limit header."""
         if self._server_limit is None:
             return self.configured_limit
         return min(self.configured_limit, self._server_limit)
+
+    @property
+    def limit(self) -> int:
+        """What this process may send in a window: its ``share`` of ``whole_limit`` (at least 1)."""
+        if self._share >= 1.0:
+            return self.whole_limit
+        return max(1, math.floor(self.whole_limit * self._share))
+
+    def set_share(self, share: float) -> None:
+        """Send at most ``share`` (0 < share ≤ 1) of the limit: the app-level budget, which every
+        node of the application draws on, split between the live nodes (``actors.core.leases.app_share``)."""
+        self._share = min(1.0, max(float(share), 0.0))
 
     def _at(self, i: int) -> float:
         return self._ring[(self._head + i) % self.configured_limit]
@@ -193,6 +213,10 @@ class Budget:
             at = max(at, self._at(first + in_window - cap) + self.span)
         return at
 
+    def free_at(self, lane: int, now: float) -> float:
+        """``allowed_at`` as a question only (no "waited for budget" bookkeeping): planners."""
+        return self._earliest(lane, now)
+
     # --- updates -----------------------------------------------------------------------------
 
     def take(self, lane: int, now: float) -> bool:
@@ -237,7 +261,7 @@ class Budget:
             self._server_limit = min(self.configured_limit, int(limit))
         if remaining is None or sent_at < self._hint_sent_at:
             return
-        if remaining > self.limit:
+        if remaining > self.whole_limit:  # the server counts the whole budget, not our share of it
             self._ignored += 1
             return
         reset = WINDOW_S if reset_s is None else reset_s

@@ -28,6 +28,7 @@ from datetime import datetime, timedelta
 from actors.core import duplicates
 from actors.core import events as ev
 from actors.core import policy
+from actors.core.checks import record_checks
 from actors.core.listplan import ListTarget, date_ranges, target_dates
 from actors.core.messages import (
     AnyStep,
@@ -124,6 +125,7 @@ def list_targets(p: Practice) -> list[ListTarget]:
                     anchor=anchor_of(wb),
                     next_check_at=wb.next_check_at,
                     sikka_writeback_id=wb.sikka_writeback_id,
+                    missing=wb.last_result == "missing",
                 )
             )
         elif wb.state == "unknown":
@@ -231,7 +233,7 @@ def next_step(
         return Sleep(until=None)
     due = due_events(p, now, settings)
     if due:
-        return Record(events=tuple(due))
+        return Record(events=tuple(record_checks(p, due)))
     writebacks = ordered(p)
     if p.offboarding and not any(wb.state in ("pending", "submitting", "unknown") for wb in writebacks):
         return Offboard()
@@ -293,9 +295,11 @@ class _Plan:
 
     def poll(self) -> Poll | None:
         for wb in self.writebacks:
-            if wb.state == "pending" and wb.status_read_due and wb.sikka_writeback_id:
-                if self._at(wb.next_check_at or self.now) and self.key_ok and self._budget_allows(Lane.STATUS):
-                    return Poll(writeback_id=wb.writeback_id, sikka_writeback_id=wb.sikka_writeback_id)
+            if wb.state != "pending" or not wb.sikka_writeback_id:
+                continue
+            due = wb.status_check_planned or (wb.status_read_due and self._at(wb.next_check_at or self.now))
+            if due and self.key_ok and self._budget_allows(Lane.STATUS):
+                return Poll(writeback_id=wb.writeback_id, sikka_writeback_id=wb.sikka_writeback_id)
         return None
 
     def reconcile(self, settings: CoreSettings) -> Reconcile | None:

@@ -124,6 +124,36 @@ class WritebackItem(msgspec.Struct):
     description: str | None = None
 
 
+class WritebackKey(msgspec.Struct):
+    """What a list round looks at in every ``GET /writebacks`` item (the rest is decoded only
+    for the items it wants: ``writeback_item``)."""
+
+    id: str
+    office_id: str | None = None
+
+
+class WritebackPage(msgspec.Struct, frozen=True):
+    """One page of ``GET /writebacks``: Sikka's items undecoded (JSON views into the answer: a
+    page of 5,000 costs 5,000 small objects, not 5,000 decoded items) and its ``total_count``
+    (which the examples show can disagree with the items: only a short page ends a list)."""
+
+    items: list[msgspec.Raw]
+    total: int | None = None
+
+
+_key_decoder = msgspec.json.Decoder(WritebackKey)
+_item_decoder = msgspec.json.Decoder(WritebackItem)
+
+
+def writeback_key(raw: msgspec.Raw) -> WritebackKey:
+    return _key_decoder.decode(raw)
+
+
+def writeback_item(raw: msgspec.Raw) -> WritebackListItem:
+    """One undecoded ``GET /writebacks`` item, decoded (``to_writeback_list_item``)."""
+    return to_writeback_list_item(_item_decoder.decode(raw))
+
+
 def _int(value: object) -> int | None:
     try:
         return int(str(value).strip())

@@ -63,7 +63,7 @@ class Writeback(msgspec.Struct, frozen=True, kw_only=True):
     sikka_completed_time: str | None = None
     deadline_at: datetime
     attempts: int = 0
-    checks: int = 0
+    checks: int = 0  # checks of Sikka's state that did not end it (``actors.core.checks``)
     next_check_at: datetime | None = None
     # bookkeeping, not part of the API shape
     seq: int = 0  # request order within the practice
@@ -80,6 +80,9 @@ class Writeback(msgspec.Struct, frozen=True, kw_only=True):
     delete_attempts: int = 0  # failed DELETEs so far (alert after 5)
     delete_retry_at: datetime | None = None
     delete_answered: bool = False  # Sikka answered the DELETE; a status read decides
+    checked_at: datetime | None = None  # the last recorded check (``StatusChecked``)
+    status_check_planned: bool = False  # transient: the next check is a writeback_status read
+    seen_here: bool = False  # transient: this process sent or checked it (``actors.core.checks.loaded``)
 
 
 class LateWatch(msgspec.Struct, frozen=True, kw_only=True):
@@ -181,27 +184,22 @@ def _submission(wb: Writeback, e: ev.Event) -> Writeback | None:
         case ev.WritebackSubmitted():
             return replace(
                 wb, state="pending", sikka_writeback_id=e.sikka_writeback_id, submitted_at=e.at,
-                next_check_at=e.next_check_at,
+                next_check_at=e.next_check_at, seen_here=True,
             )
         case ev.SubmitRefused():
             return replace(wb, state="queued", attempts=max(0, wb.attempts - 1))
         case ev.WritebackRejected():
-            return _final(wb, e.at, "failed", error=WritebackError(e.code, e.message), retryable=False)
+            return _final(wb, e.at, "failed", e.checks, error=WritebackError(e.code, e.message), retryable=False)
         case ev.WritebackDeferred():  # answered before Sikka accepted anything: not an attempt
             return replace(
                 wb, state="deferred", retry_at=e.retry_at, deferred_reason=e.reason, attempts=max(0, wb.attempts - 1)
             )
         case ev.OutcomeUnknown():
-            return replace(wb, state="unknown", unknown_since=e.at, next_check_at=e.next_check_at)
+            return replace(wb, state="unknown", unknown_since=e.at, next_check_at=e.next_check_at, seen_here=True)
         case ev.WritebackReconciled():
             return replace(
-                wb,
-                state="pending",
-                sikka_writeback_id=e.sikka_writeback_id,
-                submitted_at=wb.submitted_at or wb.attempted_at or e.at,
-                next_check_at=e.next_check_at,
-                ambiguous=False,
-                unknown_since=None,
+                wb, state="pending", sikka_writeback_id=e.sikka_writeback_id, next_check_at=e.next_check_at,
+                submitted_at=wb.submitted_at or wb.attempted_at or e.at, ambiguous=False, unknown_since=None,
             )
         case ev.ProvenAbsent():
             return replace(
@@ -216,15 +214,18 @@ def _submission(wb: Writeback, e: ev.Event) -> Writeback | None:
 def _confirmation(wb: Writeback, e: ev.Event) -> Writeback | None:
     """Checks, cancels and the final outcome."""
     match e:
+        case ev.CheckNoted():  # changed nothing but the schedule and the count
+            return replace(
+                wb, checks=wb.checks + 1, next_check_at=e.next_check_at, status_check_planned=False, seen_here=True
+            )
         case ev.StatusChecked():
             return replace(
-                wb,
-                checks=wb.checks + 1,
-                next_check_at=e.next_check_at,
-                last_result=e.result or wb.last_result,
-                status_read_due=e.read_status,
-                ambiguous=e.result == "ambiguous",
+                wb, checks=e.checks or wb.checks + 1, next_check_at=e.next_check_at,
+                last_result=e.result or wb.last_result, status_read_due=e.read_status,
+                ambiguous=e.result == "ambiguous", checked_at=e.at, status_check_planned=False, seen_here=True,
             )
+        case ev.StatusReadPlanned():
+            return replace(wb, status_check_planned=True) if wb.state == "pending" else wb
         case ev.CancelRequested():
             return wb if wb.cancel_requested else replace(wb, cancel_requested=True, cancel_reason=e.reason)
         case ev.DeleteAnswered():
@@ -232,27 +233,24 @@ def _confirmation(wb: Writeback, e: ev.Event) -> Writeback | None:
         case ev.DeleteFailed():
             return replace(wb, delete_attempts=e.attempt, delete_retry_at=e.retry_at)
         case ev.WritebackCompleted():
-            return _final(wb, e.at, "completed", created_id=e.created_id, sikka_completed_time=e.sikka_completed_time)
+            return _final(
+                wb, e.at, "completed", e.checks, created_id=e.created_id, sikka_completed_time=e.sikka_completed_time
+            )
         case ev.WritebackFailed():
             return _final(
-                wb, e.at, "failed", error=WritebackError(e.code, e.message), retryable=e.retryable,
+                wb, e.at, "failed", e.checks, error=WritebackError(e.code, e.message), retryable=e.retryable,
                 sikka_completed_time=e.sikka_completed_time,
             )
         case ev.WritebackCancelled():
-            return _final(wb, e.at, "cancelled")
+            return _final(wb, e.at, "cancelled", e.checks)
     return None
 
 
-def _final(wb: Writeback, at: datetime, state: str, **changes) -> Writeback:
+def _final(wb: Writeback, at: datetime, state: str, checks: int = 0, **changes) -> Writeback:
+    """``checks``: the final event's count of every check (0 in events recorded before it was kept)."""
     return replace(
-        wb,
-        state=state,
-        completed_at=at,
-        next_check_at=None,
-        retry_at=None,
-        status_read_due=False,
-        delete_retry_at=None,
-        **changes,
+        wb, state=state, completed_at=at, checks=checks or wb.checks, next_check_at=None, retry_at=None,
+        status_read_due=False, status_check_planned=False, delete_retry_at=None, **changes,
     )
 
 
@@ -275,7 +273,8 @@ def step(p: Practice, e: ev.Event, wb: Writeback | None) -> tuple[Practice, Writ
     ``evolve`` looks ``wb`` up in the practice's open writebacks; the ``writebacks`` projection
     passes its stored row instead, so both apply exactly the same rules.
     """
-    p = replace(p, updated_at=e.at)
+    if ev.recorded(e):  # the time of the last recorded event (a noted check changes nothing here)
+        p = replace(p, updated_at=e.at)
     match e:
         case ev.WritebackRequested():
             return _requested(p, e, wb)

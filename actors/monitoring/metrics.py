@@ -113,12 +113,16 @@ class Metrics:
 
 
 class StateCollector:
-    """The gauges read at scrape time from the practice supervisor and the alert table."""
+    """The gauges read at scrape time from the practice supervisor, the alert table and the
+    app-level task's counters (``AppLevel.statistics``)."""
 
-    def __init__(self, practices, alert_table: Callable[[], alerting.Table], clock: Callable[[], datetime]):
+    def __init__(
+        self, practices, alert_table: Callable[[], alerting.Table], clock: Callable[[], datetime], app_level=None
+    ):
         self.practices = practices
         self.alert_table = alert_table
         self.clock = clock
+        self.app_level = app_level
 
     def collect(self):
         now = self.clock()
@@ -144,6 +148,27 @@ class StateCollector:
             severity = alerting.SEVERITY[kind]
             alerts.add_metric([kind, severity], held.get((kind, severity), 0))
         yield from (used, limit, expiry, writebacks, restarts, alerts)
+        if self.app_level is not None:
+            yield from self._confirmation(self.app_level.statistics())
+
+    @staticmethod
+    def _confirmation(stats):
+        rounds = CounterMetricFamily(
+            "sikka_confirmation_rounds",
+            "confirmation rounds: a GET /writebacks round, or status reads",
+            labels=["method"],
+        )
+        rounds.add_metric(["list"], stats.list_rounds)
+        rounds.add_metric(["status"], stats.status_rounds)
+        pages = CounterMetricFamily("sikka_list_pages", "GET /writebacks pages read (one app-level call each)")
+        pages.add_metric([], stats.list_pages)
+        planned = CounterMetricFamily(
+            "sikka_status_checks_planned", "writebacks handed to their practice for a writeback_status check"
+        )
+        planned.add_metric([], stats.status_checks)
+        app_limit = GaugeMetricFamily("sikka_app_rate_limit", "this node's share of the app-level limit per 60 s")
+        app_limit.add_metric([], stats.budget.limit)
+        yield from (rounds, pages, planned, app_limit)
 
 
 class TimedStore:

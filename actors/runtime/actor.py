@@ -10,8 +10,9 @@ rate budget and its writebacks. Its life::
        ├─ Sleep(until)  wait for a message (command, list outcome, wake-up) or the time
        ├─ Record        append the timer events
        ├─ Submit        append SubmitAttempted FIRST, then send, then append what it came to
-       ├─ Poll          writeback_status (STATUS lane)
-       ├─ Reconcile     GET /writebacks itself (the app-level task is overdue)
+       ├─ Poll          writeback_status (STATUS lane): created_id, error detail, or the
+       │                planner's choice of check (``CheckByStatus``)
+       ├─ Reconcile     GET /writebacks itself, every page (the app-level task is overdue)
        ├─ Refresh       a key grant (TOKEN lane); new keys stored encrypted before the event
        ├─ Cancel        DELETE /writebacks?id= (app-level budget)
        ├─ KeyCheck      request_key_info of an idle practice (BACKGROUND lane)
@@ -56,6 +57,7 @@ from msgspec.structs import replace
 from actors.core import events as ev
 from actors.core import messages
 from actors.core import outcomes as oc
+from actors.core.checks import loaded
 from actors.core.decide import decide, recover
 from actors.core.messages import Decision
 from actors.core.operations import PayloadError
@@ -63,7 +65,7 @@ from actors.core.ratelimit import Budget, BudgetStats, Lane
 from actors.core.secret import Secret
 from actors.core.schedule import bodies_needed, conditions, key_usable, list_targets, next_step
 from actors.core.state import Practice, empty, evolve, writeback_counts
-from actors.runtime.calls import fetch_writeback_lists, observe, take_budget
+from actors.runtime.calls import observe, read_own_list, take_budget
 from actors.runtime.commit import SNAPSHOT_SCHEMA, commit, committed, load_practice, patiently
 from actors.runtime.deps import Deps
 from actors.runtime.inbox import Inbox
@@ -214,6 +216,7 @@ class PracticeActor:
 
     async def _recover(self) -> None:
         self.state, self.version, self._snapshot_version = await load_practice(self.deps.store, self.office_id)
+        self.state = loaded(self.state)
         self._request_key = await self.deps.credentials.secret(self.office_id, "request_key")
         self._last_keyed_call_at = self.deps.clock()
 
@@ -236,7 +239,8 @@ class PracticeActor:
                 result = await self._keyed(Lane.STATUS, lambda key: self.deps.client.writeback_status(key, sid))
                 await self._decide_shielded(messages.StatusOutcome(writeback_id=wid, result=result))
             case messages.Reconcile(ranges=ranges):
-                await self._decide(await self._fetch_list(ranges))
+                own = await self._at_sikka(read_own_list(self.deps, self.state, ranges))
+                await self._decide(await self._with_bodies(own))
             case messages.Refresh(grant=grant):
                 await self._refresh(grant)
             case messages.Cancel(writeback_id=wid, sikka_writeback_id=sid):
@@ -321,9 +325,12 @@ class PracticeActor:
             await self._decide(message)
 
     async def append(self, events: list[ev.Event]) -> None:
-        """Stream: append at this version (``ConcurrencyError`` if another writer came first),
-        fold, tell the listeners, snapshot now and then."""
-        self._folded(events, await self.deps.store.append(self.stream_id, self.version, events))
+        """Stream: append the recorded events at this version (``ConcurrencyError`` if another
+        writer came first), fold them all (transient ones too: ``actors.core.checks``), tell the
+        listeners, snapshot now and then."""
+        recorded = [e for e in events if ev.recorded(e)]
+        version = await self.deps.store.append(self.stream_id, self.version, recorded) if recorded else self.version
+        self._folded(events, version)
         await self._snapshot_now_and_then()
 
     async def appended(self, events: list[ev.Event]) -> bool:
@@ -336,11 +343,13 @@ class PracticeActor:
         return True
 
     def _folded(self, events: list[ev.Event], version: int) -> None:
-        """``events`` are in the log up to ``version``: fold them and tell the listeners."""
+        """``events`` (their recorded ones) are in the log up to ``version``: fold them all and tell
+        the listeners."""
         self.version = version
         before = self.state
         for e in events:
             self.state = evolve(self.state, e)
+        for e in filter(ev.recorded, events):
             log.info("practice.event", type=ev.type_name(e), writeback_id=getattr(e, "writeback_id", None))
         if self._state_changed is not None:
             self._state_changed.set()
@@ -461,18 +470,6 @@ class PracticeActor:
             self._request_key = token.request_key
             self._last_keyed_call_at = self.deps.clock()
         await self._decide_shielded(messages.RefreshOutcome(result=result, grant=grant))
-
-    async def _fetch_list(self, ranges) -> messages.ListOutcome:
-        items, complete = await self._at_sikka(fetch_writeback_lists(self.deps, ranges))
-        return await self._with_bodies(
-            messages.ListOutcome(
-                items=tuple(i for i in items if i.office_id == self.office_id),
-                ranges=tuple(ranges),
-                fetched_at=self.deps.clock(),
-                complete=complete,
-                failed=not complete and not items,
-            )
-        )
 
     async def _with_bodies(self, outcome: messages.ListOutcome) -> messages.ListOutcome:
         """Add the decrypted payloads of writebacks being reconciled, and the Sikka ids that our

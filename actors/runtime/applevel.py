@@ -1,11 +1,14 @@
 """App-level work, on the App-Id/App-Key budget (``SIKKA_APP_RATE_LIMIT``) shared by all practices.
 
-- ``run_lists``: the batched confirmation poll. ``GET /writebacks`` is app-wide, so one call (a
-  date range of at most 7 days, every page) serves every practice's pending and unknown
-  writebacks. It gathers the targets of all actors (``list_targets``), asks the pure
-  planner when the next call is due (``listplan.plan_list_call``), fetches, and fans the items
-  out (``listplan.fan_out``) as ``ListOutcome`` messages to the actors. Actors poke it whenever
-  their targets change, so a new acknowledgement is checked ~2 s later.
+- ``run_lists``: the confirmation rounds. It gathers the targets of all actors
+  (``list_targets``), asks the pure planner when the next round is due and how to serve it
+  (``listplan.plan_round``): a ``GET /writebacks`` round (app-wide: one round serves every
+  practice's pending and unknown writebacks), read page by page on the app budget and stopped
+  once it has what it came for (``listread.RoundReader``), its items fanned out
+  (``listplan.fan_out``) as ``ListOutcome`` messages to the actors; or, when that would cost
+  more pages than the checks it serves (or the app budget is spent), a ``CheckByStatus`` to each
+  practice with writebacks due: their actors read ``writeback_status`` on their own budgets.
+  Actors poke it whenever their targets change, so a new acknowledgement is checked ~2 s later.
 - ``onboard``: the authorization flow (``GET /authorized_practices``): secret keys stored
   encrypted, each office's ``PracticeListed``/``PracticeUnlisted`` decided by its actor (or
   directly when none runs), new practices started; up to ``ONBOARD_CONCURRENCY`` offices at once
@@ -17,18 +20,22 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import msgspec
 import structlog
 import trio
 
 from actors.core import listplan, messages, onboarding
 from actors.core import outcomes as oc
+from actors.core.listplan import ListTarget
+from actors.core.listread import ListMemory, RoundReader
 from actors.core.ratelimit import BudgetStats, Lane
 from actors.core.schedule import list_targets
 from actors.core.state import Practice
 from actors.monitoring import tracking
 from actors.runtime.mailbox import Unavailable
-from actors.runtime.calls import fetch_writeback_lists, observe, take_budget
+from actors.runtime.calls import observe, read_list_round, take_budget
 from actors.runtime.commit import decide_and_append
 from actors.runtime.deps import Deps
 from actors.runtime.practices import PracticeSupervisor
@@ -61,7 +68,10 @@ class NotAuthorized(Exception):
 
 
 class AppLevelStatistics(msgspec.Struct, frozen=True):
-    list_calls: int  # GET /writebacks calls (one per date range)
+    list_rounds: int  # GET /writebacks rounds
+    list_pages: int  # GET /writebacks calls (one per page)
+    status_rounds: int  # rounds served by writeback_status reads on the practices' budgets
+    status_checks: int  # writebacks handed to their actors for a writeback_status read
     onboardings: int
     budget: BudgetStats
 
@@ -73,45 +83,72 @@ class AppLevel:
         self._targets_changed = trio.Event()
         self._onboard_lock = trio.Lock()
         self._onboard_requested = trio.Event()
-        self.list_calls = 0
+        self.list_rounds = self.list_pages = self.status_rounds = self.status_checks = 0
         self.onboardings = 0
         self.last_onboard: list[dict] = []
 
     def statistics(self) -> AppLevelStatistics:
         budget = self.deps.app_budget.statistics(self.deps.clock().timestamp())
-        return AppLevelStatistics(self.list_calls, self.onboardings, budget)
+        return AppLevelStatistics(
+            self.list_rounds, self.list_pages, self.status_rounds, self.status_checks, self.onboardings, budget
+        )
 
     def targets_changed(self) -> None:
         self._targets_changed.set()
 
-    # --- batched confirmation -----------------------------------------------------------------
+    # --- confirmation rounds ------------------------------------------------------------------
 
     async def run_lists(self) -> None:
         last_call_at = None
+        memory = ListMemory()
+        planned: dict[str, datetime] = {}  # writeback → when its actor was asked for a status read
         while True:
             targets = await self._targets()
             now = self.deps.clock()
-            plan = listplan.plan_list_call(targets, now, last_call_at=last_call_at)
+            targets, planned = listplan.unplanned(targets, planned, now)
+            app_free_at = datetime.fromtimestamp(self.deps.app_budget.free_at(Lane.STATUS, now.timestamp()), UTC)
+            plan = listplan.plan_round(targets, now, last_call_at=last_call_at, memory=memory, app_free_at=app_free_at)
             if plan is None or plan.due_at > now:
                 wait = IDLE_RECHECK_S if plan is None else (plan.due_at - now).total_seconds()
                 with trio.move_on_after(min(wait, IDLE_RECHECK_S)):
                     await self._targets_changed.wait()
                 self._targets_changed = trio.Event()
                 continue
-            items, complete = await fetch_writeback_lists(self.deps, plan.ranges)
-            fetched_at = self.deps.clock()
-            last_call_at = fetched_at
-            self.list_calls += len(plan.ranges)
-            outcomes = listplan.fan_out(targets, items, plan.ranges, fetched_at, complete=complete)
-            if not complete and not items:
-                outcomes = {
-                    office: messages.ListOutcome(ranges=plan.ranges, fetched_at=fetched_at, complete=False, failed=True)
-                    for office in outcomes
-                }
-            for office_id, outcome in outcomes.items():
-                actor = self.practices.actors.get(office_id)
-                if actor is not None:
-                    actor.tell(outcome)
+            if plan.status:
+                self._check_by_status(plan.status, planned, now)
+            if plan.method == "status":
+                self.status_rounds += 1
+                continue
+            memory = await self._list_round(plan, targets, memory)
+            last_call_at = self.deps.clock()
+
+    def _check_by_status(self, status: tuple[ListTarget, ...], planned: dict[str, datetime], now: datetime) -> None:
+        by_office: dict[str, list[str]] = {}
+        for t in status:
+            by_office.setdefault(t.office_id, []).append(t.writeback_id)
+            planned[t.writeback_id] = now
+        for office_id, ids in by_office.items():
+            actor = self.practices.actors.get(office_id)
+            if actor is not None:
+                actor.tell(messages.CheckByStatus(writeback_ids=tuple(ids)))
+        self.status_checks += len(status)
+
+    async def _list_round(self, plan: listplan.ListPlan, targets: list[ListTarget], memory: ListMemory) -> ListMemory:
+        reader = RoundReader(
+            plan.ranges, memory, wanted=plan.wanted, known=plan.known, offices=plan.offices, complete=plan.complete
+        )
+        await read_list_round(self.deps, reader)
+        fetched_at = self.deps.clock()
+        self.list_rounds += 1
+        self.list_pages += reader.pages
+        outcomes = listplan.fan_out(
+            targets, reader.items, plan.ranges, fetched_at, complete=reader.complete, failed=reader.failed
+        )
+        for office_id, outcome in outcomes.items():
+            actor = self.practices.actors.get(office_id)
+            if actor is not None:
+                actor.tell(outcome)
+        return reader.memory().pruned(fetched_at.date())
 
     async def _targets(self) -> list:
         """Every running practice's list targets, with a checkpoint every ``TARGETS_CHUNK``

@@ -2,8 +2,9 @@
 
 Every call the supervisor makes goes ``take_budget`` → the client → ``observe``: the practice's
 budget for keyed calls (``actors.core.ratelimit``, lanes by priority), the app-level budget for
-App-Id/App-Key calls. ``fetch_writeback_lists`` is the app-level ``GET /writebacks`` round (one
-call per date range, every page) that the list task and an actor's own fallback share.
+App-Id/App-Key calls. ``read_list_round`` reads an app-level ``GET /writebacks`` round page by
+page (each page one call on the app budget) for the app-level task; ``read_own_list``, an
+actor's own fallback when that task is overdue, reads every page (it may have to reconcile).
 """
 
 from __future__ import annotations
@@ -13,8 +14,12 @@ from datetime import datetime
 
 import trio
 
+from actors.core import messages
 from actors.core import outcomes as oc
+from actors.core.listread import ListMemory, RoundReader
 from actors.core.ratelimit import Budget, Lane
+from actors.core.schedule import list_targets
+from actors.core.state import Practice
 
 
 async def take_budget(budget: Budget, lane: Lane, clock: Callable[[], datetime]) -> float:
@@ -37,17 +42,27 @@ def observe(budget: Budget, result: oc.Result, sent_at: float, now: float) -> No
             budget.exhaust_day(now)
 
 
-async def fetch_writeback_lists(deps, ranges) -> tuple[list[oc.WritebackListItem], bool]:
-    """Every ``GET /writebacks`` item for ``ranges`` (each ≤ 7 days) on the app-level budget;
-    ``complete`` is false when any range failed."""
-    items: list[oc.WritebackListItem] = []
-    complete = True
-    for start, end in ranges:
+async def read_list_round(deps, reader: RoundReader) -> None:
+    """Read the pages ``reader`` asks for (``actors.core.listread``), each paid for on the
+    app-level budget before it is sent: one ``GET /writebacks`` page is one app-level call."""
+    while (request := reader.next_request()) is not None:
+        (start, end), page = request
         sent_at = await take_budget(deps.app_budget, Lane.STATUS, deps.clock)
-        result = await deps.client.writebacks(start, end)
+        result = await deps.client.writebacks_page(start, end, page, limit=reader.limit)
         observe(deps.app_budget, result, sent_at, deps.clock().timestamp())
-        if isinstance(result.outcome, oc.Ok):
-            items.extend(result.outcome.value)
-        else:
-            complete = False
-    return items, complete
+        reader.take((start, end), page, result.value if isinstance(result.outcome, oc.Ok) else None)
+
+
+async def read_own_list(deps, state: Practice, ranges) -> messages.ListOutcome:
+    """The whole list for ``ranges`` (every page), read by a practice's actor: its own items."""
+    known = frozenset(t.sikka_writeback_id for t in list_targets(state) if t.sikka_writeback_id)
+    reader = RoundReader(tuple(ranges), ListMemory(), wanted=known, known=known,
+                         offices=frozenset({state.office_id}), complete=True)
+    await read_list_round(deps, reader)
+    return messages.ListOutcome(
+        items=tuple(i for i in reader.items if i.office_id == state.office_id),
+        ranges=tuple(ranges),
+        fetched_at=deps.clock(),
+        complete=reader.complete,
+        failed=reader.failed,
+    )

@@ -68,7 +68,8 @@ class Stream(Protocol):
     version: int
 
     async def append(self, events: list[ev.Event]) -> None:
-        """Append at ``version`` (``ConcurrencyError`` if the stream moved on) and fold."""
+        """Append the recorded ones at ``version`` (``ConcurrencyError`` if the stream moved on)
+        and fold them all (``actors.core.events.TRANSIENT`` are only folded)."""
 
     async def catch_up(self) -> None:
         """After a conflict: take in what the other writer appended."""
@@ -101,10 +102,10 @@ async def _at_once(call: Callable[..., Awaitable[T]], *args, key: str = "") -> T
 
 
 async def committed(store, stream_id: str, version: int, events: list[ev.Event]) -> int | None:
-    """The stream's version after ``events`` if the log holds exactly them right after ``version``
-    (an append whose answer was lost did commit), else ``None``."""
+    """The stream's version after ``events`` if the log holds exactly their recorded ones right
+    after ``version`` (an append whose answer was lost did commit), else ``None``."""
     records = await store.read_stream(stream_id, version + 1)
-    ours = [ev.encode(e) for e in events]
+    ours = [ev.encode(e) for e in events if ev.recorded(e)]
     if [ev.encode(r.event) for r in records[: len(ours)]] == ours:
         return version + len(ours)
     return None
@@ -140,7 +141,9 @@ class StoredStream:
         return stream
 
     async def append(self, events: list[ev.Event]) -> None:
-        self.version = await self.store.append(ev.stream_id(self.office_id), self.version, events)
+        recorded = [e for e in events if ev.recorded(e)]
+        if recorded:
+            self.version = await self.store.append(ev.stream_id(self.office_id), self.version, recorded)
         self.state = fold(self.state, events)
 
     async def catch_up(self) -> None:

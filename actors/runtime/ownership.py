@@ -7,6 +7,10 @@
         ├─ release: stop the actor, wait until it is gone, release the lease (NOTIFY leases)
         └─ acquire: take the lease, then start the actor
 
+Each round also re-divides the app-level budget (``SIKKA_APP_RATE_LIMIT``, which Sikka counts for
+the whole application) between the live nodes (``leases.app_share``): a node joining or leaving
+changes every node's share within a round, with no setting to split by hand.
+
 A round runs every ``ttl/4``, at once when a peer joins, leaves or releases (``LISTEN leases``),
 when a practice this node has not heard of appears, and when a lease it waits for expires; at
 most one of those poked rounds per ``ROUND_GAP_S`` (a round reads and renews every lease: with
@@ -33,6 +37,7 @@ import structlog
 import trio
 
 from actors.core import leases
+from actors.core.ratelimit import Budget
 from actors.runtime.practices import PracticeSupervisor
 from store import leases as rows
 from store.db import Database, DatabaseUnavailable
@@ -45,11 +50,16 @@ GUARD_CHUNK = 500  # practices the guard looks at between two checkpoints
 
 
 class Ownership:
-    def __init__(self, db: Database, node_id: str, ttl: float, practices: PracticeSupervisor):
+    def __init__(
+        self, db: Database, node_id: str, ttl: float, practices: PracticeSupervisor, app_budget: Budget | None = None
+    ):
         self.db = db
         self.node_id = node_id
         self.timing = leases.Timing(ttl)
         self.practices = practices
+        self.app_budget = app_budget  # split between the live nodes (``leases.app_share``)
+        self.app_share: leases.AppShare | None = None
+        self._joined_at = 0.0
         self.held: dict[str, int] = {}  # office → term
         self.renewed_at: dict[str, float] = {}  # office → trio time the last successful renewal was sent
         self.releasing: set[str] = set()
@@ -87,6 +97,7 @@ class Ownership:
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         await self.db.run(rows.join, self.node_id, self.timing.ttl)
+        self._joined_at = trio.current_time()
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             await nursery.start(self._listen)
@@ -112,6 +123,7 @@ class Ownership:
         sent_at = trio.current_time()
         snap = await self.db.run(partial(rows.snapshot, heartbeat=not self.closing), self.node_id, self.timing.ttl)
         self.known = set(snap.practices)
+        self._share_app_budget(len(leases.live_nodes(self.node_id, snap.nodes, snap.now)))
         plan = await trio.to_thread.run_sync(  # thousands of rendezvous hashes: off the event loop
             leases.plan, self.node_id, [] if self.closing else snap.practices, snap.leases, dict(self.held),
             snap.nodes, snap.now,
@@ -138,6 +150,17 @@ class Ownership:
         if plan.recheck_at is not None:
             wait = min(wait, max(0.05, (plan.recheck_at - snap.now).total_seconds() + 0.05))
         return max(0.0, sent_at + wait - trio.current_time())
+
+    def _share_app_budget(self, live: int) -> None:
+        if self.app_budget is None:
+            return
+        before = self.app_share
+        self.app_share = leases.app_share(
+            before, live, trio.current_time(), self._joined_at, self.timing.ttl, self.app_budget.span
+        )
+        self.app_budget.set_share(self.app_share.fraction)
+        if before is None or before.fraction != self.app_share.fraction:
+            log.info("app_budget.share", nodes=live, limit=self.app_budget.limit, of=self.app_budget.whole_limit)
 
     def _lost(self, office_id: str) -> None:
         """The lease is gone (expired, or another node holds it): the actor stops; the guard

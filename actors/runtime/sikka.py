@@ -26,7 +26,10 @@ the request's headers and body.
 Lists: Sikka's envelope (string-typed numbers, ``offset`` a PAGE index). ``_pages`` is the one
 paginating loop: it asks for ``offset=0,1,2…`` with a fixed ``limit`` and the caller's filters,
 never following ``pagination.next`` (which drops filters), and stops at the caller's limit, at a
-short page, or when ``total_count`` is reached.
+short page, or when ``total_count`` is reached. ``GET /writebacks`` is the exception: the app-wide list
+can hold a whole fleet's day, so ``writebacks_page`` fetches one page (5,000 items, the licence's
+maximum) and the caller pays each page on the app-level budget and stops reading once it has what
+it came for (``actors.runtime.calls``).
 
 Secrets (App-Key, request/refresh/secret keys) and query values are never logged.
 """
@@ -57,7 +60,7 @@ from actors.core.outcomes import (
 from actors.core.sikka_parse import (
     PracticeItem,
     StatusItem,
-    WritebackItem,
+    WritebackPage,
     classify,
     http_date,
     parse_ack,
@@ -67,7 +70,6 @@ from actors.core.sikka_parse import (
     phone_digits,
     rate_headers,
     to_authorized_practice,
-    to_writeback_list_item,
     to_writeback_status,
 )
 
@@ -121,7 +123,7 @@ class SikkaClient:
         app_key: Secret,
         node_id: str,
         *,
-        page_size: int = 500,
+        page_size: int = MAX_PAGE_SIZE,
         on_call: Callable[[str, int | None, str], None] | None = None,
         in_flight: int = IN_FLIGHT,
     ) -> None:
@@ -252,14 +254,23 @@ class SikkaClient:
             "GET", "/writeback_status", auth={"Request-Key": request_key}, params={"id": sikka_writeback_id}, parse=parse
         )
 
-    async def writebacks(self, startdate: date, enddate: date, *, sikka_writeback_id: str | None = None) -> Result:
-        """App-wide ``list[WritebackListItem]`` for ``startdate..enddate`` (at most 7 days apart)."""
+    async def writebacks_page(self, startdate: date, enddate: date, page: int, *, limit: int = MAX_PAGE_SIZE) -> Result:
+        """Page ``page`` (``offset`` is a page index) of the app-wide writebacks list for
+        ``startdate..enddate`` (at most 7 days apart): a ``WritebackPage`` of Sikka's items as
+        given (``to_writeback_list_item`` decodes the ones a caller needs) and ``total_count``.
+        One request: the caller pays each page on the app-level budget and decides whether to
+        read another (``actors.runtime.calls.read_list_round``)."""
         if not timedelta(0) <= enddate - startdate <= MAX_WRITEBACKS_RANGE:
             raise ValueError(f"/writebacks takes 0 to 7 days, not {startdate}..{enddate}")
-        params = {"startdate": startdate.isoformat(), "enddate": enddate.isoformat()}
-        if sikka_writeback_id is not None:
-            params["id"] = sikka_writeback_id
-        return await self._pages("/writebacks", self._app_auth(), params, None, WritebackItem, to_writeback_list_item)
+        if page < 0 or not 1 <= limit <= MAX_PAGE_SIZE:
+            raise ValueError(f"page {page} of {limit} items is not a page Sikka serves")
+        params = {
+            "startdate": startdate.isoformat(), "enddate": enddate.isoformat(), "offset": str(page), "limit": str(limit)
+        }
+        return await self._call(
+            "GET", "/writebacks", auth=self._app_auth(), params=params,
+            parse=lambda r: WritebackPage(*parse_page(r.content, msgspec.Raw)),
+        )
 
     async def delete_writeback(self, sikka_writeback_id: str) -> Result:
         """Cancel a pending writeback at Sikka (``Ok(None)`` when Sikka accepted the delete)."""

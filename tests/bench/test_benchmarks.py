@@ -7,10 +7,11 @@ import pytest
 import trio
 import trio.testing
 
-from bench import confirm, peer, recovery, scale
+from bench import confirm, fleet, peer, recovery, scale, soak
 from bench import store as bench_store
 from bench import ratelimit as bench_ratelimit
-from bench.common import parse_lines
+from bench.common import line, parse_lines
+from bench.system import booking, start_system
 from sim import SimConfig
 
 
@@ -124,3 +125,66 @@ def test_store_measures_each_writer_count_against_raw_inserts(pg_admin_url, caps
     assert 0 < figures["append_latency_p50_ms_concurrent_64"] <= figures["append_latency_p99_ms_concurrent_64"]
     appended = 20 + sum(w * (1 + 128 // w) for w in bench_store.WRITERS)  # single, then each writer count
     assert figures["replay_events"] > appended  # the batched run's streams came after
+
+
+def test_soak_runs_real_processes_and_counts_from_ground_truth_and_the_processes_accounting(pg_admin_url, tmp_path):
+    figures = soak.measure(pg_admin_url, tmp_path, practices=3, total=24, seconds=6.0, delay="1:3", nodes=1,
+                           threads=2, timeout=90)
+    assert figures["completed"] == figures["bookings"] == 24
+    assert figures["lost"] == figures["duplicated"] == figures["not_completed"] == 0
+    assert figures["app_429"] == figures["practice_429"] == 0
+    assert all(figures[f"rss_mib_at_{f}"] > 20 for f in soak.FIFTHS)
+    assert figures["completed_at_100"] >= figures["completed_at_20"]
+    assert figures["list_rounds"] + figures["status_rounds"] > 0  # read from /metrics
+    assert figures["status_reads_per_confirmation"] >= 1  # every booking is a create: created_id
+    assert 5 <= figures["events_per_writeback"] < 8  # requested, attempted, submitted, checked, completed + practices'
+    printed = [line(k, v) for k, v in figures.items()]
+    assert parse_lines("\n".join(printed))["lost"] == "0"
+
+
+def test_fleet_history_pages_the_days_earlier_writebacks_in_front_of_the_simulators_own():
+    config = SimConfig(practices=1, seed=3, writeback_delay=(100.0, 100.0))
+
+    async def run():
+        async with trio.open_nursery() as nursery:
+            system = await start_system(nursery, sim_config=config)
+            fleet.History(system.sim, per_day=24 * 30)  # 30 an hour: yesterday's 720 and today's 14 h
+            office = system.offices()[0]
+            await system.request(office, "book_appointment", booking(system.sim, office, 1))
+            await trio.sleep(1)  # submitted: acknowledged, pending at the simulator
+            pages = [
+                system.sim.handle("GET", f"/v4/writebacks?startdate=2026-03-01&enddate=2026-03-03&offset={n}&limit=500",
+                                  {"app-id": config.app_id, "app-key": config.app_key}).json()
+                for n in range(4)
+            ]
+            nursery.cancel_scope.cancel()
+        return pages
+
+    pages = trio.run(run, clock=trio.testing.MockClock(autojump_threshold=0))
+    total = 720 + 30 * 14 + 1
+    assert [int(p["total_count"]) for p in pages] == [total] * 4
+    ids = [i["id"] for p in pages for i in p["items"]]
+    assert len(ids) == len(set(ids)) == total  # every item once, the simulator's own last
+    assert [len(p["items"]) for p in pages] == [500, 500, 141, 0]
+    assert pages[2]["items"][-1]["result"] == "pending" and int(ids[-1]) < fleet.HISTORY_ID
+
+
+def test_fleet_runs_both_strategies_and_ours_costs_less_at_volume():
+    async def run(strategy):
+        return await fleet.drive(strategy, 50_000, practices=4, minutes=2, delay=(2.0, 20.0), seed=2)
+
+    ours = trio.run(run, "ours", clock=trio.testing.MockClock(autojump_threshold=0))
+    before = trio.run(run, "before", clock=trio.testing.MockClock(autojump_threshold=0))
+    assert ours["confirmed"] == ours["requested"] == before["confirmed"] == before["requested"] > 20
+    assert ours["app_429"] == 0 and ours["bound_p95"] <= 1.0
+    assert ours["status_per_confirmed"] < before["status_per_confirmed"]
+    assert ours["app_calls_per_min"] < before["app_calls_per_min"]
+
+
+@pytest.mark.slow
+def test_soak_on_two_nodes_shares_the_app_budget_and_loses_nothing(pg_admin_url, tmp_path):
+    figures = soak.measure(pg_admin_url, tmp_path, practices=6, total=120, seconds=30.0, delay="2:20", nodes=2,
+                           threads=2, timeout=120)
+    assert figures["completed"] == 120 and figures["lost"] == figures["duplicated"] == 0
+    assert figures["app_429"] == figures["practice_429"] == 0
+    assert figures["app_max_in_any_60s"] <= soak.SIM_APP_LIMIT

@@ -1,15 +1,18 @@
 """The pure lease decisions: which practices a node acquires, renews and releases, given the
-lease rows, the live nodes and the database's time; and the local safety margins."""
+lease rows, the live nodes and the database's time; the local safety margins; and each node's
+share of the app-level budget as nodes join, leave and restart."""
 
 from __future__ import annotations
 
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
-from hypothesis import given
+import pytest
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors.core.leases import Lease, Plan, Timing, desired_owner, guard, plan
+from actors.core.leases import APP_RESERVE, AppShare, Lease, Plan, Timing, app_share, desired_owner, guard, plan
+from actors.core.ratelimit import RESERVE, Budget, Lane
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 LATER = NOW + timedelta(seconds=20)
@@ -107,3 +110,87 @@ def test_safety_margins_stop_then_cancel_before_the_lease_can_expire():
     assert guard(100.0, 102.5, timing) == "stop"  # two renewals missed: finish the step
     assert guard(100.0, 104.5, timing) == "cancel"  # half a second before the lease could expire
     assert timing.cancel_after < timing.ttl
+
+
+# --- the app-level budget across nodes -------------------------------------------------------
+
+TTL = 30.0
+SPAN = 60.5  # the budget's window + margin
+
+
+def test_a_lone_node_starts_on_the_reserve_then_takes_all_but_the_reserve():
+    first = app_share(None, 1, now=0.0, started=0.0, ttl=TTL, window=SPAN)
+    assert first.fraction == APP_RESERVE and first.raise_at == SPAN + TTL
+    later = app_share(first, 1, now=SPAN + TTL, started=0.0, ttl=TTL, window=SPAN)
+    assert later.fraction == pytest.approx(1 - APP_RESERVE)
+
+
+def test_a_joining_node_shrinks_the_share_at_once_and_a_leaving_one_grows_it_a_window_later():
+    alone = AppShare(fraction=1 - APP_RESERVE)
+    joined = app_share(alone, 2, now=500.0, started=0.0, ttl=TTL, window=SPAN)
+    assert joined.fraction == pytest.approx((1 - APP_RESERVE) / 2)
+    left = app_share(joined, 1, now=600.0, started=0.0, ttl=TTL, window=SPAN)
+    assert left.fraction == joined.fraction and left.raise_at == 600.0 + SPAN  # the leaver's sends still count
+    assert app_share(left, 1, now=650.0, started=0.0, ttl=TTL, window=SPAN) == left
+    assert app_share(left, 1, now=600.0 + SPAN, started=0.0, ttl=TTL, window=SPAN).fraction == pytest.approx(0.9)
+
+
+def max_in_window(sends: list[float], window: float = 60.0) -> int:
+    sends, best, j = sorted(sends), 0, 0
+    for i, t in enumerate(sends):
+        while sends[j] <= t - window:
+            j += 1
+        best = max(best, i - j + 1)
+    return best
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    changes=st.lists(st.tuples(st.sampled_from(["join", "leave", "restart"]), st.floats(0, TTL / 4)), max_size=6),
+    limit=st.sampled_from([20, 200]),
+)
+def test_nodes_joining_leaving_and_restarting_never_pass_the_app_limit_together(changes, limit):
+    """Every node sends as fast as its share allows; one membership change at a time (each ≥ one
+    window + TTL after the last), seen by the others after up to a lease round (``delay``).
+    Together they never send more than the limit in any 60 s."""
+    step, horizon = 0.25, 100.0 * (len(changes) + 2)
+    nodes = {"n0": {"budget": Budget(limit), "started": 0.0, "share": None, "sends": []}}
+    live = {"n0"}
+    seen: list[tuple[float, int]] = [(0.0, 1)]  # (from when the others know, live count)
+    retired: list[float] = []
+    for k, (kind, delay) in enumerate(changes):
+        at_s = 100.0 * (k + 1)
+        name = f"n{k + 1}"
+        if kind == "leave" and len(live) > 1:
+            gone = sorted(live)[0]
+            retired += nodes[gone]["sends"]
+            nodes[gone]["stop"] = at_s
+            live.discard(gone)
+        elif kind == "restart":
+            old = sorted(live)[0]
+            nodes[old]["stop"] = at_s  # the old run ends; a new one starts at once with a fresh log
+            live.discard(old)
+            live.add(name)
+            nodes[name] = {"budget": Budget(limit), "started": at_s, "share": None, "sends": []}
+        else:
+            live.add(name)
+            nodes[name] = {"budget": Budget(limit), "started": at_s, "share": None, "sends": []}
+        seen.append((at_s + delay, len(live)))
+    t = 0.0
+    while t < horizon:
+        for name, node in nodes.items():
+            if not (node["started"] <= t < node.get("stop", float("inf"))):
+                continue
+            count = [n for since, n in seen if since <= t][-1] if t > node["started"] else len(
+                [m for m in nodes.values() if m["started"] <= t < m.get("stop", float("inf"))]
+            )
+            node["share"] = app_share(node["share"], count, t, node["started"], TTL, SPAN)
+            budget = node["budget"]
+            budget.set_share(node["share"].fraction)
+            while budget.allowed_at(Lane.STATUS, t) <= t and budget.take(Lane.STATUS, t):
+                node["sends"].append(t)
+        t += step
+    every = [s for node in nodes.values() for s in node["sends"]]
+    assert max_in_window(every) <= limit
+    if not changes:  # a lone node, once warmed up, uses its whole share (less the lane's reserve)
+        assert max_in_window(nodes["n0"]["sends"]) == int(limit * (1 - APP_RESERVE)) - RESERVE[Lane.STATUS]

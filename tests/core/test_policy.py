@@ -6,6 +6,7 @@ import random
 from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
+import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -20,6 +21,8 @@ from actors.core import outcomes as oc
 from actors.core import policy
 from actors.core.operations import OPERATIONS
 from actors.core.listplan import ListTarget
+from actors.core.listread import ListMemory, RoundReader
+from actors.core.sikka_parse import WritebackItem, WritebackPage
 from actors.core.state import empty, fold
 from actors.core.timezones import zone_for, zone_name
 
@@ -78,53 +81,78 @@ def _practice_with(office: str, writebacks: list[tuple[str, str, float]]):
     return fold(empty(office), events)
 
 
-def simulate_confirmations(specs, *, page_size: int = 5000):
-    """Drive pending writebacks to completion with ``plan_list_call`` + ``fan_out`` + ``decide``.
+def simulate_confirmations(specs, *, page_size: int = 5000, history: int = 0):
+    """Drive pending writebacks to completion with ``plan_round`` + ``RoundReader`` + ``fan_out``
+    + ``decide`` (status rounds: ``CheckByStatus`` and the actors' reads).
 
-    ``specs``: (office, writeback id, operation, acknowledged at s, completes at s). Returns
-    (list calls incl. pages, writeback_status calls, {writeback id: recorded at s}).
-    """
+    ``specs``: (office, writeback id, operation, acknowledged at s, completes at s); ``history``:
+    writebacks of other practices already in Sikka's list, oldest first as the simulator pages
+    it. Returns (list pages, writeback_status calls, {writeback id: recorded at s})."""
     offices = sorted({s[0] for s in specs})
     practices = {
         o: _practice_with(o, [(wid, op, ack) for (oo, wid, op, ack, _) in specs if oo == o]) for o in offices
     }
     truth = {wid: (o, op, ack, done) for (o, wid, op, ack, done) in specs}
+    old = [list_item(str(i), office="DX", result="completed") for i in range(history)]
     list_calls = status_calls = 0
     recorded: dict[str, float] = {}
-    last = None
-    now = at(0)
+    last, memory, now = None, ListMemory(), at(0)
+
+    def decided(office, message):
+        nonlocal status_calls
+        p = practices[office]
+        d = decide(p, message, now)
+        p = fold(p, d)
+        while isinstance(step := next_step(p, now), messages.Poll):
+            status_calls += 1
+            _, op, _, done = truth[step.writeback_id]
+            s = (now - T0).total_seconds()
+            status = oc.WritebackStatus(id=step.sikka_writeback_id, is_completed=s >= done, has_error=False,
+                                        created_id="N1" if s >= done else "")
+            answer = messages.StatusOutcome(writeback_id=step.writeback_id, result=oc.Result(oc.Ok(status)))
+            more = decide(p, answer, now)
+            d, p = d + more, fold(p, more)
+        practices[office] = p
+        recorded.update({e.writeback_id: (now - T0).total_seconds() for e in d if isinstance(e, ev.WritebackCompleted)})
+
     for _ in range(10000):
         targets = [t for p in practices.values() for t in list_targets(p)]
-        plan = listplan.plan_list_call(targets, now, last_call_at=last)
+        plan = listplan.plan_round(targets, now, last_call_at=last, memory=memory)
         if plan is None:
             break
         now = max(now, plan.due_at)
+        if plan.method == "status":
+            for office in sorted({t.office_id for t in plan.status}):
+                ids = tuple(t.writeback_id for t in plan.status if t.office_id == office)
+                decided(office, messages.CheckByStatus(writeback_ids=ids))
+            continue
         last = now
         s = (now - T0).total_seconds()
-        items = []
-        for wid, (o, op, ack, done) in truth.items():
-            if ack <= s:
-                items.append(
-                    list_item(str(1000 + int(wid[2:])), op, result="completed" if s >= done else "pending", office=o, when=now)
-                )
-        pages = max(1, -(-len(items) // page_size))
-        list_calls += len(plan.ranges) * pages
-        for office, outcome in listplan.fan_out(targets, items, plan.ranges, now).items():
-            p = practices[office]
-            d = decide(p, outcome, now)
-            p = fold(p, d)
-            while isinstance(step := next_step(p, now), messages.Poll):
-                status_calls += 1
-                _, op, _, done = truth[step.writeback_id]
-                status = oc.WritebackStatus(id=step.sikka_writeback_id, is_completed=True, has_error=False, created_id="N1")
-                more = decide(p, messages.StatusOutcome(writeback_id=step.writeback_id, result=oc.Result(oc.Ok(status))), now)
-                d = d + more
-                p = fold(p, more)
-            practices[office] = p
-            for e in d:
-                if isinstance(e, ev.WritebackCompleted):
-                    recorded[e.writeback_id] = s
+        items = old + [
+            list_item(str(1000 + int(wid[2:])), op, result="completed" if s >= done else "pending", office=o, when=now)
+            for wid, (o, op, ack, done) in sorted(truth.items(), key=lambda kv: int(kv[0][2:]))
+            if ack <= s
+        ]
+        reader = RoundReader(plan.ranges, memory, wanted=plan.wanted, known=plan.known, offices=plan.offices,
+                             complete=plan.complete, limit=page_size)
+        while (request := reader.next_request()) is not None:
+            _, page = request
+            chunk = items[page * page_size:(page + 1) * page_size]
+            reader.take(request[0], page, WritebackPage([raw_item(i) for i in chunk], len(items)))
+        list_calls += reader.pages
+        memory = reader.memory()
+        outcomes = listplan.fan_out(targets, reader.items, plan.ranges, now, complete=reader.complete)
+        for office, outcome in outcomes.items():
+            decided(office, outcome)
     return list_calls, status_calls, recorded
+
+
+def raw_item(item: oc.WritebackListItem) -> msgspec.Raw:
+    """The list item as Sikka sends it (``RoundReader`` decodes what it needs)."""
+    body = "&".join(f"{k}={v}" for k, v in item.request_body.items())
+    raw = WritebackItem(id=item.id, office_id=item.office_id, method=item.method, api_name=item.api_name,
+                        result=item.result, command_time=item.command_time, api_request_body=body)
+    return msgspec.Raw(msgspec.json.encode(raw))
 
 
 ops_st = st.sampled_from(sorted(OPERATIONS))
@@ -180,47 +208,6 @@ def test_all_create_burst_cost_is_documented():
     lists, statuses, recorded = simulate_confirmations(specs30)
     assert statuses == 30 and len(recorded) == 30
     assert (lists + statuses) / 30 <= 1.5
-
-
-def test_planner_ranges_cover_attempt_dates_plus_minus_one_day_at_most_7_days_each():
-    now = datetime(2026, 3, 10, 12, tzinfo=UTC)
-    targets = [
-        ListTarget(office_id="A", writeback_id="p1", kind="pending", anchor=now - timedelta(hours=1), next_check_at=now),
-        ListTarget(office_id="B", writeback_id="u1", kind="unknown", anchor=now - timedelta(days=2), next_check_at=now),
-        ListTarget(
-            office_id="C", writeback_id="l1", kind="late", anchor=now - timedelta(days=6), next_check_at=now + timedelta(hours=1)
-        ),
-    ]
-    plan = listplan.plan_list_call(targets, now)
-    assert plan.due_at == now
-    assert plan.ranges == ((date(2026, 3, 7), date(2026, 3, 11)),)  # l1 is not due: not widened for it
-    assert plan.served == ("p1", "u1")
-    later = listplan.plan_list_call(targets, now + timedelta(hours=1), last_call_at=now)
-    assert later.ranges == ((date(2026, 3, 3), date(2026, 3, 9)), (date(2026, 3, 10), date(2026, 3, 11)))
-    assert all((b - a).days < 7 for a, b in later.ranges)
-    assert listplan.plan_list_call([], now) is None
-    soon = listplan.plan_list_call(targets[:1], now, last_call_at=now - timedelta(seconds=0.2))
-    assert soon.due_at == now + timedelta(seconds=0.8)
-
-
-def test_fan_out_groups_items_per_practice():
-    now = at(100)
-    targets = [
-        ListTarget(office_id="A", writeback_id="p1", kind="pending", anchor=at(0), next_check_at=now, sikka_writeback_id="1"),
-        ListTarget(office_id="B", writeback_id="u1", kind="unknown", anchor=at(0), next_check_at=now),
-    ]
-    items = [
-        list_item("1", office="A"),
-        list_item("2", office="A"),
-        list_item("3", office="B"),
-        list_item("4", office="Z"),
-    ]
-    ranges = listplan.plan_list_call(targets, now).ranges
-    out = listplan.fan_out(targets, items, ranges, now)
-    assert sorted(out) == ["A", "B"]
-    assert [i.id for i in out["A"].items] == ["1"]  # pending only: just its own item
-    assert [i.id for i in out["B"].items] == ["3"]  # unknown: every item of the office
-    assert out["B"].fetched_at == now and out["B"].ranges == ranges
 
 
 # --- backoffs and tokens ---------------------------------------------------------------------
@@ -389,7 +376,9 @@ def test_a_burst_costs_no_list_round_beyond_the_schedule_the_bound_requires(n):
     followed by one at ``a + max(2 s, 0.2·a)`` (a completion just after ``a`` is otherwise
     recorded late), so covering completions up to age ``c`` takes ``R(c)`` rounds whatever the
     planner (13 for c = 40 s); each create then needs its one ``writeback_status`` read for
-    ``created_id``. Our planner spends exactly ``R`` list rounds: (R + n) / n is the floor."""
+    ``created_id``, so (R + n) / n is the floor of a list-only planner. Ours spends at most
+    ``R`` list rounds and does a little better: when one writeback is left, its check is a
+    status read, which brings ``created_id`` along when it finds the writeback done."""
     rng = random.Random(7)
     specs = [("D0", f"wb{i}", "book_appointment", 0.0, rng.uniform(5, 40)) for i in range(n)]
     lists, statuses, recorded = simulate_confirmations(specs)
@@ -397,5 +386,5 @@ def test_a_burst_costs_no_list_round_beyond_the_schedule_the_bound_requires(n):
     t, rounds = policy.first_check_at(T0), 1
     while (t - T0).total_seconds() < last:
         t, rounds = policy.next_poll_at(T0, t), rounds + 1
-    assert lists == rounds and statuses == n and len(recorded) == n
-    assert (lists + statuses) / n == pytest.approx((rounds + n) / n)
+    assert lists <= rounds and len(recorded) == n
+    assert (rounds + n - 2) / n <= (lists + statuses) / n <= (rounds + n) / n

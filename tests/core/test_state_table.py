@@ -282,7 +282,7 @@ def test_unknown_proven_absent_only_after_attempt_plus_timeout_lease_and_30s():
     assert types(early) == ["StatusChecked"] and early[0].result == "not_found"
     assert early[0].next_check_at == at(91)
     _, incomplete = step(p, listing(t=95, bodies=bodies, complete=False), 95)
-    assert types(incomplete) == ["StatusChecked"]
+    assert incomplete == []  # a partial list proves nothing (nor matches: it may hide a second candidate)
     p2, d = step(p, listing(t=91, bodies=bodies), 91)
     assert types(d) == ["ProvenAbsent"]
     wb = p2.writebacks["wb1"]
@@ -523,9 +523,9 @@ def test_pending_list_pending_records_a_check_only_when_due():
     _, d = step(p, listing(list_item("5001"), t=1.5), 1.5)
     assert d == []  # a check 2.5 s early is not taken (slack: one gap, here 2 s)
     _, d = step(p, listing(list_item("5001"), t=2.5), 2.5)
-    assert types(d) == ["StatusChecked"] and d[0].next_check_at == at(4.5)  # 1.5 s early: taken
+    assert types(d) == ["CheckNoted"] and d[0].next_check_at == at(4.5)  # 1.5 s early: taken
     p2, d = step(p, listing(list_item("5001"), t=4), 4)
-    assert types(d) == ["StatusChecked"] and d[0].next_check_at == at(6)
+    assert types(d) == ["CheckNoted"] and d[0].next_check_at == at(6)  # still pending: noted, not recorded
     assert p2.writebacks["wb1"].checks == 1
 
 

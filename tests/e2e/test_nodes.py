@@ -21,23 +21,10 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from cryptography.fernet import Fernet
 
 from actors.core.leases import desired_owner
-from bench.processes import Sim, Supervisor, bookings
+from bench.processes import Sim, Supervisor, bookings, start_nodes
 from tests.support.processes import check_ground_truth, wait_all_final
-
-
-def start_nodes(tmp: Path, sim: Sim, database_url: str, names: list[str], ttl: float) -> dict[str, Supervisor]:
-    secrets_key = Fernet.generate_key().decode()
-    nodes = {}
-    for name in names:
-        (tmp / name).mkdir()
-        node = Supervisor(tmp / name, sim, database_url)
-        node.env.update({"SIKKA_NODE_ID": name, "SIKKA_SECRETS_KEY": secrets_key, "SIKKA_LEASE_TTL": str(ttl)})
-        node.start()
-        nodes[name] = node
-    return nodes
 
 
 def owners(node: Supervisor) -> dict[str, str | None]:

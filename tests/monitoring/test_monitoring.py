@@ -36,6 +36,10 @@ SERIES = {
     "sikka_event_append_seconds": set(),
     "sikka_loop_lag_seconds": set(),
     "sikka_alerts": {"kind", "severity"},
+    "sikka_confirmation_rounds": {"method"},
+    "sikka_list_pages": set(),
+    "sikka_status_checks_planned": set(),
+    "sikka_app_rate_limit": set(),
 }
 
 
@@ -75,6 +79,9 @@ async def test_metrics_carry_every_series_with_its_labels(start):
     assert appends["sikka_event_append_seconds_count"] >= 4  # requested, attempted, submitted, completed
     states = {(s.labels["office_id"], s.labels["state"]): s.value for s in found["sikka_writebacks"].samples}
     assert states[(office, "completed")] == 1 and states[(office, "queued")] == 0
+    rounds = {s.labels["method"]: s.value for s in found["sikka_confirmation_rounds"].samples}
+    assert set(rounds) == {"list", "status"} and rounds["list"] + rounds["status"] >= 1  # it was checked
+    assert found["sikka_app_rate_limit"].samples[0].value == 20  # a node starting up: the 10 % reserve
     kinds = {s.labels["kind"] for s in found["sikka_alerts"].samples}
     assert kinds == set(alerting.KINDS)
     expiry = {s.labels["office_id"]: s.value for s in found["sikka_token_expiry_seconds"].samples}

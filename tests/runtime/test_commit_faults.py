@@ -5,13 +5,17 @@ someone waits for gets the fault as its answer, and nobody crashes or is parked.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import trio
 
 from actors.core import events as ev
 from actors.core import messages
+from actors.runtime.commit import committed
 from actors.runtime.mailbox import ask
 from bench.system import booking, start_system
 from store.db import DatabaseUnavailable
+from store.memory import MemoryEventStore
 from tests.support.faults import FaultyStore
 
 
@@ -32,6 +36,21 @@ async def test_appends_whose_answers_were_lost_are_folded_once_not_appended_twic
     assert system.practices.supervised[office].restarts == 0
     assert system.sim.stats()["practices"][office]["writebacks_submitted"] == 1  # sent to Sikka once
 
+
+
+async def test_a_lost_append_is_settled_by_its_recorded_events_alone():
+    """Regression (noted checks met the lost-answer settlement): a decision that records one
+    writeback's check and only notes another's appended just the recorded event; ``committed``
+    compares the stream with that alone, so the lost answer settles at once."""
+    store, stream = MemoryEventStore(), ev.stream_id("D1000")
+    at = datetime(2026, 3, 2, 12, tzinfo=UTC)
+    checked = ev.StatusChecked(at=at, writeback_id="wb1", next_check_at=at, result="completed", read_status=True,
+                               checks=3)
+    noted = ev.CheckNoted(at=at, writeback_id="wb2", next_check_at=at, result="pending")
+    await store.append(stream, 0, [checked])
+    assert await committed(store, stream, 0, [checked, noted]) == 1
+    assert await committed(store, stream, 0, [noted, checked, noted]) == 1
+    assert await committed(store, stream, 1, [checked, noted]) is None  # not in the log after version 1
 
 async def test_the_actor_waits_an_outage_out_and_its_writebacks_complete(nursery, autojump_clock):
     system = await start_system(nursery, wrap_store=FaultyStore)

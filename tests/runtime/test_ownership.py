@@ -1,6 +1,7 @@
 """Ownership in a running supervisor (real PostgreSQL, real clock): a lease taken away is noticed
 at the next renewal and the actor stops (reads then answer 503 naming the new owner); once that
-lease expires, the practice comes back."""
+lease expires, the practice comes back. And the app-level budget split between the live nodes
+of the lease table as a node joins and leaves."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import psycopg
 import pytest
 import trio
 
+from actors.core.leases import APP_RESERVE
+from actors.core.ratelimit import Budget
 from actors.runtime.ownership import ROUND_GAP_S, Ownership
 from actors.runtime.practices import PracticeSupervisor
 from tests.support.supervisor import OFFICES
@@ -39,6 +42,63 @@ async def test_a_lost_lease_stops_the_actor_and_an_expired_one_is_taken_back(sta
     status = (await sup.client.get(f"/practices/{office}")).json()
     assert status["owner"] == "test-node" and status["state"] == "active"
     assert status["restarts"] == 0
+
+
+class NoPractices:
+    """A practice supervisor with nothing to run: only the nodes table matters here."""
+
+    allows = None
+
+    def running(self) -> list[str]:
+        return []
+
+    def start(self, office_id: str) -> bool:
+        return False
+
+    def stop(self, office_id: str) -> None:
+        pass
+
+    def cancel(self, office_id: str) -> None:
+        pass
+
+
+async def wait_for(condition, timeout: float) -> float:
+    began = trio.current_time()
+    with trio.fail_after(timeout):
+        while not condition():
+            await trio.sleep(0.02)
+    return trio.current_time() - began
+
+
+async def test_nodes_share_the_app_budget_as_a_node_joins_and_leaves(db):
+    """200 a window for the application: a lone node takes 90 % (after its first window on the
+    10 % reserve); a second node joining halves the first's share at once (its join NOTIFYs)
+    and starts on the reserve; when it leaves, the first takes its share back one window later."""
+    ttl, window = 1.0, 2.0  # budgets with a 2 s window (2.5 s with the margin), a 1 s lease TTL
+    whole = 200
+    alone, half, reserve = int(whole * (1 - APP_RESERVE)), int(whole * (1 - APP_RESERVE) / 2), int(whole * APP_RESERVE)
+    a_budget, b_budget = Budget(whole, window=window), Budget(whole, window=window)
+    a = Ownership(db, "node-a", ttl, NoPractices(), a_budget)
+    b = Ownership(db, "node-b", ttl, NoPractices(), b_budget)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(a.run)
+        assert a_budget.limit == reserve  # a node starting up: the reserve only
+        await wait_for(lambda: a_budget.limit == alone, timeout=a_budget.span + ttl + 1)
+        b_scope = trio.CancelScope()
+
+        async def run_b(task_status=trio.TASK_STATUS_IGNORED):
+            with b_scope:
+                await b.run(task_status=task_status)
+
+        await nursery.start(run_b)
+        assert b_budget.limit == reserve
+        assert await wait_for(lambda: a_budget.limit == half, timeout=ttl) < ttl / 2  # at once: NOTIFY
+        await wait_for(lambda: b_budget.limit == half, timeout=b_budget.span + ttl + 1)
+        await b.begin_close()  # leaves the live set (NOTIFY)
+        b_scope.cancel()
+        raised = await wait_for(lambda: a_budget.limit == alone, timeout=a_budget.span + ttl + 1)
+        assert raised >= a_budget.span - ttl / 4  # not before the leaver's sends left the window
+        nursery.cancel_scope.cancel()
 
 
 class _CountedRounds(Ownership):

@@ -9,6 +9,7 @@ from actors.core.decide import decide
 from actors.core import events as ev
 from actors.core import outcomes as oc
 from actors.core.state import Practice, empty, fold
+from msgspec.structs import replace
 
 UTC = timezone.utc
 T0 = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)  # a Monday afternoon, UTC
@@ -131,3 +132,16 @@ def step(p: Practice, msg, t: float):
     d = decide(p, msg, at(t))
     assert isinstance(d, list), d
     return fold(p, d), d
+
+
+def without_schedule(p: Practice) -> Practice:
+    """The practice without what noted checks (never stored) change in its open writebacks: their
+    schedule and count, and the marks that live in one process only. A fold of the recorded log
+    equals the live state up to this."""
+    return replace(
+        p,
+        writebacks={
+            w: replace(wb, checks=0, next_check_at=None, status_check_planned=False, seen_here=False)
+            for w, wb in p.writebacks.items()
+        },
+    )

@@ -301,7 +301,7 @@ async def test_secrets_and_query_values_never_reach_the_log(client, sikka):
         await client.refresh_request_key("the-refresh-key")
         await client.search_patients(KEY, "Jane Doe")
         await client.search_patients(KEY, "555-867-5309")
-        await client.writebacks(date(2025, 3, 1), date(2025, 3, 7))
+        await client.writebacks_page(date(2025, 3, 1), date(2025, 3, 7), 0)
         await client.revoke_refresh_key("the-refresh-key")
 
     text = repr(logs) + repr(client)

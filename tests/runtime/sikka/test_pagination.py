@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from actors.core.outcomes import AuthorizedPractice, ServerError
+from actors.core.sikka_parse import writeback_item, writeback_key
 from actors.runtime.sikka import MAX_PAGE_SIZE, SikkaClient
 from actors.core.secret import Secret
 from tests.support.sikka import APP_ID, APP_KEY, APP_SECRET, BASE, KEY, NODE, envelope
@@ -161,15 +162,23 @@ async def test_authorized_practice_without_secret_is_an_unparseable_answer(clien
     assert (await client.authorized_practices()).outcome == ServerError(200, message="unparseable body")
 
 
-async def test_writebacks_reads_all_pages(http, sikka):
-    items = [{"id": str(n), "office_id": "D1", "method": "POST", "api_name": "appointment", "result": "pending"} for n in range(5)]
+async def test_writebacks_page_is_one_call_for_one_page_of_sikkas_items(http, sikka):
+    """``GET /writebacks`` pages are read one at a time (each paid for on the app budget):
+    ``offset`` is the page index, 5,000 items a page unless told; items come as Sikka sent them."""
+    items = [{"id": str(n), "office_id": "D1", "method": "POST", "api_name": "appointment", "result": "pending",
+              "api_request_body": f"request_key=x***&patient_id={n}"} for n in range(5)]
     route = sikka.get("/writebacks").mock(side_effect=paged(items))
 
-    result = await small_pages(http).writebacks(date(2025, 3, 1), date(2025, 3, 8), sikka_writeback_id="3")
+    result = await small_pages(http).writebacks_page(date(2025, 3, 1), date(2025, 3, 8), 1, limit=2)
 
-    assert [w.id for w in result.value] == ["0", "1", "2", "3", "4"]
-    assert route.call_count == 3
-    assert {c.request.url.params["id"] for c in route.calls} == {"3"}
+    assert [writeback_key(w).id for w in result.value.items] == ["2", "3"] and result.value.total == 5
+    assert writeback_item(result.value.items[0]).request_body == {"patient_id": "2"}  # decoded only when needed
+    assert route.call_count == 1
+    params = route.calls.last.request.url.params
+    asked = (params["offset"], params["limit"], params["startdate"], params["enddate"])
+    assert asked == ("1", "2", "2025-03-01", "2025-03-08")
+    await small_pages(http).writebacks_page(date(2025, 3, 1), date(2025, 3, 8), 0)
+    assert route.calls.last.request.url.params["limit"] == "5000"  # the licence maximum, whatever page_size
 
 
 @pytest.mark.parametrize(("start", "end"), [(date(2025, 3, 1), date(2025, 3, 9)), (date(2025, 3, 2), date(2025, 3, 1))])
@@ -177,7 +186,9 @@ async def test_writebacks_range_over_7_days_is_refused_before_sending(client, si
     route = sikka.get("/writebacks")
 
     with pytest.raises(ValueError):
-        await client.writebacks(start, end)
+        await client.writebacks_page(start, end, 0)
+    with pytest.raises(ValueError):
+        await client.writebacks_page(date(2025, 3, 1), date(2025, 3, 2), 0, limit=5001)
 
     assert route.call_count == 0
 
