@@ -76,6 +76,21 @@ def _takes_query(route: Route) -> bool:
     return route.query is not None and bool(msgspec.structs.fields(route.query))
 
 
+def find(compiled: list[tuple[Route, re.Pattern]], request: Request) -> tuple[Route | None, dict[str, str], list[str]]:
+    """The route answering ``request`` and its raw path parameters; else ``None`` and the methods
+    the path allows (405 when there are some, 404 when none)."""
+    allowed: list[str] = []
+    for route, pattern in compiled:
+        m = pattern.match(request.path)
+        if m is None:
+            continue
+        if route.method != request.method:
+            allowed.append(route.method)
+            continue
+        return route, m.groupdict(), allowed
+    return None, {}, allowed
+
+
 class Router:
     """Answers a request with the handler of the route that matches it (see the module doc)."""
 
@@ -84,16 +99,10 @@ class Router:
         self.database_timeout = database_timeout
 
     async def dispatch(self, request: Request) -> Response:
-        allowed: list[str] = []
-        for route, pattern in self._compiled:
-            m = pattern.match(request.path)
-            if m is None:
-                continue
-            if route.method != request.method:
-                allowed.append(route.method)
-                continue
+        route, path, allowed = find(self._compiled, request)
+        if route is not None:
             try:
-                arguments = self._arguments(route, request, m.groupdict())
+                arguments = self._arguments(route, request, path)
                 with answer_within(self.database_timeout):
                     return await route.handler(request, **arguments)
             except ApiError as exc:

@@ -31,7 +31,7 @@ from actors.api.console.session import LOGIN_PATH, PREFIX, SESSION_S, Sessions
 from actors.api.http import Handler, Request, Response
 from actors.api.auth import bearer_matches
 from actors.api.errors import audit
-from actors.api.router import Media, Route
+from actors.api.router import Media, Route, find
 from actors.core.secret import Secret
 from actors.runtime.deps import Deps
 
@@ -95,15 +95,9 @@ class Console:
         if request.peer != "tcp" and host_name(request.headers) not in LOOPBACK_HOSTS:
             return self._problem(403, "Refused", "On the admin socket the console answers only to a loopback Host "
                                  "(localhost, 127.0.0.1, [::1]).", None)
-        allowed = []
-        for route, pattern in self._compiled:
-            match = pattern.match(request.path)
-            if match is None:
-                continue
-            if route.method != request.method:
-                allowed.append(route.method)
-                continue
-            return await self._answer(route, request, match.groupdict())
+        route, parameters, allowed = find(self._compiled, request)
+        if route is not None:
+            return await self._answer(route, request, parameters)
         if allowed:
             response = self._problem(405, "Method not allowed", f"{request.method} is not allowed here.", None)
             return msgspec.structs.replace(response, headers=(*response.headers, ("Allow", ", ".join(allowed))))
