@@ -114,8 +114,9 @@ def _refusal(spec: type[msgspec.Struct], text: str) -> ApiError:
     name = text.rsplit("$.", 1)[-1].split("`")[0].split("[")[0]
     described = [f for f in msgspec.structs.fields(spec) if f.name == name]
     rule = _description(described[0]) if described else None
-    said = text.split(" - at `")[0]  # msgspec's reason, e.g. "Invalid enum value 'lost'"
-    return ApiError(400, "bad_parameter", f"{name} must be {rule} ({said})" if rule else text, name)
+    said = text.split(" - at `")[0]
+    named = f" (not {said.removeprefix('Invalid enum value ')})" if said.startswith("Invalid enum value") else ""
+    return ApiError(400, "bad_parameter", f"{name} must be {rule}{named}" if rule else text, name)
 
 
 def _description(field: msgspec.structs.FieldInfo) -> str | None:
