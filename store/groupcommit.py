@@ -1,7 +1,7 @@
 """Group commit: the appends issued while a commit is in flight are gathered into the next one.
 
 Both event stores append through a ``GroupCommit``; the store gives it ``commit(items)``, which
-writes a whole group at once (``store.pglog``: one ``sikka_append_group`` call, so one
+writes a whole group at once (``store.pglog``: one ``sikka_commit_group`` call, so one
 transaction, one append lock, one flush and one NOTIFY; ``store.memory``: one step) and
 returns one ``outcome.Outcome`` per item: the stream's new version, or the error that item
 would have had alone (a stale stream's ``ConcurrencyError`` fails only its own caller)::
@@ -16,6 +16,9 @@ each time a commit ends, so no caller waits for more than the commit in flight a
 Before taking the queue the leader lets every task that is runnable run (two scheduler passes:
 trio runs each pass in random order), so the appends issued in the same tick, and those of the
 callers the last commit just woke, join its group. Positions stay dense and in commit order: groups commit one after the other.
+Given a ``key`` (the event stores give the stream), a group holds at most one item per key: a
+second append to a stream stays queued, in order, for the next group, so the commit checks
+each stream's version once against what is stored.
 
 Cancellation never loses or half-writes a batch. A caller cancelled while its batch waits in
 the queue leaves it (``trio.Cancelled``, nothing written). Once a leader took it, the batch is
@@ -28,7 +31,7 @@ group's failure (the database unreachable) fails each caller with a copy of the 
 from __future__ import annotations
 
 import copy
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from functools import partial
 from typing import Any, Generic, TypeVar
 
@@ -51,12 +54,18 @@ class _Request(Generic[Item]):
 
 
 class GroupCommit(Generic[Item]):
-    """Appends gathered into group commits of at most ``most`` items (see the module
-    docstring); ``groups`` and ``committed`` count the commits and the items they took."""
+    """Appends gathered into group commits of at most ``most`` items, one per ``key`` (see the
+    module docstring); ``groups`` and ``committed`` count the commits and the items they took."""
 
-    def __init__(self, commit: Callable[[list[Item]], Awaitable[list[outcome.Outcome]]], most: int = MOST):
+    def __init__(
+        self,
+        commit: Callable[[list[Item]], Awaitable[list[outcome.Outcome]]],
+        most: int = MOST,
+        key: Callable[[Item], Hashable] = id,
+    ):
         self._commit = commit
         self._most = most
+        self._key = key
         self._queue: list[_Request[Item]] = []  # not yet taken, oldest first
         self._led = False  # a task commits, or has been told to
         self.groups = 0
@@ -70,12 +79,13 @@ class GroupCommit(Generic[Item]):
     async def submit(self, item: Item) -> Any:
         """Commit ``item`` in a group; its outcome's value (or its error)."""
         request = _Request(item)
-        self._queue.append(request)
-        if self._led:
+        if not self._led:
+            self._led = True
+        else:
+            self._queue.append(request)
             woken = await trio.lowlevel.wait_task_rescheduled(partial(self._abort, request))
             if woken is not _LEAD:
                 return woken  # committed in another leader's group
-        self._led = True
         return await self._lead(request)
 
     def _abort(self, request: _Request[Item], _raise_cancel) -> trio.lowlevel.Abort:
@@ -89,12 +99,9 @@ class GroupCommit(Generic[Item]):
             await trio.lowlevel.checkpoint()
             await trio.lowlevel.cancel_shielded_checkpoint()  # (trio runs a batch in random order)
         except BaseException:  # cancelled before anything was taken: hand the lead on
-            self._queue.remove(request)
             self._pass_lead()
             raise
-        group, self._queue = self._queue[: self._most], self._queue[self._most :]
-        for taken in group:
-            taken.taken = True
+        group = self._take(request)
         self.groups += 1
         self.committed += len(group)
         with trio.CancelScope(shield=True):
@@ -114,9 +121,27 @@ class GroupCommit(Generic[Item]):
                 trio.lowlevel.reschedule(taken.task, its)
         return mine.unwrap()
 
+    def _take(self, lead: _Request[Item]) -> list[_Request[Item]]:
+        """The next group: the leader's request and the oldest queued ones, at most ``most``, one
+        per key; the rest stay queued."""
+        lead.taken = True
+        group = [lead]
+        left: list[_Request[Item]] = []
+        keys = {self._key(lead.item)}
+        for request in self._queue:
+            key = self._key(request.item)
+            if len(group) < self._most and key not in keys:
+                keys.add(key)
+                request.taken = True
+                group.append(request)
+            else:
+                left.append(request)
+        self._queue = left
+        return group
+
     def _pass_lead(self) -> None:
         if self._queue:
-            trio.lowlevel.reschedule(self._queue[0].task, outcome.Value(_LEAD))
+            trio.lowlevel.reschedule(self._queue.pop(0).task, outcome.Value(_LEAD))
         else:
             self._led = False
 

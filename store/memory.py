@@ -2,8 +2,8 @@
 MockClock tests, simulations and benchmarks.
 
 Appends go through ``store.groupcommit.GroupCommit`` as in PostgreSQL: those issued in the same
-scheduling tick form one group, applied in one step (no checkpoint between a version check and
-its write), each stream checked on its own, so concurrent trio tasks see exactly the PostgreSQL
+scheduling tick form one group (one batch per stream, as in PostgreSQL), applied in one step (no
+checkpoint between a version check and its write), each stream checked on its own, so concurrent trio tasks see exactly the PostgreSQL
 behaviour; the projections come from the same ``store.projections.project`` as ``store.pglog``'s.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from operator import itemgetter
 
 import outcome
 import trio
@@ -54,7 +55,7 @@ class MemoryEventStore:
         self._open: dict[str, dict[str, Writeback]] = {}  # office_id → its writebacks not final
         self._snapshots: dict[str, tuple[Snapshot, int]] = {}
         self._appended = trio.Event()
-        self.group_commit = GroupCommit(self._commit_group)
+        self.group_commit = GroupCommit(self._commit_group, key=itemgetter(0))  # one batch per stream
 
     async def append(self, stream_id: str, expected_version: int, events: Sequence[ev.Event]) -> int:
         return await self.group_commit.submit((stream_id, expected_version, checked_batch(events)))

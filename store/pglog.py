@@ -2,17 +2,17 @@
 PostgreSQL, in the schema of ``store/migrations``; ``iterate_log`` reads the whole log in order.
 
 Appends are group-committed (``store.groupcommit``): the batches appended while a commit is in
-flight go together in one call of the ``sikka_append_group`` SQL function
-(``store/migrations/0004_group_append.sql``): under the append lock it checks each stream's
-version and the writebacks' idempotency keys batch by batch, inserts the events of the batches
-that pass at dense positions and upserts the projection rows computed here by
-``store.projections.project`` (the production fold), all in one transaction, then NOTIFYs once.
-A batch that fails its check fails only its own append (``ConcurrencyError``,
-``DuplicateIdempotencyKey``); when the call as a whole fails on the data (a constraint), each
-batch of the group is appended alone, so each caller gets the error its own batch causes. The
-store keeps, for the ``tails_kept`` streams it appended to last, the rows the next append starts
-from (``_StreamTail``), so a busy actor's append reads nothing first, while thousands of idle
-practices cost no memory here (their next append reads its tail first).
+flight go together in one call of the ``sikka_commit_group`` SQL function
+(``store/migrations/0006_commit_group.sql``): under the append lock it checks each stream's
+version and the idempotency keys the batch brings, inserts the events of the batches that pass
+at dense positions and upserts the projection rows computed here by ``store.projections.project``
+(the production fold), all in one transaction, then NOTIFYs once. A stream appears at most once
+in a group (a second batch waits for the next one). A batch that fails its check fails only its
+own append (``ConcurrencyError``, ``DuplicateIdempotencyKey``); when the call as a whole fails on
+the data (a constraint), each batch of the group is appended alone, so each caller gets the error
+its own batch causes. The store keeps, for the ``tails_kept`` streams it appended to last, the
+rows the next append starts from (``_StreamTail``), so a busy actor's append reads nothing first,
+while thousands of idle practices cost no memory here (their next append reads its tail first).
 """
 
 from __future__ import annotations
@@ -55,23 +55,34 @@ class _StreamTail(msgspec.Struct):
     open: dict[str, Writeback]
 
 
+class _Key(msgspec.Struct, frozen=True):
+    """An idempotency key a batch gives a writeback; checked against the practice's others."""
+
+    writeback_id: str
+    idempotency_key: str
+
+
 class _Batch(msgspec.Struct, frozen=True):
-    """One append on its way to a group commit, as ``sikka_append_group`` reads it (JSON): the
-    events and the projection rows computed for them."""
+    """One append on its way to a group commit, as ``sikka_commit_group`` reads it (JSON): the
+    events, the projection rows computed for them (the practice's summary and the writebacks that
+    changed, whose columns the function reads from them) and the keys to check."""
 
     stream: str
     expected: int
+    version: int  # after the batch
     events: list[ev.Event]
-    practice: dict
-    writebacks: list[dict]
+    state: str
+    practice: Practice
+    writebacks: list[Writeback]
+    keys: list[_Key]
 
     def outcome(self, actual: int, duplicate: str | None) -> outcome.Outcome:
-        """What ``sikka_append_group`` reported for this batch, as its append's outcome."""
+        """What ``sikka_commit_group`` reported for this batch, as its append's outcome."""
         if actual != self.expected:
             return outcome.Error(ConcurrencyError(self.stream, self.expected, actual))
         if duplicate is not None:
             return outcome.Error(DuplicateIdempotencyKey(ev.office_of(self.stream), duplicate))
-        return outcome.Value(self.expected + len(self.events))
+        return outcome.Value(self.version)
 
     def alone_error(self, exc: psycopg.Error) -> Exception:
         """The error of this batch appended alone (a duplicate key inside the batch itself)."""
@@ -79,6 +90,20 @@ class _Batch(msgspec.Struct, frozen=True):
             request = next(e for e in self.events if isinstance(e, ev.WritebackRequested) and e.idempotency_key)
             return DuplicateIdempotencyKey(ev.office_of(self.stream), request.idempotency_key)
         return exc
+
+
+def _stream_of(batch: _Batch) -> str:
+    return batch.stream
+
+
+def _new_keys(changed: dict[str, Writeback], known: dict[str, Writeback]) -> list[_Key]:
+    """The idempotency keys ``changed`` gives writebacks that its writer did not know with them."""
+    return [
+        _Key(w.writeback_id, w.idempotency_key)
+        for w in changed.values()
+        if w.idempotency_key
+        and (w.writeback_id not in known or known[w.writeback_id].idempotency_key != w.idempotency_key)
+    ]
 
 
 # data errors: a batch of the group makes the call fail (the batches are then appended alone)
@@ -95,7 +120,7 @@ class PgEventStore:
         self.db = db
         self._appended = trio.Event()
         self._tails: dict[str, _StreamTail] = {}
-        self.group_commit = GroupCommit(self._commit_group)
+        self.group_commit = GroupCommit(self._commit_group, key=_stream_of)
 
     # appending
 
@@ -108,13 +133,10 @@ class PgEventStore:
             if tail.version != expected_version:
                 raise ConcurrencyError(stream_id, expected_version, tail.version)
         practice, changed = proj.project(tail.practice, office_id, events, tail.open)
+        new_keys = _new_keys(changed, tail.open)
         version = expected_version + len(events)
         batch = _Batch(
-            stream_id,
-            expected_version,
-            events,
-            proj.practice_record(practice, version),
-            [proj.writeback_record(w) for w in changed.values()],
+            stream_id, expected_version, version, events, practice.state, practice, list(changed.values()), new_keys
         )
         await self.group_commit.submit(batch)
         still_open = {k: w for k, w in {**tail.open, **changed}.items() if w.state not in FINAL_STATES}
@@ -124,7 +146,7 @@ class PgEventStore:
         return version
 
     async def _commit_group(self, batches: list[_Batch]) -> list[outcome.Outcome]:
-        """One ``sikka_append_group`` call for the group; each batch alone if the call fails on
+        """One ``sikka_commit_group`` call for the group; each batch alone if the call fails on
         the data (so only the batch at fault fails, with the error it causes alone)."""
         try:
             actual, duplicate = await self.db.run(self._append_group_sync, batches)
@@ -137,7 +159,7 @@ class PgEventStore:
     @staticmethod
     def _append_group_sync(conn: psycopg.Connection, batches: list[_Batch]) -> tuple[list[int], list[str | None]]:
         return conn.execute(
-            "SELECT o_actual, o_duplicate FROM sikka_append_group(%s::jsonb)",
+            "SELECT o_actual, o_duplicate FROM sikka_commit_group(%s::jsonb)",
             (proj.encode_json(batches),),
             prepare=True,
         ).fetchone()

@@ -72,10 +72,10 @@ class Callers:
 
 
 @asynccontextmanager
-async def held_group(most: int = 1000):
+async def held_group(most: int = 1000, key=id):
     """(the held commits, the group commit, its callers) in a nursery of their own."""
     commits = HeldCommits()
-    group = GroupCommit(commits.commit, most=most)
+    group = GroupCommit(commits.commit, most=most, key=key)
     async with trio.open_nursery() as nursery:
         yield commits, group, Callers(group, nursery)
 
@@ -112,6 +112,19 @@ async def test_a_group_takes_at_most_its_limit_the_rest_goes_next():
         for _ in range(3):
             await commits.finish()
     assert commits.groups == [["a"], ["b", "c"], ["d", "e"]]
+
+
+async def test_a_group_holds_one_item_per_key_a_second_waits_for_the_next_in_order():
+    def stream(item: str) -> str:
+        return item.split(":")[0]
+
+    async with held_group(key=stream) as (commits, group, callers):
+        await callers.start("x:1")
+        await callers.start("s:1", "t:1", "s:2", "u:1", "s:3", "t:2")
+        for _ in range(4):
+            await commits.finish()
+    assert commits.groups == [["x:1"], ["s:1", "t:1", "u:1"], ["s:2", "t:2"], ["s:3"]]
+    assert callers.results == {x: f"{x} done" for x in ("x:1", "s:1", "t:1", "s:2", "u:1", "s:3", "t:2")}
 
 
 async def test_each_caller_gets_its_own_outcome():

@@ -1,18 +1,22 @@
 """PgEventStore on real PostgreSQL: group commit (a group held at the append lock, which another
 session holds, while callers are cancelled; a group whose connection dies; one NOTIFY per group)
-and the stream tails it keeps."""
+the stream tails it keeps and the projection rows' columns."""
 
 from __future__ import annotations
 
+import json
 from contextlib import contextmanager
 
+import msgspec
 import psycopg
+import psycopg.rows
 import pytest
 import trio
 from trio.testing import wait_all_tasks_blocked
 
 from actors.core import events as ev
-from bench.workload import EPOCH
+from bench.workload import EPOCH, practice_streams
+from store import projections as proj
 from store.db import DatabaseUnavailable
 from store.locks import APPEND_LOCK
 from store.pglog import PgEventStore
@@ -105,7 +109,7 @@ async def test_a_group_whose_connection_dies_fails_each_caller_and_writes_nothin
             with psycopg.connect(database_url, autocommit=True) as admin:
                 killed = admin.execute(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                    " WHERE datname = current_database() AND query LIKE '%sikka_append_group%' AND pid <> pg_backend_pid()"
+                    " WHERE datname = current_database() AND query LIKE '%sikka_commit_group%' AND pid <> pg_backend_pid()"
                 ).fetchall()
             assert killed == [(True,)]
         release()
@@ -148,3 +152,26 @@ async def test_only_the_tails_of_the_streams_appended_to_last_are_kept(db):
     assert reads == ["practice-A"]  # forgotten, read again: the append is the same
     assert [r.stream_id for r in await store.read_all()][-3:] == ["practice-C", "practice-B", "practice-A"]
     assert (await store.practice("A")).version == 2
+
+
+async def test_the_typed_columns_are_the_folds_fields(db, database_url):
+    """sikka_commit_group reads a row's columns from the fold it is sent: each column must equal
+    what ``store.projections`` computes for the dashboards (and ``store.rebuild`` writes)."""
+    store = PgEventStore(db)
+    for stream, events in practice_streams(seed=11, practices=2, writebacks_per_practice=15):
+        version = 0
+        for k in range(0, len(events), 3):
+            version = await store.append(stream, version, events[k : k + 3])
+    with psycopg.connect(database_url, row_factory=psycopg.rows.dict_row) as conn:
+        writebacks = conn.execute("SELECT * FROM writebacks").fetchall()
+        practices = conn.execute("SELECT * FROM practices").fetchall()
+    assert len(writebacks) == 30 and len(practices) == 2
+    as_json = msgspec.json.Decoder()
+    for row in writebacks:
+        fold = proj.decode_writeback(json.dumps(row.pop("fold")))
+        expected = as_json.decode(proj.encode_json({**proj.writeback_record(fold), "fold": None}))
+        assert as_json.decode(proj.encode_json({**row, "fold": None})) == expected
+    for row in practices:
+        fold = proj.decode_practice(json.dumps(row.pop("fold")))
+        expected = {**proj.practice_record(fold, row["version"]), "owner": None, "fold": None}
+        assert as_json.decode(proj.encode_json({**row, "fold": None})) == as_json.decode(proj.encode_json(expected))
