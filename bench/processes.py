@@ -8,7 +8,8 @@
 - ``Supervisor``: ``sikka-supervisor run`` against them (started, ``kill -9``-ed, terminated), its
   admin socket client; ``start_nodes``: several on one database; ``wait_ready``: until every
   practice runs;
-- the supervisor's resource figures from ``/proc`` and its ``loop.lag`` log lines.
+- the supervisor's resource figures from ``/proc``, and its JSON log lines (``log_records``: ``loop.lag``,
+  ``actors.recovered``).
 
 The executables are the ones installed beside this interpreter (``pip install`` puts them there).
 """
@@ -207,11 +208,11 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
-def loop_lag_reports(log: Path) -> list[dict]:
-    """The supervisor's ``loop.lag`` log lines (JSON log format), oldest first."""
+def log_records(log: Path, event: str) -> list[dict]:
+    """The supervisor's log lines (JSON log format) of ``event``, oldest first."""
     out = []
     for raw in log.read_text().splitlines():
-        if '"loop.lag"' in raw:
+        if f'"{event}"' in raw:
             with contextlib.suppress(ValueError):
                 out.append(json.loads(raw))
     return out

@@ -17,7 +17,8 @@ of its histogram bucket (1, 2, 5, 10, 20, 50, 100 … ms), with ``loop_lag_over_
 ``loop_lag_max_ms`` beside it;
 ``cpu_share``: the supervisor's user + system CPU over the settle / wall time (1.0 = one core);
 ``ready_s``: from start to every actor running (``GET /usage`` lists them all) and every
-practice active; ``actors_s``: from the restart's exec to every actor running again.
+practice active; ``actors_s``: from the restart's exec to every actor recovered and running again
+(the supervisor logs ``actors.recovered`` when the last one has read its state).
 The load: ``key_check_interval_s`` (``SIKKA_KEY_CHECK_INTERVAL``), ``key_checks_due_per_s`` =
 N / that interval, and what the simulator served over the settle (``sim_requests_per_s``, its
 ``sim_cpu_share``): one ``sikka-sim`` process, single-threaded, is the first to saturate.
@@ -37,7 +38,7 @@ from bench.processes import (
     Supervisor,
     cpu_seconds,
     fresh_database,
-    loop_lag_reports,
+    log_records,
     postgres,
     rss_bytes,
     wait_ready,
@@ -61,14 +62,14 @@ def run_once(
         wait_ready(supervisor, practices, timeout)
         ready = time.monotonic() - started
         log = tmp / f"supervisor-{supervisor.starts}.log"
-        before = len(loop_lag_reports(log))
+        before = len(log_records(log, "loop.lag"))
         served0, sim_cpu0 = sim.get("/_sim/stats")["requests"], cpu_seconds(sim.proc.pid)
         cpu0, t0 = cpu_seconds(pid), time.monotonic()
         time.sleep(settle)
         cpu1, t1 = cpu_seconds(pid), time.monotonic()
         served1, sim_cpu1 = sim.get("/_sim/stats")["requests"], cpu_seconds(sim.proc.pid)
         rss = rss_bytes(pid)
-        reports = loop_lag_reports(log)[before:]
+        reports = log_records(log, "loop.lag")[before:]
         assert supervisor.terminate() == 0
         actors_s = restart(supervisor, practices, timeout)
     finally:
@@ -91,15 +92,19 @@ def run_once(
 
 
 def restart(supervisor: Supervisor, practices: int, timeout: float) -> float:
-    """Seconds from exec to every actor running again (``GET /usage`` lists them all)."""
+    """Seconds from exec until every actor has recovered (read its state and key) and runs: the
+    supervisor's ``actors.recovered`` log line with all of them running (``GET /usage`` then
+    lists them all)."""
     began = time.monotonic()
     supervisor.start()
-    with supervisor.client(timeout=60) as admin:
-        while len(admin.get("/usage").json()["practices"]) < practices:
-            if time.monotonic() - began > timeout:
-                raise TimeoutError(f"the restarted supervisor did not run {practices} actors in {timeout:.0f} s")
-            time.sleep(0.25)  # (each answer lists every practice: not too often)
+    log = supervisor.tmp / f"supervisor-{supervisor.starts}.log"
+    while not any(r["running"] >= practices for r in log_records(log, "actors.recovered")):
+        if time.monotonic() - began > timeout:
+            raise TimeoutError(f"the restarted supervisor did not recover {practices} actors in {timeout:.0f} s")
+        time.sleep(0.1)
     elapsed = time.monotonic() - began
+    with supervisor.client(timeout=60) as admin:
+        assert len(admin.get("/usage").json()["practices"]) >= practices
     assert supervisor.terminate() == 0
     return elapsed
 

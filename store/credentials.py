@@ -223,8 +223,12 @@ class Credentials:
         await self.rows.put(kind, office_id, self.vault.encrypt(value.reveal()))
 
     async def secret(self, office_id: str, kind: str) -> Secret | None:
-        found = await self.rows.get(kind, [office_id])
-        return Secret(self.vault.decrypt(found[office_id])) if office_id in found else None
+        return (await self.secrets([office_id], kind)).get(office_id)
+
+    async def secrets(self, office_ids: list[str], kind: str) -> dict[str, Secret]:
+        """The practices' secrets of ``kind`` that are stored (one read for them all)."""
+        found = await self.rows.get(kind, office_ids)
+        return {office_id: Secret(self.vault.decrypt(ciphertext)) for office_id, ciphertext in found.items()}
 
     async def destroy_practice(self, office_id: str) -> int:
         return await self.rows.delete(SECRET_KINDS, [office_id])

@@ -138,6 +138,17 @@ class MemoryEventStore:
         found = self._snapshots.get(stream_id)
         return found[0] if found and found[1] == schema else None
 
+    async def load_streams(
+        self, stream_ids: list[str], schema: int
+    ) -> dict[str, tuple[Snapshot | None, list[RecordedEvent]]]:
+        await trio.lowlevel.checkpoint()
+        loaded = {}
+        for stream_id in stream_ids:
+            found = self._snapshots.get(stream_id)
+            snapshot = found[0] if found and found[1] == schema else None
+            loaded[stream_id] = (snapshot, self._streams.get(stream_id, [])[snapshot.version if snapshot else 0 :])
+        return loaded
+
     async def practice(self, office_id: str) -> PracticeRow | None:
         await trio.lowlevel.checkpoint()
         return self._practices.get(office_id)

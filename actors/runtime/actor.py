@@ -3,7 +3,8 @@
 One actor per practice owns the practice's request key (in memory, and encrypted at rest), its
 rate budget and its writebacks. Its life::
 
-    recover: snapshot + the stream's tail, folded with ``evolve``; ``recover`` events
+    recover: snapshot + the stream's tail (read with the actors starting alongside: ``loads``),
+       │      folded with ``evolve``; ``recover`` events
        │      (a writeback left ``submitting`` by a crash becomes ``unknown``, never re-sent)
        ▼
     loop: step = next_step(state, now, budget)
@@ -66,7 +67,7 @@ from actors.core.secret import Secret
 from actors.core.schedule import bodies_needed, conditions, key_usable, list_targets, next_step
 from actors.core.state import Practice, empty, evolve, writeback_counts
 from actors.runtime.calls import observe, read_own_list, take_budget
-from actors.runtime.commit import SNAPSHOT_SCHEMA, commit, committed, load_practice, patiently
+from actors.runtime.commit import SNAPSHOT_SCHEMA, commit, committed, folded, patiently
 from actors.runtime.deps import Deps
 from actors.runtime.inbox import Inbox
 from actors.runtime.mailbox import Envelope, Unavailable, Wake, answer_to, ask, tell
@@ -215,9 +216,10 @@ class PracticeActor:
         self._inbox.close()
 
     async def _recover(self) -> None:
-        self.state, self.version, self._snapshot_version = await load_practice(self.deps.store, self.office_id)
+        found = await self.deps.loads.load(self.office_id)
+        self.state, self.version, self._snapshot_version = folded(self.office_id, found.snapshot, found.records)
         self.state = loaded(self.state)
-        self._request_key = await self.deps.credentials.secret(self.office_id, "request_key")
+        self._request_key = found.request_key
         self._last_keyed_call_at = self.deps.clock()
 
         def recovered(state: Practice) -> list[ev.Event]:

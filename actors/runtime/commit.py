@@ -50,7 +50,7 @@ from actors.core.messages import Decision
 from actors.core.policy import stable_jitter
 from actors.core.state import Practice, empty, evolve, fold
 from store.db import DatabaseUnavailable, backoff
-from store.eventlog import ConcurrencyError, DuplicateIdempotencyKey
+from store.eventlog import ConcurrencyError, DuplicateIdempotencyKey, RecordedEvent, Snapshot
 
 log = structlog.get_logger("commit")
 
@@ -114,12 +114,17 @@ async def committed(store, stream_id: str, version: int, events: list[ev.Event])
 async def load_practice(store, office_id: str) -> tuple[Practice, int, int]:
     """(state, version, snapshot version): the latest snapshot plus the stream's tail, folded."""
     stream = ev.stream_id(office_id)
+    snapshot, records = (await store.load_streams([stream], SNAPSHOT_SCHEMA))[stream]
+    return folded(office_id, snapshot, records)
+
+
+def folded(office_id: str, snapshot: Snapshot | None, records: list[RecordedEvent]) -> tuple[Practice, int, int]:
+    """(state, version, snapshot version) of a practice from its snapshot and the events after it."""
     state, version, snapshot_version = empty(office_id), 0, 0
-    snapshot = await store.load_snapshot(stream, SNAPSHOT_SCHEMA)
     if snapshot is not None:
         state = msgspec.json.decode(snapshot.state, type=Practice)
         version = snapshot_version = snapshot.version
-    for record in await store.read_stream(stream, version + 1):
+    for record in records:
         state = evolve(state, record.event)
         version = record.version
     return state, version, snapshot_version

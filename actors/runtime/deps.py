@@ -1,7 +1,8 @@
 """What every practice actor shares, built once by the composition root (``supervisor.py``).
 
 ``Deps`` holds the store, the credentials vault, the Sikka client, the settings (and the pure
-core's ``CoreSettings`` derived from them), the clock, the app-level budget, and the hooks the
+core's ``CoreSettings`` derived from them), the clock, the app-level budget, the starting actors'
+grouped reads (``actors.runtime.loads``), and the hooks the
 supervisor listens to: ``on_targets_changed`` (the app-level list task re-plans),
 ``on_events`` (the metrics' histograms), ``owns`` / ``owner_of`` (practice leases: a lone process
 owns every practice it runs), ``database_problem`` (why the database is not usable now, from the
@@ -22,6 +23,7 @@ from actors.core import events as ev
 from actors.core.policy import CoreSettings
 from actors.core.ratelimit import Budget
 from actors.core.state import Practice
+from actors.runtime.loads import Loads
 
 
 class Deps:
@@ -52,6 +54,7 @@ class Deps:
         self.owns = owns or _owned_here
         self.owner_of = owner_of or _no_leases
         self.database_problem = database_problem
+        self.loads = Loads(store, credentials)  # starting actors' reads, grouped
 
     def deadline(self, at: datetime) -> float:
         """The trio deadline of wall-clock time ``at``."""

@@ -138,7 +138,7 @@ class PracticeSupervisor:
         actor = PracticeActor(office_id, self.deps)
         self.actors[office_id] = actor
         try:
-            await actor.run(task_status=_Started(self._started, office_id))
+            await actor.run(task_status=_Started(self._started, office_id, lambda: len(self.actors)))
         except LostOwnership as exc:
             log.warning("actor.lost_ownership", office_id=office_id, detail=str(exc))
         finally:
@@ -165,13 +165,18 @@ def _database_away(exc: Exception) -> bool:
 
 class _Started:
     """A ``task_status`` that wakes ``wait_started`` once the actor has recovered, and forgets
-    the event (an actor that runs needs none)."""
+    the event (an actor that runs needs none). When the last actor still recovering has
+    recovered, ``actors.recovered`` is logged with the number running (after a restart: the
+    moment every practice's actor works again)."""
 
-    def __init__(self, waiting: dict[str, trio.Event], office_id: str):
+    def __init__(self, waiting: dict[str, trio.Event], office_id: str, running: Callable[[], int]):
         self.waiting = waiting
         self.office_id = office_id
+        self.running = running
 
     def started(self, value=None) -> None:
         event = self.waiting.pop(self.office_id, None)
         if event is not None:
             event.set()
+            if not self.waiting:
+                log.info("actors.recovered", running=self.running())

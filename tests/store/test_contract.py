@@ -317,3 +317,19 @@ async def test_writeback_ids_and_claimed_sikka_ids(store):
     assert await store.writeback_ids("D9") == [] and await store.sikka_ids("D9") == set()
     counts = await store.writeback_counts("D1000")
     assert sum(counts.values()) == len(requested) and set(counts) <= {"completed", "failed", "cancelled"}
+
+
+async def test_load_streams_gives_each_stream_its_snapshot_and_the_events_after_it(store):
+    for name, count in (("A", 5), ("B", 3)):
+        await store.append(f"practice-{name}", 0, [registered(name, k) for k in range(count)])
+    await store.save_snapshot("practice-A", 3, 1, b'{"v":3}')
+    await store.save_snapshot("practice-B", 2, 2, b'{"v":2}')  # another schema: not this one's
+    loaded = await store.load_streams(["practice-A", "practice-B", "practice-NEW"], 1)
+    assert list(loaded) == ["practice-A", "practice-B", "practice-NEW"]
+    snapshot, tail = loaded["practice-A"]
+    assert (snapshot.version, snapshot.state.replace(b" ", b"")) == (3, b'{"v":3}')
+    assert [(r.version, r.event) for r in tail] == [(4, registered("A", 3)), (5, registered("A", 4))]
+    snapshot, tail = loaded["practice-B"]
+    assert snapshot is None and [r.version for r in tail] == [1, 2, 3]
+    assert tail == await store.read_stream("practice-B")
+    assert loaded["practice-NEW"] == (None, [])

@@ -19,7 +19,8 @@ from bench.workload import EPOCH, practice_streams
 from store import projections as proj
 from store.db import DatabaseUnavailable
 from store.locks import APPEND_LOCK
-from store.pglog import PgEventStore
+from store.eventlog import ConcurrencyError
+from store.pglog import PgEventStore, _Batch
 
 
 def registered(office_id: str) -> ev.Event:
@@ -175,3 +176,25 @@ async def test_the_typed_columns_are_the_folds_fields(db, database_url):
         fold = proj.decode_practice(json.dumps(row.pop("fold")))
         expected = {**proj.practice_record(fold, row["version"]), "owner": None, "fold": None}
         assert as_json.decode(proj.encode_json({**row, "fold": None})) == as_json.decode(proj.encode_json(expected))
+
+
+async def test_two_batches_of_one_stream_in_one_call_fail_the_call_and_are_committed_alone(db):
+    """GroupCommit never puts a stream twice in a group; were it to, the unique (stream_id,
+    version) index fails the call and each batch is appended alone: the first commits, the
+    second gets the conflict it would have had alone."""
+    store = PgEventStore(db)
+    await store.append("practice-T", 0, [registered("T")])
+    first, second = [batch_for(store, "practice-T", 1, [registered("T")]) for _ in range(2)]
+    outcomes = await store._commit_group([first, second])
+    assert outcomes[0].unwrap() == 2
+    with pytest.raises(ConcurrencyError) as stale:
+        outcomes[1].unwrap()
+    assert (stale.value.expected, stale.value.actual) == (1, 2)
+    assert [r.version for r in await store.read_stream("practice-T")] == [1, 2]
+
+
+def batch_for(store: PgEventStore, stream: str, expected: int, events: list) -> _Batch:
+    """The batch ``append`` would submit for ``events`` after the store's own last append."""
+    tail = store._tails[stream]
+    practice, changed = proj.project(tail.practice, stream[9:], events, tail.open)
+    return _Batch(stream, expected, expected + len(events), events, practice.state, practice, list(changed.values()), [])
