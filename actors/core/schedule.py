@@ -214,6 +214,14 @@ def due_events(p: Practice, now: datetime, settings: CoreSettings = DEFAULT_SETT
 # --- next_step -------------------------------------------------------------------------------
 
 
+def recovered_key_call_at(office_id: str, now: datetime, settings: CoreSettings) -> datetime:
+    """What a recovering actor counts as its last keyed call: a stable share of
+    ``key_check_interval`` before ``now``, so that after a restart the practices' idle key checks
+    spread over one interval instead of all coming due at once (20,000 of them, one interval
+    after the restart)."""
+    return now - seconds(policy.stable_jitter(f"key-check:{office_id}") * settings.key_check_interval)
+
+
 def next_step(
     p: Practice,
     now: datetime,

@@ -1,21 +1,24 @@
 """Garbage-collector policy for a process holding thousands of long-lived actors.
 
-CPython's full (generation 2) collection walks every tracked object: with 5,000 practices that
-is some 300,000 objects (actor tasks, their coroutine frames, cancel scopes, folds) and a pause
-of 150–250 ms, long enough to break the event-loop lag bound (p99 ≤ 50 ms, ``bench.scale``).
-Nearly all of those objects live as long as the process, so they are moved out of the
-collector's sight: every ``FREEZE_EVERY_S`` (first ``FIRST_FREEZE_S`` after start; start-up
-onboarding of thousands of practices takes a minute or more, so the freeze repeats) one full
-collection frees whatever is already garbage, then ``gc.freeze()`` puts every survivor in the
-permanent generation. Later collections walk only the objects created since, and so does the
-next freeze's collection (tens of milliseconds, once a minute: below the p99). A frozen object
-that dies is still freed by reference counting; only a reference cycle that becomes garbage
-after its freeze (a stopped actor's task and frames, say) is out of reach, so once every
-``UNFREEZE_EVERY_S`` the permanent generation is thawed first and the collection walks
-everything: one full pause an hour bounds what such cycles can hold.
+CPython's full (generation 2) collection walks every tracked object: with 20,000 practices that
+is some 900,000 objects (actor tasks, their coroutine frames, cancel scopes, folds) and a pause
+of 300 ms or more, far beyond the event-loop lag bound (p99 ≤ 10 ms, ``bench.scale``). Nearly
+all of those objects live as long as the process, so they are moved out of the collector's
+sight: every ``FREEZE_EVERY_S`` (first ``FIRST_FREEZE_S`` after start; start-up onboarding of
+thousands of practices takes minutes, so the freeze repeats) the young generations are collected
+(what the last minute left behind: a few milliseconds) and ``gc.freeze()`` puts every survivor in
+the permanent generation (a list splice: no walk). Later automatic collections see only the
+objects created since. A frozen object that dies is still freed by reference counting; only a
+reference cycle that reached the old generation before its freeze, or became garbage after it (a
+stopped actor's task and frames, say), is out of reach, so once every ``UNFREEZE_EVERY_S`` the
+permanent generation is thawed and one full collection walks everything: one full pause an hour
+bounds what such cycles can hold. (A full collection before every freeze, as before, walked
+each minute's newcomers again: 300 ms pauses once a minute while 20,000 practices onboarded.)
 
-Then, on glibc, ``malloc_trim(0)``: start-up (thousands of concurrent key grants) leaves the C
-heap fragmented, and trimming hands the free pages back (26 MiB of 198 MiB at 5,000 practices).
+Then, on glibc, ``malloc_trim(0)`` in a worker thread (ctypes releases the GIL; Python's small
+objects come from its own arenas, so the loop rarely waits for glibc's): start-up (thousands of
+concurrent key grants) leaves the C heap fragmented, and trimming hands the free pages back (26
+MiB of 198 MiB at 5,000 practices; 60–100 ms of work at 20,000, once held on the event loop).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import gc
+import time
 
 import structlog
 import trio
@@ -51,12 +55,16 @@ async def freeze_long_lived(
     await trio.sleep(first)
     thawed = trio.current_time()
     while True:
+        began = time.perf_counter()
         if trio.current_time() - thawed >= thaw_every:
             gc.unfreeze()
             thawed = trio.current_time()
-        collected = gc.collect()
+            collected = gc.collect()  # everything, once an hour
+        else:
+            collected = gc.collect(1)  # the young generations
         gc.freeze()
+        paused_ms = round((time.perf_counter() - began) * 1000, 1)
         if MALLOC_TRIM is not None:
-            MALLOC_TRIM(0)
-        log.info("gc.frozen", collected=collected, frozen=gc.get_freeze_count())
+            await trio.to_thread.run_sync(MALLOC_TRIM, 0)
+        log.info("gc.frozen", collected=collected, frozen=gc.get_freeze_count(), paused_ms=paused_ms)
         await trio.sleep(every)

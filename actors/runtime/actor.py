@@ -64,7 +64,7 @@ from actors.core.messages import Decision
 from actors.core.operations import PayloadError
 from actors.core.ratelimit import Budget, BudgetStats, Lane
 from actors.core.secret import Secret
-from actors.core.schedule import bodies_needed, conditions, key_usable, list_targets, next_step
+from actors.core.schedule import bodies_needed, conditions, key_usable, list_targets, next_step, recovered_key_call_at
 from actors.core.state import Practice, empty, evolve, writeback_counts
 from actors.runtime.calls import observe, read_own_list, take_budget
 from actors.runtime.commit import SNAPSHOT_SCHEMA, commit, committed, folded, patiently
@@ -220,7 +220,7 @@ class PracticeActor:
         self.state, self.version, self._snapshot_version = folded(self.office_id, found.snapshot, found.records)
         self.state = loaded(self.state)
         self._request_key = found.request_key
-        self._last_keyed_call_at = self.deps.clock()
+        self._last_keyed_call_at = recovered_key_call_at(self.office_id, self.deps.clock(), self.deps.core_settings)
 
         def recovered(state: Practice) -> list[ev.Event]:
             events = recover(state, self.deps.clock(), self.deps.core_settings)

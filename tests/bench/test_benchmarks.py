@@ -103,6 +103,14 @@ def test_scale_measures_a_supervisor_process_with_its_practices(pg_admin_url, tm
     assert 0 <= figures["lag_over_50ms"] <= 1
     # busy (the loop-lag probe alone wakes it 20 times a second), yet far from a core at steady state
     assert 0 < figures["cpu_share"] < 0.5
+    assert 0 < figures["actors_s"] < 60  # the restart's actors.recovered line was seen
+
+
+def test_scale_baseline_without_practices_restarts_too(pg_admin_url, tmp_path):
+    """Regression: the restart waited for an ``actors.recovered`` line, which a supervisor
+    without practices never logs, so the N = 0 baseline run waited out its whole timeout."""
+    figures = scale.run_once(pg_admin_url, tmp_path / "run", practices=0, settle=10.5, timeout=60)
+    assert 0 < figures["actors_s"] < 30
 
 
 def test_recovery_restarts_after_kill_9_and_checks_every_inflight_writeback(pg_admin_url, tmp_path):

@@ -7,7 +7,8 @@ import msgspec
 
 from actors.core import messages
 from actors.core.decide import retry_id, decide, recover, apply
-from actors.core.schedule import next_step, list_targets, key_usable, bodies_needed
+from actors.core.schedule import next_step, list_targets, key_usable, bodies_needed, recovered_key_call_at
+from actors.core.policy import DEFAULT_SETTINGS
 from actors.core.alerting import practice_alerts
 from actors.core import events as ev
 from actors.core import outcomes as oc
@@ -296,6 +297,18 @@ def test_messages_are_one_tagged_union():
     # inputs carrying an outcomes.Result encode (its Outcome union is untagged, so they are
     # passed in process, not decoded from the wire)
     assert b'"kind":"submit_outcome"' in msgspec.json.encode(messages.SubmitOutcome(writeback_id="w", result=ack()))
+
+
+def test_after_a_restart_the_idle_key_checks_spread_over_one_interval():
+    """Regression: every recovering actor counted the restart as its last keyed call, so the
+    idle key checks of 20,000 practices all came due one interval after the restart."""
+    interval = DEFAULT_SETTINGS.key_check_interval
+    offices = [f"D{n}" for n in range(2000)]
+    first = [(recovered_key_call_at(o, at(0), DEFAULT_SETTINGS) - at(0)).total_seconds() + interval for o in offices]
+    assert all(0 < s <= interval for s in first)  # each within the interval after the restart
+    tenths = {int(10 * s / interval) for s in first}
+    assert tenths == set(range(10))  # spread over all of it
+    assert recovered_key_call_at("D7", at(0), DEFAULT_SETTINGS) == recovered_key_call_at("D7", at(0), DEFAULT_SETTINGS)
 
 
 def test_idle_key_check_notices_a_revoked_practice():

@@ -5,10 +5,12 @@ a rate log that grows only with use; the loop-lag probe and the garbage-collecto
 from __future__ import annotations
 
 import gc
+import threading
 import tracemalloc
 import weakref
 from functools import partial
 
+import pytest
 import structlog.testing
 import trio
 
@@ -87,7 +89,14 @@ async def test_loop_lag_probe_reports_on_its_interval(autojump_clock):
     assert all(r["samples"] >= 199 and r["max_s"] == 0 for r in reports)  # the mock clock is never late
 
 
-async def test_gc_policy_freezes_the_survivors(autojump_clock):
+@pytest.fixture
+def no_trim(monkeypatch):
+    """The gc policy without ``malloc_trim`` (its worker thread would let the autojump clock
+    race ahead of the policy's sleeps)."""
+    monkeypatch.setattr(gcpolicy, "MALLOC_TRIM", None)
+
+
+async def test_gc_policy_freezes_the_survivors(autojump_clock, no_trim):
     gc.unfreeze()
     try:
         with trio.move_on_after(5):
@@ -97,7 +106,7 @@ async def test_gc_policy_freezes_the_survivors(autojump_clock):
         gc.unfreeze()
 
 
-async def test_gc_policy_thaws_hourly_so_cycles_that_died_frozen_are_collected(autojump_clock):
+async def test_gc_policy_thaws_hourly_so_cycles_that_died_frozen_are_collected(autojump_clock, no_trim):
     class Node:
         pass
 
@@ -115,6 +124,42 @@ async def test_gc_policy_thaws_hourly_so_cycles_that_died_frozen_are_collected(a
             assert alive() is not None  # out of the collector's reach until the thaw
             await trio.sleep(20)
             assert alive() is None
+            nursery.cancel_scope.cancel()
+    finally:
+        gc.unfreeze()
+
+
+async def test_gc_policy_walks_only_the_young_generations_but_for_the_hourly_thaw(autojump_clock, no_trim, monkeypatch):
+    """Regression: each minute's freeze began with a full collection, which walked the minute's
+    newcomers again: 300 ms pauses once a minute while 20,000 practices onboarded."""
+    walked = []
+    monkeypatch.setattr(gcpolicy.gc, "collect", lambda generation=2: walked.append(generation) or 0)
+    gc.unfreeze()
+    try:
+        with structlog.testing.capture_logs() as logs, trio.move_on_after(45):
+            await gcpolicy.freeze_long_lived(first=1, every=10, thaw_every=30)
+    finally:
+        gc.unfreeze()
+    assert walked == [1, 1, 1, 2, 1]  # t = 1, 11, 21, 31 (thawed: everything), 41
+    assert [entry["paused_ms"] >= 0 for entry in logs if entry["event"] == "gc.frozen"] == [True] * 5
+
+
+async def test_gc_policy_trims_the_heap_in_a_worker_thread(monkeypatch):
+    """Regression: ``malloc_trim`` ran on the event loop: 60–160 ms at 20,000 practices."""
+    trimmed = trio.Event()
+    token = trio.lowlevel.current_trio_token()
+
+    def trim(pad):
+        assert pad == 0 and threading.current_thread() is not threading.main_thread()
+        token.run_sync_soon(trimmed.set)
+
+    monkeypatch.setattr(gcpolicy, "MALLOC_TRIM", trim)
+    gc.unfreeze()
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(partial(gcpolicy.freeze_long_lived, first=0, every=100))
+            with trio.fail_after(5):
+                await trimmed.wait()
             nursery.cancel_scope.cancel()
     finally:
         gc.unfreeze()

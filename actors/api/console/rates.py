@@ -20,6 +20,7 @@ import trio
 
 SAMPLE_S = 60.0
 SAMPLES = 60  # an hour of minutes
+CHUNK = 500  # practices sampled between two checkpoints (about 2 ms)
 
 
 class HourOfUse(msgspec.Struct, frozen=True):
@@ -41,14 +42,17 @@ class RateHistory:
         self._used: dict[str, array] = {}
         self._limit: dict[str, int] = {}
 
-    def sample(self) -> None:
-        """One sample of every running practice's last 60 s; practices gone are forgotten."""
+    async def sample(self) -> None:
+        """One sample of every running practice's last 60 s; practices gone are forgotten. A
+        checkpoint every ``CHUNK`` practices: 20,000 of them held the event loop for 100 ms."""
         now = self._clock().timestamp()
         running = self._actors()
         for office_id in list(self._used):
             if office_id not in running:
                 del self._used[office_id], self._limit[office_id]
-        for office_id, actor in running.items():
+        for n, (office_id, actor) in enumerate(list(running.items()), 1):
+            if n % CHUNK == 0:
+                await trio.sleep(0)
             stats = actor.budget.statistics(now)
             used = self._used.setdefault(office_id, array("H"))
             used.append(min(stats.used_last_60s, 0xFFFF))
@@ -65,4 +69,4 @@ class RateHistory:
     async def run(self) -> None:
         while True:
             await trio.sleep(SAMPLE_S)
-            self.sample()
+            await self.sample()
