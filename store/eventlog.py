@@ -19,8 +19,10 @@ simulations). ``tests/store/test_contract.py`` runs the contract against both.
   ``last_position()``, ``stream_heads_since(after_position)`` and ``wait_for_append(after_position)``,
   which returns once the log holds a position past it (LISTEN/NOTIFY wake-ups in PostgreSQL, with
   polling as the fallback).
-- ``save_snapshot``/``load_snapshot``: a folded state at a version (newer wins; another schema
-  is not returned), so an actor recovers by folding only the tail.
+- ``save_snapshot``: a folded state at a version (newer wins); ``load_streams(stream_ids,
+  schema)``: per stream its snapshot of that schema (another schema is not returned) and the
+  events after it, for many streams in one read, so actors that start together recover by
+  folding only their tails.
 - The ``practices`` and ``writebacks`` projections change in the same transaction as the events
   (rows from ``store.projections.project``) and are read through ``practice``, ``practices``,
   ``writeback``, ``writebacks``, ``writeback_by_idempotency_key``, ``writeback_counts``,

@@ -15,10 +15,12 @@ There is one leader at a time: the task that found no commit in flight, then the
 each time a commit ends, so no caller waits for more than the commit in flight and its own.
 Before taking the queue the leader lets every task that is runnable run (two scheduler passes:
 trio runs each pass in random order), so the appends issued in the same tick, and those of the
-callers the last commit just woke, join its group. Positions stay dense and in commit order: groups commit one after the other.
+callers the last commit just woke, join its group. Positions stay dense and in commit order:
+groups commit one after the other.
 Given a ``key`` (the event stores give the stream), a group holds at most one item per key: a
 second append to a stream stays queued, in order, for the next group, so the commit checks
-each stream's version once against what is stored.
+each stream's version once against what is stored. The same mechanism groups reads:
+``actors.runtime.loads`` loads the actors that start together with one "commit" of reads.
 
 Cancellation never loses or half-writes a batch. A caller cancelled while its batch waits in
 the queue leaves it (``trio.Cancelled``, nothing written). Once a leader took it, the batch is

@@ -3,8 +3,8 @@ MockClock tests, simulations and benchmarks.
 
 Appends go through ``store.groupcommit.GroupCommit`` as in PostgreSQL: those issued in the same
 scheduling tick form one group (one batch per stream, as in PostgreSQL), applied in one step (no
-checkpoint between a version check and its write), each stream checked on its own, so concurrent trio tasks see exactly the PostgreSQL
-behaviour; the projections come from the same ``store.projections.project`` as ``store.pglog``'s.
+checkpoint between a version check and its write), each stream checked on its own, so concurrent
+trio tasks see exactly the PostgreSQL behaviour; the projections come from the same ``store.projections.project`` as ``store.pglog``'s.
 """
 
 from __future__ import annotations
@@ -132,11 +132,6 @@ class MemoryEventStore:
         current = self._snapshots.get(stream_id)
         if current is None or current[0].version < version:
             self._snapshots[stream_id] = (Snapshot(version, state), schema)
-
-    async def load_snapshot(self, stream_id: str, schema: int) -> Snapshot | None:
-        await trio.lowlevel.checkpoint()
-        found = self._snapshots.get(stream_id)
-        return found[0] if found and found[1] == schema else None
 
     async def load_streams(
         self, stream_ids: list[str], schema: int

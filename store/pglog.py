@@ -254,21 +254,12 @@ class PgEventStore:
             )
         )
 
-    async def load_snapshot(self, stream_id: str, schema: int) -> Snapshot | None:
-        def read(conn):
-            row = conn.execute(
-                "SELECT version, state::text FROM snapshots WHERE stream_id = %s AND schema = %s", (stream_id, schema)
-            ).fetchone()
-            return Snapshot(row[0], row[1].encode()) if row else None
-
-        return await self.db.run(read)
-
     async def load_streams(
         self, stream_ids: list[str], schema: int
     ) -> dict[str, tuple[Snapshot | None, list[RecordedEvent]]]:
-        """Per stream, its snapshot of ``schema`` (or ``None``) and the events after it: what
-        ``load_snapshot`` and then ``read_stream`` give, for many streams in one round trip (the
-        actors that start together recover together: ``actors.runtime.loads``)."""
+        """Per stream, its snapshot of ``schema`` (or ``None``) and the events after it, for many
+        streams in one round trip (the actors that start together recover together:
+        ``actors.runtime.loads``)."""
 
         def read(conn):
             snapshots = {

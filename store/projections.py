@@ -57,8 +57,10 @@ def project(
 
 # --- rows ---------------------------------------------------------------------------------------
 #
-# Rows travel to PostgreSQL as JSON objects keyed by column name and are turned into table rows
-# by ``jsonb_populate_record(set)``, in ``sikka_append`` and in ``store.rebuild`` alike.
+# ``store.rebuild`` sends rows to PostgreSQL as JSON objects keyed by column name, turned into
+# table rows by ``jsonb_populate_recordset``; an append sends only the folds, and
+# ``sikka_commit_group`` reads the same columns from them (``tests/store/test_pglog.py`` checks
+# that both give the same row).
 
 _enc = msgspec.json.Encoder()
 _practice_dec = msgspec.json.Decoder(Practice)

@@ -54,7 +54,7 @@ class Deps:
         self.owns = owns or _owned_here
         self.owner_of = owner_of or _no_leases
         self.database_problem = database_problem
-        self.loads = Loads(store, credentials)  # starting actors' reads, grouped
+        self.loads = Loads(self)  # starting actors' reads, grouped
 
     def deadline(self, at: datetime) -> float:
         """The trio deadline of wall-clock time ``at``."""

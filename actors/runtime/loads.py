@@ -39,15 +39,14 @@ class Loaded(NamedTuple):
 class Loads:
     """The starting actors' reads, grouped (see the module docstring)."""
 
-    def __init__(self, store, credentials, most: int = MOST):
-        self.store = store
-        self.credentials = credentials
+    def __init__(self, deps, most: int = MOST):
+        self.deps = deps  # its store and credentials, as they are when a group is read
         self.group = GroupCommit(self._load, most=most)
 
     async def load(self, office_id: str) -> Loaded:
         return await self.group.submit(office_id)
 
     async def _load(self, office_ids: list[str]) -> list[outcome.Outcome]:
-        streams = await self.store.load_streams([ev.stream_id(o) for o in office_ids], SNAPSHOT_SCHEMA)
-        keys = await self.credentials.secrets(office_ids, "request_key")
+        streams = await self.deps.store.load_streams([ev.stream_id(o) for o in office_ids], SNAPSHOT_SCHEMA)
+        keys = await self.deps.credentials.secrets(office_ids, "request_key")
         return [outcome.Value(Loaded(*streams[ev.stream_id(o)], keys.get(o))) for o in office_ids]

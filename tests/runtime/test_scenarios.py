@@ -517,7 +517,7 @@ async def test_restart_recovers_from_the_snapshot_to_the_full_fold(nursery, auto
     open_ids = [await system.request(office, "book_appointment", booking(system.sim, office, n)) for n in range(40, 44)]
     records = await stream(system, office)
     assert len(records) > 200
-    snapshot = await system.store.load_snapshot(stream_id, SNAPSHOT_SCHEMA)
+    snapshot = (await system.store.load_streams([stream_id], SNAPSHOT_SCHEMA))[stream_id][0]
     assert snapshot is not None and snapshot.version >= 200
     system.practices.stop(office)
     await wait_until(lambda: _stopped(system, office), 60, step=0.1)

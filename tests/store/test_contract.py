@@ -297,14 +297,17 @@ async def test_empty_and_foreign_batches_are_refused(store):
 
 
 async def test_snapshots_newer_wins_and_schema_must_match(store):
-    assert await store.load_snapshot("practice-A", 1) is None
+    async def snapshot(schema):
+        return (await store.load_streams(["practice-A"], schema))["practice-A"][0]
+
+    assert await snapshot(1) is None
     await store.save_snapshot("practice-A", 10, 1, b'{"v":10}')
     await store.save_snapshot("practice-A", 5, 1, b'{"v":5}')  # older: ignored
-    snap = await store.load_snapshot("practice-A", 1)
+    snap = await snapshot(1)
     assert snap.version == 10 and snap.state.replace(b" ", b"") == b'{"v":10}'
-    assert await store.load_snapshot("practice-A", 2) is None
+    assert await snapshot(2) is None
     await store.save_snapshot("practice-A", 12, 2, b'{"v":12}')
-    assert (await store.load_snapshot("practice-A", 2)).version == 12
+    assert (await snapshot(2)).version == 12
 
 
 async def test_writeback_ids_and_claimed_sikka_ids(store):

@@ -63,10 +63,17 @@ class FaultyStore:
         return version
 
     async def read_stream(self, *args, **kwargs):
+        self._crash_reading()
+        return await self.inner.read_stream(*args, **kwargs)
+
+    async def load_streams(self, *args, **kwargs):  # (a starting actor's read of its stream)
+        self._crash_reading()
+        return await self.inner.load_streams(*args, **kwargs)
+
+    def _crash_reading(self) -> None:
         self._gate()
         if self.crashing:
             raise RuntimeError("injected crash reading the stream")
-        return await self.inner.read_stream(*args, **kwargs)
 
     def statistics(self) -> FaultStatistics:
         return FaultStatistics(self._appends, self._failed, self._lost, self._refused)
