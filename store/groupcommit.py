@@ -11,16 +11,25 @@ would have had alone (a stale stream's ``ConcurrencyError`` fails only its own c
     task C: submit ─► waits ─┴ (queued behind the commit in flight)▼
                                        B leads: takes [B, C] ──► commit([B, C]) ──► B returns,
                                                                  C is woken with its outcome
-There is one leader at a time: the task that found no commit in flight, then the oldest waiter
-each time a commit ends, so no caller waits for more than the commit in flight and its own.
-Before taking the queue the leader lets every task that is runnable run (two scheduler passes:
-trio runs each pass in random order), so the appends issued in the same tick, and those of the
-callers the last commit just woke, join its group. Positions stay dense and in commit order:
-groups commit one after the other.
-Given a ``key`` (the event stores give the stream), a group holds at most one item per key: a
-second append to a stream stays queued, in order, for the next group, so the commit checks
-each stream's version once against what is stored. The same mechanism groups reads:
-``actors.runtime.loads`` loads the actors that start together with one "commit" of reads.
+Leaders: the task that found a free commit slot, then, each time a commit ends or a group is
+taken, the oldest waiter that may lead, so no caller waits for more than the commits in flight
+and its own. Before taking the queue a leader lets every task that is runnable run (two
+scheduler passes: trio runs each pass in random order), so the appends issued in the same tick,
+and those of the callers the last commit just woke, join its group. Positions stay dense and in
+commit order whatever the store does meanwhile: the store's commit assigns them under its lock.
+Given a ``key`` (the event stores give the stream), a group holds at most one item per key, and
+no key of a group in flight: a second append to a stream stays queued, in order, until the
+commit holding its stream has ended, so each commit checks a stream's version against what is
+stored. The same mechanism groups reads: ``actors.runtime.loads`` loads the actors that start
+together with one "commit" of reads.
+
+``depth`` commits may be in flight at once (``store.pglog``: 2). A second commit overlaps what
+happens outside the store's lock (the callers' own work, sending and parsing the group) with the
+first one's locked part: with two free slots a leader takes half of what waits and hands the
+lead on at once, so the writers that arrive together form two groups that then alternate::
+
+    commit #1 [A1..A32]  ──────────► A's writers append again ─► commit #3 [A1..A32] ──►
+    commit #2      [B1..B32]  ──────────► B's writers append again ─► commit #4 …
 
 Cancellation never loses or half-writes a batch. A caller cancelled while its batch waits in
 the queue leaves it (``trio.Cancelled``, nothing written). Once a leader took it, the batch is
@@ -56,20 +65,26 @@ class _Request(Generic[Item]):
 
 
 class GroupCommit(Generic[Item]):
-    """Appends gathered into group commits of at most ``most`` items, one per ``key`` (see the
-    module docstring); ``groups`` and ``committed`` count the commits and the items they took."""
+    """Appends gathered into group commits of at most ``most`` items, one per ``key``, with at
+    most ``depth`` commits in flight (see the module docstring; a test may lower it to see what
+    happens inside one group); ``groups`` and ``committed`` count the commits and the items they
+    took."""
 
     def __init__(
         self,
         commit: Callable[[list[Item]], Awaitable[list[outcome.Outcome]]],
         most: int = MOST,
         key: Callable[[Item], Hashable] = id,
+        depth: int = 1,
     ):
         self._commit = commit
         self._most = most
         self._key = key
+        self.depth = depth
         self._queue: list[_Request[Item]] = []  # not yet taken, oldest first
-        self._led = False  # a task commits, or has been told to
+        self._leaders = 0  # tasks that commit, or have been told to
+        self._committing = 0  # groups taken and not yet committed
+        self._in_flight: set[Hashable] = set()  # the keys of the leaders and of their groups
         self.groups = 0
         self.committed = 0
 
@@ -81,8 +96,8 @@ class GroupCommit(Generic[Item]):
     async def submit(self, item: Item) -> Any:
         """Commit ``item`` in a group; its outcome's value (or its error)."""
         request = _Request(item)
-        if not self._led:
-            self._led = True
+        if self._may_lead(request):
+            self._claim(request)
         else:
             self._queue.append(request)
             woken = await trio.lowlevel.wait_task_rescheduled(partial(self._abort, request))
@@ -101,14 +116,17 @@ class GroupCommit(Generic[Item]):
             await trio.lowlevel.checkpoint()
             await trio.lowlevel.cancel_shielded_checkpoint()  # (trio runs a batch in random order)
         except BaseException:  # cancelled before anything was taken: hand the lead on
-            self._pass_lead()
+            self._release([request])
             raise
         group = self._take(request)
         self.groups += 1
         self.committed += len(group)
+        self._committing += 1
+        self._pass_lead()  # with a slot free, the next group forms meanwhile
         with trio.CancelScope(shield=True):
             result = await outcome.acapture(self._commit, [taken.item for taken in group])
-        self._pass_lead()
+        self._committing -= 1
+        self._release(group)
         if isinstance(result, outcome.Value) and len(result.value) != len(group):
             result = outcome.Error(RuntimeError(f"a group of {len(group)} got {len(result.value)} outcomes"))
         if isinstance(result, outcome.Value):
@@ -123,17 +141,34 @@ class GroupCommit(Generic[Item]):
                 trio.lowlevel.reschedule(taken.task, its)
         return mine.unwrap()
 
+    def _may_lead(self, request: _Request[Item]) -> bool:
+        return self._leaders < self.depth and self._key(request.item) not in self._in_flight
+
+    def _claim(self, request: _Request[Item]) -> None:
+        self._leaders += 1
+        self._in_flight.add(self._key(request.item))
+
+    def _release(self, group: list[_Request[Item]]) -> None:
+        """A leader is done (its group committed, or it was cancelled before taking one)."""
+        self._leaders -= 1
+        self._in_flight.difference_update(self._key(r.item) for r in group)
+        self._pass_lead()
+
     def _take(self, lead: _Request[Item]) -> list[_Request[Item]]:
-        """The next group: the leader's request and the oldest queued ones, at most ``most``, one
-        per key; the rest stay queued."""
+        """The next group: the leader's request and the oldest queued ones, at most ``most`` and
+        this slot's share of what waits (with two slots free, half), one per key and none in
+        flight; the rest stay queued."""
         lead.taken = True
         group = [lead]
         left: list[_Request[Item]] = []
-        keys = {self._key(lead.item)}
+        share = -(-(len(self._queue) + 1) // (self.depth - self._committing))  # (rounded up)
+        most = min(self._most, share)
+        keys = set(self._in_flight)  # the leader's among them
         for request in self._queue:
             key = self._key(request.item)
-            if len(group) < self._most and key not in keys:
+            if len(group) < most and key not in keys:
                 keys.add(key)
+                self._in_flight.add(key)
                 request.taken = True
                 group.append(request)
             else:
@@ -142,10 +177,14 @@ class GroupCommit(Generic[Item]):
         return group
 
     def _pass_lead(self) -> None:
-        if self._queue:
-            trio.lowlevel.reschedule(self._queue.pop(0).task, outcome.Value(_LEAD))
-        else:
-            self._led = False
+        """The oldest waiters that may lead are told to, while a slot is free."""
+        while self._leaders < self.depth:
+            request = next((r for r in self._queue if self._may_lead(r)), None)
+            if request is None:
+                return
+            self._queue.remove(request)
+            self._claim(request)
+            trio.lowlevel.reschedule(request.task, outcome.Value(_LEAD))
 
 
 def _copied(error: BaseException) -> BaseException:

@@ -7,12 +7,14 @@ flight go together in one call of the ``sikka_commit_group`` SQL function
 version and the idempotency keys the batch brings, inserts the events of the batches that pass
 at dense positions and upserts the projection rows computed here by ``store.projections.project``
 (the production fold), all in one transaction, then NOTIFYs once. A stream appears at most once
-in a group (a second batch waits for the next one). A batch that fails its check fails only its
-own append (``ConcurrencyError``, ``DuplicateIdempotencyKey``); when the call as a whole fails on
-the data (a constraint), each batch of the group is appended alone, so each caller gets the error
-its own batch causes. The store keeps, for the ``tails_kept`` streams it appended to last, the
-rows the next append starts from (``_StreamTail``), so a busy actor's append reads nothing first,
-while thousands of idle practices cost no memory here (their next append reads its tail first).
+in a group (a second batch waits for the next one). Two groups may be in flight at once, never
+with the same stream: while one holds the append lock, the other is built, sent and parsed. A
+batch that fails its check fails only its own append (``ConcurrencyError``,
+``DuplicateIdempotencyKey``); when the call as a whole fails on the data (a constraint), each
+batch of the group is appended alone, so each caller gets the error its own batch causes. The
+store keeps, for the ``tails_kept`` streams it appended to last, the rows the next append starts
+from (``_StreamTail``), so a busy actor's append reads nothing first, while thousands of idle
+practices cost no memory here (their next append reads its tail first).
 """
 
 from __future__ import annotations
@@ -115,12 +117,13 @@ class PgEventStore:
 
     poll_interval = 2.0  # fallback when a NOTIFY is missed
     tails_kept = 2048  # streams whose tail is kept, the most recently appended to
+    commits_in_flight = 2  # group commits at once (store.groupcommit): one overlaps the other's locked part
 
     def __init__(self, db: Database):
         self.db = db
         self._appended = trio.Event()
         self._tails: dict[str, _StreamTail] = {}
-        self.group_commit = GroupCommit(self._commit_group, key=_stream_of)
+        self.group_commit = GroupCommit(self._commit_group, key=_stream_of, depth=self.commits_in_flight)
 
     # appending
 

@@ -161,6 +161,7 @@ async def appended_in_one_group(store, appends: list[tuple[str, int, list]]) -> 
         except (ConcurrencyError, DuplicateIdempotencyKey) as exc:
             results[stream] = exc
 
+    store.group_commit.depth = 1  # one group (with a second commit slot free, half would go in another)
     groups = store.group_commit.groups
     async with trio.open_nursery() as nursery:
         for stream, expected, events in appends:

@@ -216,3 +216,83 @@ async def test_a_group_with_the_wrong_number_of_outcomes_fails_every_caller(size
         for n in range(size):
             nursery.start_soon(submit, n)
     assert results == [f"a group of {size} got {size - 1} outcomes"] * size
+
+
+class ParallelCommits:
+    """Commits that each stay in flight until the test finishes that one (``finish(i)``, by the
+    order they started); ``most_at_once`` is the most that were in flight together."""
+
+    def __init__(self):
+        self.groups: list[list] = []
+        self._done: list[trio.Event] = []
+        self._in_flight = 0
+        self.most_at_once = 0
+
+    async def commit(self, items: list) -> list[outcome.Outcome]:
+        self.groups.append(list(items))
+        done = trio.Event()
+        self._done.append(done)
+        self._in_flight += 1
+        self.most_at_once = max(self.most_at_once, self._in_flight)
+        await done.wait()
+        self._in_flight -= 1
+        return [outcome.Value(f"{i} done") for i in items]
+
+    async def finish(self, index: int) -> None:
+        self._done[index].set()
+        await wait_all_tasks_blocked()
+
+
+@asynccontextmanager
+async def two_deep(key=id):
+    commits = ParallelCommits()
+    group = GroupCommit(commits.commit, key=key, depth=2)
+    async with trio.open_nursery() as nursery:
+        yield commits, group, Callers(group, nursery)
+
+
+def stream(item: str) -> str:
+    return item.split(":")[0]
+
+
+async def test_with_depth_two_a_second_group_commits_while_the_first_is_in_flight_never_a_third():
+    async with two_deep() as (commits, group, callers):
+        await callers.start("a")
+        await callers.start("b")
+        assert commits.groups == [["a"], ["b"]]  # two in flight
+        await callers.start("c", "d")
+        assert group.queued == 2  # no third
+        await commits.finish(1)  # b's commit ends first: c and d go together, a still in flight
+        assert commits.groups == [["a"], ["b"], ["c", "d"]]
+        await commits.finish(0)
+        await commits.finish(2)
+    assert commits.most_at_once == 2
+    assert callers.results == {x: f"{x} done" for x in "abcd"}
+
+
+async def test_with_two_slots_free_the_appends_of_one_tick_split_into_two_groups():
+    commits = ParallelCommits()
+    group = GroupCommit(commits.commit, depth=2)
+    async with trio.open_nursery() as nursery:
+        for item in "abcdef":
+            nursery.start_soon(group.submit, item)
+        await wait_all_tasks_blocked()
+        assert sorted(len(g) for g in commits.groups) == [3, 3]
+        assert sorted(x for g in commits.groups for x in g) == list("abcdef")
+        await commits.finish(0)
+        await commits.finish(1)
+
+
+async def test_with_depth_two_a_stream_in_flight_waits_for_its_commit_and_keeps_its_order():
+    async with two_deep(key=stream) as (commits, group, callers):
+        await callers.start("s:1")
+        await callers.start("s:2", "s:3", "t:1")  # s is in flight: t leads the second commit alone
+        assert commits.groups == [["s:1"], ["t:1"]] and group.queued == 2
+        await commits.finish(1)  # a slot is free, but s still is in flight: nothing starts
+        assert len(commits.groups) == 2
+        await commits.finish(0)  # s:2 leads, s:3 waits for it
+        assert commits.groups[2:] == [["s:2"]]
+        await commits.finish(2)
+        assert commits.groups[3:] == [["s:3"]]
+        await commits.finish(3)
+    assert callers.results == {x: f"{x} done" for x in ("s:1", "s:2", "s:3", "t:1")}
