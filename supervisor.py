@@ -78,6 +78,7 @@ from actors.monitoring.slack import SlackNotifier
 from actors.process import config, datadir, limits, logs, systemd
 from actors.process.config import Settings
 from actors.process.gcpolicy import freeze_long_lived
+from actors.process.gil import favour_the_loop
 from actors.runtime.applevel import AppLevel
 from actors.runtime.deps import Deps, utc_now
 from actors.runtime.follower import follow_appends
@@ -316,6 +317,7 @@ def _start_intake(
 
 
 def _start_process_tasks(root: trio.Nursery, metrics: Metrics) -> None:
+    favour_the_loop()
     root.start_soon(partial(looplag.probe, observe=metrics.loop_lag.observe))
     root.start_soon(freeze_long_lived)
     interval = systemd.watchdog_interval()

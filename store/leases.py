@@ -22,7 +22,7 @@ CHANNEL = "leases"
 class Snapshot(msgspec.Struct, frozen=True):
     now: datetime
     nodes: dict[str, datetime]  # node → heartbeat expiry
-    leases: dict[str, Lease]
+    leases: dict[str, Lease]  # the rows of other owners (this node's own: its held leases, or leftovers)
     practices: list[str]  # practices that should run somewhere
 
 
@@ -54,7 +54,10 @@ def snapshot(conn: psycopg.Connection, node_id: str, ttl: float, *, heartbeat: b
         now = conn.execute("SELECT now()").fetchone()[0]
         nodes = dict(conn.execute("SELECT node_id, expires_at FROM nodes").fetchall())
         leases = {
-            r[0]: Lease(*r) for r in conn.execute("SELECT office_id, owner, term, expires_at FROM leases").fetchall()
+            r[0]: Lease(*r)
+            for r in conn.execute(
+                "SELECT office_id, owner, term, expires_at FROM leases WHERE owner <> %s", (node_id,)
+            ).fetchall()
         }
         practices = [
             r[0]
@@ -86,15 +89,18 @@ def acquire(conn: psycopg.Connection, node_id: str, office_ids: list[str], ttl: 
 
 
 def renew(conn: psycopg.Connection, node_id: str, held: dict[str, int], ttl: float) -> set[str]:
-    """Extend the leases still held at the granted term and not expired; return those renewed."""
+    """Extend the leases still held at the granted term and not expired; return those that were
+    not (lost: expired, or taken by another node). Usually none: a lone node holding 20,000
+    leases reads back nothing."""
     if not held:
         return set()
     rows = conn.execute(
-        "UPDATE leases l SET expires_at = now() + make_interval(secs => %s)"
-        " FROM unnest(%s::text[], %s::bigint[]) AS h(office_id, term)"
-        " WHERE l.office_id = h.office_id AND l.term = h.term AND l.owner = %s AND l.expires_at > now()"
-        " RETURNING l.office_id",
-        (ttl, list(held), list(held.values()), node_id),
+        "WITH h AS (SELECT * FROM unnest(%s::text[], %s::bigint[]) AS h(office_id, term)),"
+        " renewed AS (UPDATE leases l SET expires_at = now() + make_interval(secs => %s) FROM h"
+        "  WHERE l.office_id = h.office_id AND l.term = h.term AND l.owner = %s AND l.expires_at > now()"
+        "  RETURNING l.office_id)"
+        " SELECT h.office_id FROM h WHERE h.office_id NOT IN (SELECT office_id FROM renewed)",
+        (list(held), list(held.values()), ttl, node_id),
     ).fetchall()
     return {r[0] for r in rows}
 

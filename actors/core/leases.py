@@ -73,11 +73,15 @@ def plan(
     """What node ``me`` does this round.
 
     ``practices``: the practices that should run somewhere (registered, not offboarded; empty
-    while ``me`` shuts down); ``leases``: the lease rows; ``held``: office → term of the leases
-    this process holds; ``nodes``: node → heartbeat expiry; ``now``: the database's time.
+    while ``me`` shuts down); ``leases``: the lease rows of other owners (a row of ``me``'s own
+    that ``held`` lacks is a leftover, taken as a free one); ``held``: office → term of the
+    leases this process holds; ``nodes``: node → heartbeat expiry; ``now``: the database's time.
     """
     live = live_nodes(me, nodes, now)
-    wanted = {o for o in practices if desired_owner(o, live) == me}
+    if live == {me}:  # alone: everything hashes to me (no hashing: tens of thousands each round)
+        wanted = set(practices)
+    else:
+        wanted = {o for o in practices if desired_owner(o, live) == me}
     acquire, renew, release = [], [], []
     waits = [expires_at for n, expires_at in nodes.items() if n != me and expires_at > now]
     for office_id in sorted(wanted | set(held)):

@@ -4,4 +4,5 @@
 - ``logs``      structlog lines on stdout, JSON by default, with redaction
 - ``systemd``   sd_notify and the watchdog
 - ``gcpolicy``  the garbage-collector policy for thousands of long-lived actors
+- ``gil``       the event loop's share of the GIL against busy worker threads
 """

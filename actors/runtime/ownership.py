@@ -128,12 +128,12 @@ class Ownership:
             leases.plan, self.node_id, [] if self.closing else snap.practices, snap.leases, dict(self.held),
             snap.nodes, snap.now,
         )
-        renewed = await self.db.run(rows.renew, self.node_id, dict(self.held), self.timing.ttl)
+        lost = await self.db.run(rows.renew, self.node_id, dict(self.held), self.timing.ttl)
         for office_id in list(self.held):
-            if office_id in renewed:
-                self.renewed_at[office_id] = sent_at
-            else:
+            if office_id in lost:
                 self._lost(office_id)
+            else:
+                self.renewed_at[office_id] = sent_at
         for office_id in plan.release:
             if office_id in self.held and office_id not in self.releasing:
                 self.releasing.add(office_id)

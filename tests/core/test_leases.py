@@ -31,6 +31,18 @@ def test_a_lone_node_acquires_every_free_practice_at_once():
     assert plan("a", OFFICES, {}, {}, live("a"), NOW) == Plan(acquire=tuple(sorted(OFFICES)))
 
 
+def test_a_lone_node_plans_without_hashing(monkeypatch):
+    """Regression: every round hashed each practice against the one live node (20,000 hashes
+    every 7.5 s in a worker thread, holding the GIL the event loop waits for)."""
+    import actors.core.leases as module
+
+    monkeypatch.setattr(module, "rank", lambda node_id, office_id: pytest.fail("hashed"))
+    held = {"D1": 3}
+    assert plan("a", OFFICES, {}, held, live("a"), NOW) == Plan(
+        acquire=tuple(sorted(set(OFFICES) - {"D1"})), renew=("D1",)
+    )
+
+
 def test_a_lone_node_counts_itself_live_before_its_heartbeat_is_seen():
     assert plan("a", ["D1"], {}, {}, {}, NOW).acquire == ("D1",)
 

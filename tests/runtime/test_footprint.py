@@ -14,7 +14,7 @@ import pytest
 import structlog.testing
 import trio
 
-from actors.process import gcpolicy
+from actors.process import gcpolicy, gil
 from actors.monitoring import looplag
 from actors.core.ratelimit import Budget, Lane
 from actors.runtime.supervision import RestartPolicy, Supervised
@@ -129,18 +129,27 @@ async def test_gc_policy_thaws_hourly_so_cycles_that_died_frozen_are_collected(a
         gc.unfreeze()
 
 
-async def test_gc_policy_walks_only_the_young_generations_but_for_the_hourly_thaw(autojump_clock, no_trim, monkeypatch):
-    """Regression: each minute's freeze began with a full collection, which walked the minute's
-    newcomers again: 300 ms pauses once a minute while 20,000 practices onboarded."""
+async def test_gc_policy_is_the_only_full_collector_while_it_runs(autojump_clock, no_trim, monkeypatch):
+    """Regression: CPython's own full collections walked every object not frozen whenever the
+    promoted ones passed a quarter of them: every 6 s at 20,000 practices (50–90 ms each, also in
+    worker threads holding the GIL). The policy now makes the one full walk a minute, before its
+    freeze, and CPython's thresholds come back when it stops."""
     walked = []
     monkeypatch.setattr(gcpolicy.gc, "collect", lambda generation=2: walked.append(generation) or 0)
+    thresholds = gc.get_threshold()
+    seen = []
     gc.unfreeze()
     try:
         with structlog.testing.capture_logs() as logs, trio.move_on_after(45):
-            await gcpolicy.freeze_long_lived(first=1, every=10, thaw_every=30)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(partial(gcpolicy.freeze_long_lived, first=1, every=10, thaw_every=30))
+                await trio.sleep(0.5)
+                seen.append(gc.get_threshold())
     finally:
         gc.unfreeze()
-    assert walked == [1, 1, 1, 2, 1]  # t = 1, 11, 21, 31 (thawed: everything), 41
+    assert seen == [(thresholds[0], thresholds[1], gcpolicy.NO_AUTOMATIC_FULL)]
+    assert gc.get_threshold() == thresholds
+    assert walked == [2] * 5  # t = 1, 11, 21, 31 (thawed: everything), 41
     assert [entry["paused_ms"] >= 0 for entry in logs if entry["event"] == "gc.frozen"] == [True] * 5
 
 
@@ -162,6 +171,27 @@ async def test_gc_policy_trims_the_heap_in_a_worker_thread(monkeypatch):
                 await trimmed.wait()
             nursery.cancel_scope.cancel()
     finally:
+        gc.unfreeze()
+
+
+async def test_the_supervisor_lets_a_busy_worker_thread_hold_the_gil_only_a_millisecond():
+    """Regression: with CPython's 5 ms switch interval, each pass of the event loop could wait
+    that long for a worker thread parsing thousands of rows (lag samples of 10–20 ms)."""
+    import sys
+
+    import supervisor
+    from actors.monitoring.metrics import Metrics
+
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(0.005)
+    try:
+        async with trio.open_nursery() as nursery:
+            supervisor._start_process_tasks(nursery, Metrics())
+            assert sys.getswitchinterval() == pytest.approx(gil.SWITCH_INTERVAL_S)
+            nursery.cancel_scope.cancel()
+        assert gil.favour_the_loop() == pytest.approx(gil.SWITCH_INTERVAL_S)
+    finally:
+        sys.setswitchinterval(before)
         gc.unfreeze()
 
 
