@@ -13,6 +13,8 @@ supervisor's pool size (``POOL_SIZE`` connections). Prints one ``name: value`` p
 - ``append_events_per_s_batched``: the public ``append`` with batches of events (target ≥ 20,000);
 - ``replay_events_per_s``: read all + decode + the production fold over a realistic lifecycle mix
   on ≥ 500 streams and ≥ 200,000 events, read from PostgreSQL (target ≥ 100,000).
+``--commits-in-flight 1`` measures the group commits one after the other (the store's default
+lets two be in flight) for a comparison on the same machine.
 """
 
 from __future__ import annotations
@@ -158,6 +160,7 @@ async def main(args: argparse.Namespace, admin_url: str) -> dict:
     db = Database(url, max_size=POOL_SIZE)
     await db.open()
     store = PgEventStore(db)
+    store.group_commit.depth = args.commits_in_flight
     out: dict[str, float] = {}
     try:
         _, one_practice = next(practice_streams(seed=9, practices=1, writebacks_per_practice=args.single // 6 + 1))
@@ -183,6 +186,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--streams", type=int, default=520, help="practice streams for the batched run")
     parser.add_argument("--writebacks", type=int, default=70, help="writebacks per stream (about 7 events each)")
     parser.add_argument("--batch", type=int, default=500, help="events per append in the batched run")
+    parser.add_argument(
+        "--commits-in-flight", type=int, default=PgEventStore.commits_in_flight,
+        help="group commits at once (the store's default; 1 to compare with commits one after the other)",
+    )
     return parser.parse_args(argv)
 
 

@@ -121,9 +121,21 @@ def test_recovery_restarts_after_kill_9_and_checks_every_inflight_writeback(pg_a
     assert 0 < figures["actors_s"] <= figures["recovery_s"] and figures["first_checks_s"] <= figures["recovery_s"]
 
 
-def test_store_measures_each_writer_count_against_raw_inserts(pg_admin_url, capsys):
-    args = bench_store.parse(["--single", "20", "--concurrent", "128", "--streams", "3", "--writebacks", "2"])
+@pytest.mark.parametrize("in_flight", ["2", "1"])
+def test_store_measures_each_writer_count_against_raw_inserts(pg_admin_url, capsys, monkeypatch, in_flight):
+    depths = []
+
+    class Store(bench_store.PgEventStore):
+        def __init__(self, db):
+            super().__init__(db)
+            depths.append(self.group_commit)
+
+    monkeypatch.setattr(bench_store, "PgEventStore", Store)
+    args = bench_store.parse(
+        ["--single", "20", "--concurrent", "128", "--streams", "3", "--writebacks", "2", "--commits-in-flight", in_flight]
+    )
     figures = trio.run(bench_store.main, args, pg_admin_url)
+    assert [group.depth for group in depths] == [int(in_flight)]
     printed = parse_lines(capsys.readouterr().out)
     assert set(printed) == set(figures)
     for writers in bench_store.WRITERS:
