@@ -4,7 +4,8 @@ Both event stores append through a ``GroupCommit``; the store gives it ``commit(
 writes a whole group at once (``store.pglog``: one ``sikka_commit_group`` call, so one
 transaction, one append lock, one flush and one NOTIFY; ``store.memory``: one step) and
 returns one ``outcome.Outcome`` per item: the stream's new version, or the error that item
-would have had alone (a stale stream's ``ConcurrencyError`` fails only its own caller)::
+would have had alone (a stale stream's ``ConcurrencyError`` fails only its own caller). With one
+commit at a time (``depth`` 1)::
 
     task A: submit ─► A leads: takes [A] ──► commit([A]) ··· in flight ···► A returns
     task B: submit ─► waits ─┐                                    │ the lead passes to B
