@@ -164,11 +164,9 @@ class GroupCommit(Generic[Item]):
         left: list[_Request[Item]] = []
         share = -(-(len(self._queue) + 1) // (self.depth - self._committing))  # (rounded up)
         most = min(self._most, share)
-        keys = set(self._in_flight)  # the leader's among them
         for request in self._queue:
             key = self._key(request.item)
-            if len(group) < most and key not in keys:
-                keys.add(key)
+            if len(group) < most and key not in self._in_flight:  # (the leader's key is in it)
                 self._in_flight.add(key)
                 request.taken = True
                 group.append(request)
