@@ -3,17 +3,19 @@ PostgreSQL, in the schema of ``store/migrations``; ``iterate_log`` reads the who
 
 Appends are group-committed (``store.groupcommit``): the batches appended while a commit is in
 flight go together in one call of the ``sikka_commit_group`` SQL function
-(``store/migrations/0006_commit_group.sql``): under the append lock it checks each stream's
-version and the idempotency keys the batch brings, inserts the events of the batches that pass
-at dense positions and upserts the projection rows computed here by ``store.projections.project``
-(the production fold), all in one transaction, then NOTIFYs once. A stream appears at most once
-in a group (a second batch waits for the next one). Two groups may be in flight at once, never
-with the same stream: while one holds the append lock, the other is built, sent and parsed. A
+(``store/migrations/0007_short_lock.sql``). In one transaction it checks each stream's version
+and the idempotency keys the batch brings, upserts the projection rows computed here by
+``store.projections.project`` (the production fold) for the batches that pass, then takes the
+append lock, inserts their events at dense positions and NOTIFYs once: the lock is held for the
+events and the commit alone. A stream appears at most once in a group (a second batch waits for
+the next one). Two groups may be in flight at once, never with the same stream: while one holds
+the append lock, the other is built, sent, parsed, checked and writes its projection rows. A
 batch that fails its check fails only its own append (``ConcurrencyError``,
-``DuplicateIdempotencyKey``); when the call as a whole fails on the data (a constraint), each
-batch of the group is appended alone, so each caller gets the error its own batch causes. The
-store keeps, for the ``tails_kept`` streams it appended to last, the rows the next append starts
-from (``_StreamTail``), so a busy actor's append reads nothing first, while thousands of idle
+``DuplicateIdempotencyKey``); when the call as a whole fails on the data (a constraint, or a
+race lost to another process between the checks and the lock), each batch of the group is
+appended alone, so each caller gets the error its own batch causes. The store keeps, for the
+``tails_kept`` streams it appended to last, the rows the next append starts from
+(``_StreamTail``), so a busy actor's append reads nothing first, while thousands of idle
 practices cost no memory here (their next append reads its tail first).
 """
 
@@ -148,15 +150,19 @@ class PgEventStore:
             del self._tails[next(iter(self._tails))]
         return version
 
-    async def _commit_group(self, batches: list[_Batch]) -> list[outcome.Outcome]:
+    async def _commit_group(self, batches: list[_Batch], *, again: bool = True) -> list[outcome.Outcome]:
         """One ``sikka_commit_group`` call for the group; each batch alone if the call fails on
-        the data (so only the batch at fault fails, with the error it causes alone)."""
+        the data (so only the batch at fault fails, with the error it causes alone). A batch
+        alone that breaks a unique index may have lost a race to another process (the checks run
+        before the append lock): tried once more, its check sees the winner's rows."""
         try:
             actual, duplicate = await self.db.run(self._append_group_sync, batches)
         except _BATCH_ERRORS as exc:
-            if len(batches) == 1:
-                return [outcome.Error(batches[0].alone_error(exc))]
-            return [(await self._commit_group([batch]))[0] for batch in batches]
+            if len(batches) > 1:
+                return [(await self._commit_group([batch]))[0] for batch in batches]
+            if again and exc.sqlstate == "23505":
+                return await self._commit_group(batches, again=False)
+            return [outcome.Error(batches[0].alone_error(exc))]
         return [batch.outcome(a, d) for batch, a, d in zip(batches, actual, duplicate, strict=True)]
 
     @staticmethod

@@ -42,9 +42,22 @@ def replayed(
 
 
 def _shown_state(state: Practice) -> dict:
-    out = msgspec.to_builtins(replace(state, payloads={}))
+    out = _every_field(replace(state, payloads={}))
     out["state"] = state.state
     return out
+
+
+def _every_field(value):
+    """``value`` as JSON builtins with every field of its structs, those at their defaults too
+    (the state's structs leave them out when encoded, ``omit_defaults``; a reader of the replay
+    wants to see a writeback ``queued``)."""
+    if isinstance(value, msgspec.Struct):
+        return {name: _every_field(getattr(value, name)) for name in value.__struct_fields__}
+    if isinstance(value, dict):
+        return {key: _every_field(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_every_field(item) for item in value]
+    return msgspec.to_builtins(value)
 
 
 def _shown_data(event: ev.Event, payloads: dict[str, str] | None) -> dict:

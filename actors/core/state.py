@@ -44,7 +44,7 @@ class WritebackError(msgspec.Struct, frozen=True):
     message: str = ""
 
 
-class Writeback(msgspec.Struct, frozen=True, kw_only=True):
+class Writeback(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """One writeback as the admin API shows it (no payload), plus the fold's bookkeeping."""
 
     writeback_id: str
@@ -95,8 +95,9 @@ class LateWatch(msgspec.Struct, frozen=True, kw_only=True):
     next_check_at: datetime | None = None
 
 
-class Practice(msgspec.Struct, frozen=True, kw_only=True):
-    """A practice as its actor knows it. Secrets live only in the credentials store."""
+class Practice(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A practice as its actor knows it. Secrets live only in the credentials store. Encoded, as
+    ``Writeback``, without the fields at their defaults (snapshots, projection folds: 0007)."""
 
     office_id: str
     registered: bool = False

@@ -15,9 +15,11 @@ import trio
 from trio.testing import wait_all_tasks_blocked
 
 from actors.core import events as ev
+from actors.core.state import Practice, Writeback
 from bench.workload import EPOCH, practice_streams
+from store import migrate
 from store import projections as proj
-from store.db import DatabaseUnavailable
+from store.db import Database, DatabaseUnavailable
 from store.locks import APPEND_LOCK
 from store.eventlog import ConcurrencyError
 from store.pglog import PgEventStore, _Batch
@@ -202,3 +204,124 @@ def batch_for(store: PgEventStore, stream: str, expected: int, events: list) -> 
     tail = store._tails[stream]
     practice, changed = proj.project(tail.practice, stream[9:], events, tail.open)
     return _Batch(stream, expected, expected + len(events), events, practice.state, practice, list(changed.values()), [])
+
+
+async def test_a_column_at_its_default_is_filled_from_the_state_defaults(db, database_url):
+    """Folds leave out the fields at their defaults (``omit_defaults``): sikka_commit_group fills
+    those columns with ``actors.core.state``'s defaults, so a queued writeback of a practice never
+    registered gets the same row as ``store.rebuild`` writes for it."""
+    store = PgEventStore(db)
+    request = ev.WritebackRequested(
+        at=EPOCH, writeback_id="w-default", operation="create_patient", payload="x", deadline_at=EPOCH
+    )
+    await store.append("practice-UNREG", 0, [request])
+    with psycopg.connect(database_url, row_factory=psycopg.rows.dict_row) as conn:
+        row = conn.execute("SELECT * FROM writebacks WHERE writeback_id = 'w-default'").fetchone()
+        practice = conn.execute("SELECT * FROM practices WHERE office_id = 'UNREG'").fetchone()
+    fold = proj.decode_writeback(json.dumps(row.pop("fold")))
+    assert {"state", "retryable", "attempts", "checks"}.isdisjoint(json.loads(proj.encode_json(fold)))
+    assert (row["state"], row["retryable"], row["attempts"], row["checks"], row["seq"]) == ("queued", False, 0, 0, 1)
+    expected = msgspec.json.decode(proj.encode_json({**proj.writeback_record(fold), "fold": None}))
+    assert msgspec.json.decode(proj.encode_json({**row, "fold": None})) == expected
+    summary = proj.decode_practice(json.dumps(practice.pop("fold")))
+    assert "practice_name" not in json.loads(proj.encode_json(summary)) and practice["practice_name"] == ""
+
+
+def every_default(cls) -> dict:
+    """The fields of a state struct at their defaults, as JSON (what ``omit_defaults`` leaves out)."""
+    fields = msgspec.inspect.type_info(cls).fields
+    return {
+        f.encode_name: msgspec.to_builtins(f.default if f.default_factory is msgspec.NODEFAULT else f.default_factory())
+        for f in fields
+        if f.default is not msgspec.NODEFAULT or f.default_factory is not msgspec.NODEFAULT
+    }
+
+
+async def test_folds_stored_before_0007_lose_the_fields_at_their_defaults(db, database_url):
+    """0007 rewrites the folds stored in full by an earlier release into the form appends now
+    store, so a rebuild (or the restore drill) finds them equal; its default documents are the
+    state's defaults."""
+    store = PgEventStore(db)
+    for stream, events in practice_streams(seed=12, practices=2, writebacks_per_practice=6):
+        await store.append(stream, 0, events)
+    tables = {"practices": ("office_id", Practice), "writebacks": ("writeback_id", Writeback)}
+
+    def folds(conn):
+        return {t: dict(conn.execute(f"SELECT {key}, fold FROM {t}").fetchall()) for t, (key, _) in tables.items()}
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        stored = folds(conn)
+        for table, (_, cls) in tables.items():  # as a release before 0007 stored them: every field
+            conn.execute(f"UPDATE {table} SET fold = %s::jsonb || fold", (json.dumps(every_default(cls)),))
+        full = folds(conn)
+        conn.execute("DELETE FROM schema_migrations WHERE version = 7")
+        assert migrate.apply(conn) == ["0007_short_lock.sql"]
+        assert folds(conn) == stored
+    assert all(len(full[t][k]) > len(stored[t][k]) for t in tables for k in stored[t])
+    assert len(stored["writebacks"]) == 12
+
+
+async def test_the_append_lock_is_taken_after_the_projections_are_written(db, database_url):
+    """A group holds the append lock for its events alone: while another session holds it, the
+    group's transaction has already written its practices and writebacks rows, not its events."""
+    store = PgEventStore(db)
+    await store.append("practice-L", 0, [registered("L")])
+    with append_lock_held(database_url) as release:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(store.append, "practice-L", 1, [registered("L")])
+            with psycopg.connect(database_url, autocommit=True) as admin:
+                query = (
+                    "SELECT c.relname FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
+                    " JOIN pg_stat_activity a ON a.pid = l.pid"
+                    " WHERE a.query LIKE '%%sikka_commit_group%%' AND a.wait_event = 'advisory'"
+                    " AND l.granted AND l.mode = 'RowExclusiveLock' AND c.relkind = 'r' ORDER BY 1"
+                )
+                with trio.fail_after(10):
+                    while not (tables := admin.execute(query).fetchall()):
+                        await trio.sleep(0.01)
+            assert tables == [("practices",), ("writebacks",)]  # no events yet: they wait for the lock
+            release()
+    assert [r.version for r in await store.read_stream("practice-L")] == [1, 2]
+
+
+async def test_two_stores_racing_on_one_stream_one_conflict_and_the_winners_rows(db, database_url):
+    """Two processes (here two stores, each with its own pool) appending to one stream at once
+    both pass the version check, which runs before the append lock; the second to take the lock
+    fails on the unique (stream_id, version) index and its upserts go with it. Tried once more,
+    its check sees the winner's events: the conflict it would have had alone. The projections are
+    the winner's."""
+    first, second = PgEventStore(db), PgEventStore(Database(database_url, max_size=2))
+    await second.db.open()
+    try:
+        await first.append("practice-R", 0, [registered("R")])
+        outcomes = {}
+
+        async def append(store, practice_name):
+            renamed = ev.PracticeRegistered(at=EPOCH, office_id="R", practice_name=practice_name)
+            try:
+                outcomes[practice_name] = await store.append("practice-R", 1, [renamed])
+            except ConcurrencyError as exc:
+                outcomes[practice_name] = ("conflict", exc.actual)
+
+        with append_lock_held(database_url) as release, psycopg.connect(database_url, autocommit=True) as admin:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(append, first, "First")
+                await until(lambda: waiting(admin, "advisory") == 1)  # its rows written, at the lock
+                nursery.start_soon(append, second, "Second")
+                await until(lambda: waiting(admin, "transactionid") == 1)  # at the first's practice row
+                release()
+        assert outcomes == {"First": 2, "Second": ("conflict", 2)}
+        assert [r.version for r in await first.read_stream("practice-R")] == [1, 2]
+        row = await second.practice("R")
+        assert (row.practice.practice_name, row.version) == ("First", 2)
+    finally:
+        await second.db.close()
+
+
+def waiting(admin: psycopg.Connection, event: str) -> int:
+    """Sessions in sikka_commit_group waiting on a lock of this kind."""
+    return admin.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%%sikka_commit_group%%'"
+        " AND wait_event_type = 'Lock' AND wait_event = %s",
+        (event,),
+    ).fetchone()[0]
