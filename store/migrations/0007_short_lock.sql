@@ -12,8 +12,9 @@
 -- * the version check: within a process two groups in flight never hold one stream
 --   (store.groupcommit); were another process to append to the same stream at once, both would
 --   pass the check and the second INSERT of a version would fail on the unique (stream_id,
---   version) index, failing the call (and its upserts with it): the writers then append alone
---   and the stale one gets its conflict, as after any data error;
+--   version) index, failing the call (and its upserts with it): the writers then append alone,
+--   as after any data error, and a lone batch that breaks a unique index is tried once more
+--   (store.pglog), when its check sees the winner and reports the conflict;
 -- * the idempotency-key check: likewise, writebacks_idempotency fails the second of two
 --   concurrent writers of one key;
 -- * the upserts take the projection rows' locks before the append lock. They take them in
